@@ -1,0 +1,149 @@
+"""Prepare MLX before anything imports it: optimized BLAS on Linux, default device, seeds.
+
+Why a BLAS preload: the Linux ``mlx[cpu]`` wheel links its bundled *reference* BLAS (~5 GFLOP/s).
+``libmlx.so`` resolves ``cblas_sgemm`` at load time through the global symbol scope, so a library
+loaded earlier with ``RTLD_GLOBAL`` that exports the standard CBLAS symbols wins, and fp32 matmul
+runs 20-30x faster. We prefer Debian's pthread OpenBLAS (``libopenblas0-pthread``): it measured
+as fast as MKL here (see ../shared/reference/perf-baseline.md), is BSD-licensed, ~7 MB instead of
+MKL's 687 MB, and exports the unprefixed CBLAS symbols (PyPI's scipy-openblas32 prefixes them).
+BLIS and MKL are accepted as fallbacks. On macOS MLX uses Accelerate and nothing is done.
+
+Set ``MLX_HF_BRIDGE_BLAS`` to a library path to force one, or to ``reference`` to skip the preload.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import platform
+import sys
+import warnings
+
+_BLAS_CANDIDATES = (
+    # Debian/Ubuntu pthread OpenBLAS (our default: `apt-get install libopenblas0-pthread`)
+    "/usr/lib/{arch}-linux-gnu/openblas-pthread/libopenblas.so.0",
+    "/usr/lib/{arch}-linux-gnu/libopenblas.so.0",
+    "/usr/lib64/libopenblas.so.0",
+    "/usr/lib/libopenblas.so.0",
+    # BLIS (Debian libblis4-pthread)
+    "/usr/lib/{arch}-linux-gnu/blis-pthread/libblis.so.4",
+    # MKL from the `mkl` wheel
+    "{prefix}/lib/libmkl_rt.so.2",
+    "{prefix}/lib/libmkl_rt.so.3",
+)
+
+_state = {"blas": None, "blas_name": "not loaded", "warned": False, "prepared": False}
+
+
+def _blas_name(path: str) -> str:
+    base = os.path.basename(path).lower()
+    for key, name in (("openblas", "OpenBLAS"), ("blis", "BLIS"), ("mkl", "MKL")):
+        if key in base:
+            return name
+    return base
+
+
+def _candidate_paths():
+    forced = os.environ.get("MLX_HF_BRIDGE_BLAS")
+    if forced:
+        return [forced]
+    arch = platform.machine()
+    paths = []
+    for pattern in _BLAS_CANDIDATES:
+        paths.extend(sorted(glob.glob(pattern.format(arch=arch, prefix=sys.prefix))))
+    return paths
+
+
+def _load_blas():
+    """Load the first usable optimized BLAS with RTLD_GLOBAL. Returns its path or None."""
+    if os.environ.get("MLX_HF_BRIDGE_BLAS", "").lower() == "reference":
+        _state["blas_name"] = "reference (MLX_HF_BRIDGE_BLAS=reference)"
+        return None
+    if "mlx.core" in sys.modules:
+        # Too late: libmlx has already bound its BLAS symbols.
+        _state["blas_name"] = "reference (mlx.core was imported before mlx_hf_bridge)"
+        return None
+    if sys.platform.startswith("linux") and "MKL_THREADING_LAYER" not in os.environ:
+        os.environ["MKL_THREADING_LAYER"] = "GNU"
+    for path in _candidate_paths():
+        try:
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            lib.cblas_sgemm  # noqa: B018 - raises AttributeError when the symbol is prefixed/missing
+        except (OSError, AttributeError):
+            continue
+        _state["blas"] = path
+        _state["blas_name"] = f"{_blas_name(path)} ({path})"
+        return path
+    _state["blas_name"] = "reference (bundled with the mlx wheel)"
+    return None
+
+
+def prepare():
+    """Idempotent: preload BLAS (Linux only), import mlx.core and pick the default device."""
+    if _state["prepared"]:
+        return
+    _state["prepared"] = True
+    if sys.platform.startswith("linux"):
+        if _load_blas() is None and not _state["warned"]:
+            _state["warned"] = True
+            warnings.warn(
+                "mlx_hf_bridge: no optimized BLAS found; MLX will use its slow reference BLAS "
+                f"({_state['blas_name']}). Install one with `apt-get install libopenblas0-pthread` "
+                "(or set MLX_HF_BRIDGE_BLAS=/path/to/libopenblas.so) and import mlx_hf_bridge "
+                "before mlx.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    else:
+        _state["blas_name"] = "Accelerate (macOS)" if sys.platform == "darwin" else "MLX default"
+    import mlx.core as mx
+
+    mx.set_default_device(mx.gpu if mx.is_available(mx.gpu) else mx.cpu)
+
+
+def blas_info() -> str:
+    return _state["blas_name"]
+
+
+def use_cpu():
+    """Force the CPU device (what ``use_cpu=True`` / ``--cpu`` means on MLX)."""
+    import mlx.core as mx
+
+    mx.set_default_device(mx.cpu)
+
+
+def device_name() -> str:
+    import mlx.core as mx
+
+    dev = mx.default_device()
+    return "gpu" if dev == mx.gpu else "cpu"
+
+
+def seed_everything(seed: int):
+    """Seed Python, NumPy and MLX so that a run is reproducible."""
+    import random
+
+    import mlx.core as mx
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    mx.random.seed(seed)
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Best-of-``repeats`` fp32 ``n x n`` matmul throughput on the default device."""
+    import time
+
+    import mlx.core as mx
+
+    a = mx.random.normal((n, n))
+    b = mx.random.normal((n, n))
+    mx.eval(a, b, a @ b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mx.eval(a @ b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9

@@ -1,0 +1,80 @@
+"""Pieces shared by the encoder architectures."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+@dataclass
+class BaseModelArgs:
+    @classmethod
+    def from_dict(cls, params: dict):
+        """Build from an HF ``config.json`` dict, ignoring keys this architecture does not use."""
+        names = inspect.signature(cls).parameters
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+
+def gelu_exact(x: mx.array) -> mx.array:
+    # HF's "gelu" is the erf form; the tanh approximation differs by ~1e-2 on real weights.
+    return 0.5 * x * (1.0 + mx.erf(x / math.sqrt(2.0)))
+
+
+def gelu_tanh(x: mx.array) -> mx.array:
+    return 0.5 * x * (1.0 + mx.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+ACTIVATIONS = {
+    "gelu": gelu_exact,
+    "gelu_python": gelu_exact,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "relu": nn.relu,
+    "silu": nn.silu,
+    "swish": nn.silu,
+    "tanh": mx.tanh,
+}
+
+
+def activation(name: str):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unsupported activation {name!r}; supported: {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+def padding_bias(attention_mask: mx.array, dtype=mx.float32) -> mx.array:
+    """(B, L) 0/1 key mask -> additive (B, 1, 1, L) bias: 0 where attended, a large negative where not."""
+    mask = attention_mask.astype(mx.bool_)
+    return mx.where(mask, 0.0, -1e9).astype(dtype)[:, None, None, :]
+
+
+def sliding_window_bias(length: int, half_window: int, dtype=mx.float32) -> mx.array:
+    """(1, 1, L, L) additive band mask: a query sees keys with |i - j| <= half_window.
+
+    Built once per forward (shared by every local layer), never per layer.
+    """
+    idx = mx.arange(length)
+    band = mx.abs(idx[:, None] - idx[None, :]) <= half_window
+    return mx.where(band, 0.0, -1e9).astype(dtype)[None, None]
+
+
+def attention(q, k, v, scale: float, bias, dropout: nn.Dropout | None = None, training=False):
+    """q, k, v: (B, heads, L, head_dim); bias broadcastable to (B, heads, L, L).
+
+    The fused kernel has no dropout, so attention-probability dropout (BERT's default 0.1 when
+    training) takes the explicit path; eval and dropout 0 use ``mx.fast``.
+    """
+    if training and dropout is not None and dropout._p_1 < 1:  # _p_1 = keep probability
+        scores = (q * scale) @ k.transpose(0, 1, 3, 2)
+        if bias is not None:
+            scores = scores + bias
+        return dropout(mx.softmax(scores, axis=-1, precise=True)) @ v
+    return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=bias)

@@ -1,0 +1,195 @@
+"""BERT encoder (HF ``model_type: bert``) with HF parameter names, so saving is exporting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .base import BaseModelArgs, activation, attention, padding_bias
+
+
+@dataclass
+class ModelArgs(BaseModelArgs):
+    model_type: str = "bert"
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    position_embedding_type: str = "absolute"
+    pad_token_id: int = 0
+
+    def __post_init__(self):
+        if self.position_embedding_type != "absolute":
+            raise ValueError(
+                f"BERT position_embedding_type={self.position_embedding_type!r} is not supported; "
+                "only 'absolute' is."
+            )
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.position_embeddings = nn.Embedding(args.max_position_embeddings, args.hidden_size)
+        self.token_type_embeddings = nn.Embedding(args.type_vocab_size, args.hidden_size)
+        self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
+        self.dropout = nn.Dropout(args.hidden_dropout_prob)
+
+    def __call__(self, input_ids, token_type_ids=None):
+        length = input_ids.shape[1]
+        if token_type_ids is None:
+            token_type_ids = mx.zeros_like(input_ids)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(mx.arange(length))[None]
+            + self.token_type_embeddings(token_type_ids)
+        )
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.num_heads = args.num_attention_heads
+        self.head_dim = args.hidden_size // args.num_attention_heads
+        self.query = nn.Linear(args.hidden_size, args.hidden_size)
+        self.key = nn.Linear(args.hidden_size, args.hidden_size)
+        self.value = nn.Linear(args.hidden_size, args.hidden_size)
+        self.dropout = nn.Dropout(args.attention_probs_dropout_prob)
+
+    def __call__(self, x, bias):
+        B, L, _ = x.shape
+
+        def heads(t):
+            return t.reshape(B, L, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        out = attention(q, k, v, self.head_dim**-0.5, bias, self.dropout, self.training)
+        return out.transpose(0, 2, 1, 3).reshape(B, L, -1)
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.dense = nn.Linear(args.hidden_size, args.hidden_size)
+        self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
+        self.dropout = nn.Dropout(args.hidden_dropout_prob)
+
+    def __call__(self, h, residual):
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.self = BertSelfAttention(args)
+        self.output = BertSelfOutput(args)
+
+    def __call__(self, x, bias):
+        return self.output(self.self(x, bias), x)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.dense = nn.Linear(args.hidden_size, args.intermediate_size)
+        self.act = activation(args.hidden_act)
+
+    def __call__(self, x):
+        return self.act(self.dense(x))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.dense = nn.Linear(args.intermediate_size, args.hidden_size)
+        self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
+        self.dropout = nn.Dropout(args.hidden_dropout_prob)
+
+    def __call__(self, h, residual):
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.attention = BertAttention(args)
+        self.intermediate = BertIntermediate(args)
+        self.output = BertOutput(args)
+
+    def __call__(self, x, bias):
+        x = self.attention(x, bias)
+        return self.output(self.intermediate(x), x)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.layer = [BertLayer(args) for _ in range(args.num_hidden_layers)]
+
+
+class BertPooler(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.dense = nn.Linear(args.hidden_size, args.hidden_size)
+
+    def __call__(self, hidden):
+        return mx.tanh(self.dense(hidden[:, 0]))
+
+
+class Model(nn.Module):
+    """``BertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H)."""
+
+    def __init__(self, args: ModelArgs, add_pooling_layer: bool = True):
+        super().__init__()
+        self.args = args
+        self.embeddings = BertEmbeddings(args)
+        self.encoder = BertEncoder(args)
+        if add_pooling_layer:
+            self.pooler = BertPooler(args)
+
+    @property
+    def layers(self):
+        return self.encoder.layer
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+        x = self.embeddings(input_ids, token_type_ids)
+        bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
+        for layer in self.encoder.layer:
+            x = layer(x, bias)
+        return x
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, embedding: nn.Embedding):
+        self.embeddings.word_embeddings = embedding
+
+    @staticmethod
+    def sanitize(weights: dict) -> dict:
+        """HF / Stanford checkpoint keys -> our (HF ``BertModel``) keys."""
+        out = {}
+        for key, value in weights.items():
+            if key.startswith("bert."):
+                key = key[len("bert.") :]
+            elif key.startswith(("cls.", "linear.", "classifier.")):
+                continue  # MLM / ColBERT / classification heads are not part of the encoder
+            if key.endswith("position_ids"):
+                continue  # a buffer in old checkpoints
+            key = key.replace("LayerNorm.gamma", "LayerNorm.weight")
+            key = key.replace("LayerNorm.beta", "LayerNorm.bias")
+            out[key] = value
+        return out
+
+    @staticmethod
+    def has_pooler(weights: dict) -> bool:
+        return any("pooler." in k for k in weights)

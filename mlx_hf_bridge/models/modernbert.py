@@ -1,0 +1,168 @@
+"""ModernBERT encoder (HF ``model_type: modernbert``) with HF parameter names.
+
+Alternating global / sliding-window attention with separate RoPE thetas, GeGLU with exact (erf)
+GELU, no biases by default, and no ``attn_norm`` on layer 0 — all read from the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .base import BaseModelArgs, activation, attention, padding_bias, sliding_window_bias
+
+
+@dataclass
+class ModelArgs(BaseModelArgs):
+    model_type: str = "modernbert"
+    vocab_size: int = 50368
+    hidden_size: int = 768
+    intermediate_size: int = 1152
+    num_hidden_layers: int = 22
+    num_attention_heads: int = 12
+    hidden_activation: str = "gelu"
+    max_position_embeddings: int = 8192
+    norm_eps: float = 1e-5
+    norm_bias: bool = False
+    attention_bias: bool = False
+    attention_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+    mlp_bias: bool = False
+    mlp_dropout: float = 0.0
+    local_attention: int = 128
+    global_attn_every_n_layers: int = 3
+    layer_types: list | None = None
+    rope_parameters: dict | None = None
+    global_rope_theta: float = 160000.0
+    local_rope_theta: float = 10000.0
+    pad_token_id: int = 50283
+
+    def __post_init__(self):
+        if self.layer_types is None:
+            self.layer_types = [
+                "sliding_attention" if i % self.global_attn_every_n_layers else "full_attention"
+                for i in range(self.num_hidden_layers)
+            ]
+        # transformers >= 5 stores the thetas in rope_parameters; older configs use the flat keys.
+        rope = self.rope_parameters or {}
+        for layer_type in ("full_attention", "sliding_attention"):
+            params = rope.get(layer_type) or {}
+            if params.get("rope_type", "default") != "default":
+                raise ValueError(
+                    f"ModernBERT rope_type={params['rope_type']!r} is not supported; only 'default' is."
+                )
+        self.global_theta = float((rope.get("full_attention") or {}).get("rope_theta", self.global_rope_theta))
+        self.local_theta = float(
+            (rope.get("sliding_attention") or {}).get("rope_theta", self.local_rope_theta)
+        )
+
+
+class ModernBertEmbeddings(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+        self.drop = nn.Dropout(args.embedding_dropout)
+
+    def __call__(self, input_ids):
+        return self.drop(self.norm(self.tok_embeddings(input_ids)))
+
+
+class ModernBertAttention(nn.Module):
+    def __init__(self, args: ModelArgs, layer_type: str):
+        super().__init__()
+        self.num_heads = args.num_attention_heads
+        self.head_dim = args.hidden_size // args.num_attention_heads
+        self.Wqkv = nn.Linear(args.hidden_size, 3 * args.hidden_size, bias=args.attention_bias)
+        self.Wo = nn.Linear(args.hidden_size, args.hidden_size, bias=args.attention_bias)
+        self.is_local = layer_type == "sliding_attention"
+        self.rope_theta = args.local_theta if self.is_local else args.global_theta
+        self.drop = nn.Dropout(args.attention_dropout)
+
+    def __call__(self, x, bias):
+        B, L, _ = x.shape
+        qkv = self.Wqkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        # HF applies rotate_half RoPE (non-interleaved), i.e. traditional=False.
+        q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
+        k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
+        out = attention(q, k, v, self.head_dim**-0.5, bias, self.drop, self.training)
+        return self.Wo(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+class ModernBertMLP(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.Wi = nn.Linear(args.hidden_size, 2 * args.intermediate_size, bias=args.mlp_bias)
+        self.Wo = nn.Linear(args.intermediate_size, args.hidden_size, bias=args.mlp_bias)
+        self.act = activation(args.hidden_activation)
+        self.drop = nn.Dropout(args.mlp_dropout)
+
+    def __call__(self, x):
+        h, gate = mx.split(self.Wi(x), 2, axis=-1)
+        return self.Wo(self.drop(self.act(h) * gate))
+
+
+class ModernBertEncoderLayer(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.layer_type = args.layer_types[layer_id]
+        # Layer 0 has no attn_norm: the embedding norm already normalised its input.
+        if layer_id != 0:
+            self.attn_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+        self.attn = ModernBertAttention(args, self.layer_type)
+        self.mlp_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+        self.mlp = ModernBertMLP(args)
+
+    def __call__(self, x, bias):
+        h = self.attn_norm(x) if "attn_norm" in self else x
+        x = x + self.attn(h, bias)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Model(nn.Module):
+    """``ModernBertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H)."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.embeddings = ModernBertEmbeddings(args)
+        self.layers = [ModernBertEncoderLayer(args, i) for i in range(args.num_hidden_layers)]
+        self.final_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+        x = self.embeddings(input_ids)
+        L = input_ids.shape[1]
+        global_bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
+        local_bias = global_bias
+        if L > self.args.local_attention // 2 + 1 and any(
+            layer.layer_type == "sliding_attention" for layer in self.layers
+        ):
+            band = sliding_window_bias(L, self.args.local_attention // 2, x.dtype)
+            local_bias = band if global_bias is None else global_bias + band
+        for layer in self.layers:
+            x = layer(x, local_bias if layer.layer_type == "sliding_attention" else global_bias)
+        return self.final_norm(x)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.tok_embeddings
+
+    def set_input_embeddings(self, embedding: nn.Embedding):
+        self.embeddings.tok_embeddings = embedding
+
+    @staticmethod
+    def sanitize(weights: dict) -> dict:
+        out = {}
+        for key, value in weights.items():
+            if key.startswith("model."):
+                key = key[len("model.") :]  # ModernBertForMaskedLM & co. wrap the encoder
+            elif key.startswith(("head.", "decoder.", "classifier.", "linear.")):
+                continue
+            out[key] = value
+        return out
+
+    @staticmethod
+    def has_pooler(weights: dict) -> bool:
+        return False
