@@ -193,3 +193,4 @@ class Model(nn.Module):
     @staticmethod
     def has_pooler(weights: dict) -> bool:
         return any("pooler." in k for k in weights)
+HF_ARCHITECTURE = "BertModel"

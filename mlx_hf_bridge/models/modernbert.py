@@ -81,7 +81,7 @@ class ModernBertAttention(nn.Module):
         self.rope_theta = args.local_theta if self.is_local else args.global_theta
         self.drop = nn.Dropout(args.attention_dropout)
 
-    def __call__(self, x, bias):
+    def __call__(self, x, bias, visible=None):
         B, L, _ = x.shape
         qkv = self.Wqkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
@@ -89,6 +89,8 @@ class ModernBertAttention(nn.Module):
         q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
         k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
         out = attention(q, k, v, self.head_dim**-0.5, bias, self.drop, self.training)
+        if visible is not None:
+            out = out * visible  # rows that see no key output 0, as torch SDPA (>= 2.5) does
         return self.Wo(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
@@ -116,9 +118,9 @@ class ModernBertEncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
         self.mlp = ModernBertMLP(args)
 
-    def __call__(self, x, bias):
+    def __call__(self, x, bias, visible=None):
         h = self.attn_norm(x) if "attn_norm" in self else x
-        x = x + self.attn(h, bias)
+        x = x + self.attn(h, bias, visible)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -136,14 +138,21 @@ class Model(nn.Module):
         x = self.embeddings(input_ids)
         L = input_ids.shape[1]
         global_bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
-        local_bias = global_bias
-        if L > self.args.local_attention // 2 + 1 and any(
-            layer.layer_type == "sliding_attention" for layer in self.layers
-        ):
-            band = sliding_window_bias(L, self.args.local_attention // 2, x.dtype)
+        local_bias, visible = global_bias, None
+        half_window = self.args.local_attention // 2
+        if L > half_window + 1 and any(layer.layer_type == "sliding_attention" for layer in self.layers):
+            band = sliding_window_bias(L, half_window, x.dtype)
             local_bias = band if global_bias is None else global_bias + band
+            if attention_mask is not None:
+                # (B, 1, L, 1): does query i have any unpadded key within its window?
+                in_band = (band[0, 0] == 0).astype(mx.float32)
+                counts = attention_mask.astype(mx.float32) @ in_band
+                visible = (counts > 0).astype(x.dtype)[:, None, :, None]
         for layer in self.layers:
-            x = layer(x, local_bias if layer.layer_type == "sliding_attention" else global_bias)
+            if layer.layer_type == "sliding_attention":
+                x = layer(x, local_bias, visible)
+            else:
+                x = layer(x, global_bias)
         return self.final_norm(x)
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -166,3 +175,4 @@ class Model(nn.Module):
     @staticmethod
     def has_pooler(weights: dict) -> bool:
         return False
+HF_ARCHITECTURE = "ModernBertModel"

@@ -1,0 +1,122 @@
+"""``ColBERT.encode`` with PyLate's parameters, defaults, masks and return shapes (pylate-api.md §2.6)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+from tqdm.auto import trange
+
+
+def _text_length(text) -> int:
+    # sentence-transformers' _text_length: characters for a string
+    if isinstance(text, dict):
+        return len(next(iter(text.values())))
+    if not hasattr(text, "__len__"):
+        return 1
+    if len(text) == 0 or isinstance(text[0], int):
+        return len(text)
+    return sum(len(t) for t in text)
+
+
+class EncodeMixin:
+    def encode(
+        self,
+        sentences,
+        prompt_name=None,
+        prompt=None,
+        batch_size: int = 32,
+        show_progress_bar=None,
+        precision="float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        padding: bool = False,
+        device=None,
+        normalize_embeddings: bool = True,
+        is_query: bool = True,
+        pool_factor: int = 1,
+        protected_tokens: int = 1,
+        output_value="token_embeddings",
+    ):
+        """Token embeddings per text: a list of (n_tokens, dim) arrays (numpy, or ``mx.array``
+        with ``convert_to_tensor=True``). Documents drop padding and skiplist tokens; queries keep
+        every position when ``do_query_expansion``. Vectors are L2-normalised after masking."""
+        if output_value not in ("token_embeddings", None):
+            raise ValueError(f"output_value must be 'token_embeddings' or None, got {output_value!r}.")
+        if pool_factor > 1:
+            raise NotImplementedError("pool_factor > 1 (hierarchical token pooling) is not supported yet.")
+        if precision not in (None, "float32"):
+            raise NotImplementedError(f"precision={precision!r}: only float32 embeddings are supported.")
+        if isinstance(sentences, list) and sentences and isinstance(sentences[0], list):
+            nested = [
+                self.encode(
+                    batch, prompt_name, prompt, batch_size, show_progress_bar, precision, convert_to_numpy,
+                    convert_to_tensor, padding, device, normalize_embeddings, is_query, pool_factor,
+                    protected_tokens, output_value,
+                )
+                for batch in sentences
+            ]
+            return [mx.stack(b) for b in nested] if convert_to_tensor else nested
+        if not convert_to_numpy:
+            convert_to_tensor = True
+        self.eval()
+        input_was_string = isinstance(sentences, str) or not hasattr(sentences, "__len__")
+        if input_was_string:
+            sentences = [sentences]
+        if prompt is None and prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(
+                    f"Prompt name '{prompt_name}' not found in the configured prompts dictionary. "
+                    f"Available keys are: {list(self.prompts)!r}."
+                )
+            prompt = self.prompts[prompt_name]
+        elif prompt is None and self.default_prompt_name is not None:
+            prompt = self.prompts.get(self.default_prompt_name)
+        if prompt:
+            sentences = [prompt + s for s in sentences]
+
+        keys = ("token_embeddings",) if output_value else ("token_embeddings", "input_ids", "attention_mask", "masks")
+        outputs = {k: [] for k in keys}
+        order = np.argsort([-_text_length(s) for s in sentences])
+        sorted_sentences = [sentences[int(i)] for i in order]
+        if show_progress_bar is None:
+            show_progress_bar = False
+        desc = f"Encoding {'queries' if is_query else 'documents'} (bs={batch_size})"
+        for start in trange(0, len(sentences), batch_size, desc=desc, disable=not show_progress_bar):
+            features = self.tokenize(sorted_sentences[start : start + batch_size], is_query=is_query)
+            embeddings = self(features)["token_embeddings"]
+            if not is_query:
+                masks = self.skiplist_mask(features["input_ids"], self.skiplist) & features["attention_mask"].astype(mx.bool_)
+            elif self.do_query_expansion:
+                masks = mx.ones(features["input_ids"].shape, dtype=mx.bool_)
+            else:
+                masks = features["attention_mask"].astype(mx.bool_)
+            if normalize_embeddings:
+                # per-token L2 norm; selecting tokens first (PyLate) gives the same vectors
+                embeddings = embeddings / mx.maximum(mx.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
+            mx.eval(embeddings, masks)
+            emb_np = np.array(embeddings.astype(mx.float32))
+            mask_np = np.array(masks)
+            for i in range(emb_np.shape[0]):
+                if output_value:
+                    outputs["token_embeddings"].append(emb_np[i][mask_np[i]])
+                else:
+                    outputs["token_embeddings"].append(emb_np[i])
+                    outputs["input_ids"].append(np.array(features["input_ids"][i]))
+                    outputs["attention_mask"].append(np.array(features["attention_mask"][i]))
+                    outputs["masks"].append(mask_np[i])
+        inverse = np.argsort(order)
+        outputs = {k: [v[int(i)] for i in inverse] for k, v in outputs.items()}
+        if padding:
+            pad_values = {"token_embeddings": 0, "masks": 0, "attention_mask": 0, "input_ids": self.tokenizer.pad_token_id or 0}
+            for key, values in outputs.items():
+                longest = max(v.shape[0] for v in values)
+                outputs[key] = [
+                    np.pad(v, [(0, longest - v.shape[0])] + [(0, 0)] * (v.ndim - 1), constant_values=pad_values[key])[None]
+                    for v in values
+                ]
+        if convert_to_tensor:
+            outputs = {k: [mx.array(v) for v in vals] for k, vals in outputs.items()}
+        if output_value == "token_embeddings":
+            result = outputs["token_embeddings"]
+            return result[0] if input_was_string else result
+        return {k: v[0] for k, v in outputs.items()} if input_was_string else outputs
