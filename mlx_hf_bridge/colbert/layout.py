@@ -72,11 +72,11 @@ def read_stanford_metadata(folder: Path) -> dict:
 
 
 def colbert_config(model) -> dict:
-    """``config_sentence_transformers.json`` with the exact keys ``ColBERT.save`` writes."""
+    """``config_sentence_transformers.json`` with the exact keys PyLate 1.6's ``ColBERT.save`` writes
+    (no ``model_type``: PyLate reads its absence as "ColBERT")."""
     import transformers
 
     return {
-        "model_type": "ColBERT",
         "__version__": {
             "mlx_hf_bridge": __version__,
             "mlx": mx.__version__,
