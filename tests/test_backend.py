@@ -1,0 +1,57 @@
+"""The backend preloads an optimized BLAS before mlx.core and says when it cannot."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HAS_OPENBLAS = any(Path("/usr/lib").glob("*-linux-gnu/openblas-pthread/libopenblas.so.0"))
+
+
+def run(code, env=None):
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not HAS_OPENBLAS, reason="Linux with OpenBLAS")
+def test_openblas_preloaded_and_reported():
+    result = run("import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.blas_info())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OpenBLAS")
+    maps = run("import mlx_hf_bridge, mlx.core; print(open('/proc/self/maps').read())").stdout
+    assert "libopenblas" in maps
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload only exists on Linux")
+def test_late_import_warns_once():
+    result = run("import mlx.core; import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.blas_info())")
+    assert result.returncode == 0, result.stderr
+    assert "imported before mlx_hf_bridge" in result.stdout
+    assert result.stderr.count("no optimized BLAS found") == 1
+    assert "import mlx_hf_bridge before mlx" in result.stderr
+
+
+def test_env_command_reports_blas_and_device():
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_hf_bridge", "env"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    for key in ("mlx_hf_bridge", "mlx ", "device", "BLAS"):
+        assert key in result.stdout
+
+
+def test_seed_everything_reproducible():
+    import mlx.core as mx
+    import numpy as np
+
+    from mlx_hf_bridge import backend
+
+    backend.seed_everything(7)
+    a = (np.random.rand(3), np.array(mx.random.normal((3,))))
+    backend.seed_everything(7)
+    b = (np.random.rand(3), np.array(mx.random.normal((3,))))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
