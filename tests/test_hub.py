@@ -313,3 +313,24 @@ def test_bridge_colbert_save_writes_pylate_card(tmp_path, tiny_bert_dir):
     model.save(str(tmp_path / "saved"))
     meta = front_matter((tmp_path / "saved" / "README.md").read_text())
     assert meta["library_name"] == "PyLate" and REQUIRED_TAGS <= set(meta["tags"])
+
+
+@needs_colbert
+def test_colbert_push_to_hub_method(hub, tmp_path, tiny_bert_dir):
+    """``model.push_to_hub(repo_id)`` (ST's signature) uploads the PyLate layout + card; PyLate reloads it."""
+    from mlx_hf_bridge.pylate.models import ColBERT
+
+    model = ColBERT(str(tiny_bert_dir), query_length=16, document_length=40)
+    url = model.push_to_hub("tester/colbert-method", token=TOKEN, exist_ok=True)
+    assert "/tester/colbert-method/commit/" in url
+    files = set(hub.list_files("tester/colbert-method"))
+    assert {"modules.json", "config_sentence_transformers.json", "1_Dense/model.safetensors", "README.md"} <= files
+    assert front_matter(hub.file_bytes("tester/colbert-method", "README.md").decode())["library_name"] == "PyLate"
+    local = tmp_path / "local"
+    model.save(local)
+    queries, documents = verify.DEFAULT_QUERIES[:2], verify.DEFAULT_DOCUMENTS[:2]
+    ref, _ = verify.run_torch_side(verify.COLBERT, "tester/colbert-method", queries, documents,
+                                   env=hub.env(TOKEN, hf_home=tmp_path / "child-hf"))
+    got = verify.mlx_side(verify.COLBERT, local, queries, documents, ref)
+    for name, result in verify.compare(verify.COLBERT, ref, got, len(queries) + len(documents)).items():
+        assert result["max_abs_diff"] <= TOL, name

@@ -264,6 +264,40 @@ class ColBERT(EncodeMixin, nn.Module):
             info["train_datasets"] = train_datasets
         write_model_card(folder, info)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token=None,
+        private=None,
+        safe_serialization=True,
+        commit_message=None,
+        local_model_path=None,
+        exist_ok=False,
+        replace_model_card=False,
+        train_datasets=None,
+        revision=None,
+        create_pr=False,
+    ) -> str:
+        """sentence-transformers' ``push_to_hub``: save the PyLate folder, then upload it.
+
+        The save is kept locally when the upload fails; the error names the folder.
+        """
+        from .. import hub
+        from ..model_card import write_model_card
+
+        def card(folder, final_repo_id):
+            info = {**(getattr(self, "card_info", {}) or {}), "model": self, "model_id": final_repo_id}
+            if train_datasets:
+                info["train_datasets"] = train_datasets
+            write_model_card(folder, info)
+
+        return hub.push_to_hub(
+            lambda folder: self.save(folder, model_name=repo_id, create_model_card=False),
+            repo_id, token=token, private=private, commit_message=commit_message,
+            local_model_path=local_model_path, exist_ok=exist_ok, replace_model_card=replace_model_card,
+            revision=revision, create_pr=create_pr, card_fn=card,
+        )
+
     @staticmethod
     def load(input_path) -> "ColBERT":
         return ColBERT(model_name_or_path=input_path)
