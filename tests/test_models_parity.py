@@ -98,3 +98,27 @@ def test_save_pretrained_loads_in_transformers(tmp_path, kind, tiny_bert_dir, ti
         a = reloaded(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
         b = original(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("length", [33, 64, 100, 257])
+def test_blocked_local_attention_equals_masked_full(length):
+    """The blocked sliding window equals full attention under the |i-j| <= w band + padding mask."""
+    from mlx_hf_bridge.models.base import padding_bias, sliding_window_bias
+    from mlx_hf_bridge.models.modernbert import BlockedLocalAttention
+
+    w, B, H, D = 8, 3, 2, 4
+    rng = np.random.default_rng(length)
+    q, k, v = (mx.array(rng.standard_normal((B, H, length, D)).astype(np.float32)) for _ in range(3))
+    mask = np.ones((B, length), dtype=np.int32)
+    mask[1, length // 3 :] = 0  # padded row: far positions see no key at all
+    mask[2, 5:9] = 0  # a hole in the middle
+    mask = mx.array(mask)
+    bias = padding_bias(mask) + sliding_window_bias(length, w)
+    ref = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5, mask=bias)
+    local = BlockedLocalAttention(mask, length, w, mx.float32)
+    got = local(q, k, v, 0.5) * local.visible
+    visible = np.array(local.visible)[:, 0, :, 0].astype(bool)
+    # rows with a visible key agree; rows without one are zeroed (torch SDPA semantics)
+    np.testing.assert_allclose(np.array(got)[visible[:, None, :].repeat(H, 1)], np.array(ref)[visible[:, None, :].repeat(H, 1)], atol=1e-5)
+    assert not visible[1, length // 3 + w + 1 :].any()
+    assert np.all(np.array(got)[~visible[:, None, :].repeat(H, 1)] == 0)

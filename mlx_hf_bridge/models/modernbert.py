@@ -59,6 +59,56 @@ class ModelArgs(BaseModelArgs):
         )
 
 
+BLOCKED_MIN_BLOCKS = 4  # below ~4 window blocks the full masked (L, L) product is as cheap
+
+
+class BlockedLocalAttention:
+    """Exact sliding-window attention (|i - j| <= w) without the (L, L) score matrix.
+
+    Queries are cut into blocks of ``w`` tokens; block ``i`` attends to key blocks ``i-1, i, i+1``
+    (``3w`` keys) under a static band mask, so scores are (L, 3w) instead of (L, L): the same
+    softmax over the same unmasked keys (masked ones add exactly 0). Built once per forward and
+    shared by every local layer.
+    """
+
+    def __init__(self, attention_mask, length: int, w: int, dtype):
+        self.L, self.w = length, w
+        self.nb = -(-length // w)
+        padded = self.nb * w
+        a = mx.arange(w)[:, None]
+        c = mx.arange(3 * w)[None, :]
+        band = mx.abs((c - w) - a) <= w  # (w, 3w): key c of the window vs query a of the block
+        if attention_mask is None:
+            attention_mask = mx.ones((1, length), dtype=mx.int32)
+        keys = mx.pad(attention_mask.astype(mx.bool_), [(0, 0), (w, padded - length + w)])
+        windows = self._windows(keys[:, None, :, None])[:, 0, :, :, 0]  # (B, nb, 3w)
+        allowed = band[None, None] & windows[:, :, None, :]  # (B, nb, w, 3w)
+        self.bias = mx.where(allowed, 0.0, -1e9).astype(dtype)[:, None]  # (B, 1, nb, w, 3w)
+        seen = allowed.any(axis=-1).reshape(allowed.shape[0], padded)[:, :length]
+        self.visible = seen.astype(dtype)[:, None, :, None]
+
+    def _windows(self, t):
+        """(B, H, nb*w + 2w, D) padded -> (B, H, nb, 3w, D): each block's three neighbour blocks."""
+        B, H, _, D = t.shape
+        n, w = self.nb, self.w
+        parts = [t[:, :, i * w : i * w + n * w].reshape(B, H, n, w, D) for i in range(3)]
+        return mx.concatenate(parts, axis=3)
+
+    def __call__(self, q, k, v, scale, dropout=None):
+        B, H, L, D = q.shape
+        n, w = self.nb, self.w
+        extra = n * w - L
+        qb = mx.pad(q, [(0, 0), (0, 0), (0, extra), (0, 0)]).reshape(B, H, n, w, D)
+        kw = self._windows(mx.pad(k, [(0, 0), (0, 0), (w, extra + w), (0, 0)]))
+        vw = self._windows(mx.pad(v, [(0, 0), (0, 0), (w, extra + w), (0, 0)]))
+        scores = (qb * scale) @ kw.swapaxes(-1, -2) + self.bias
+        probs = mx.softmax(scores, axis=-1, precise=True)
+        if dropout is not None:
+            probs = dropout(probs)
+        out = probs @ vw
+        return out.reshape(B, H, n * w, D)[:, :, :L]
+
+
 class ModernBertEmbeddings(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -81,14 +131,17 @@ class ModernBertAttention(nn.Module):
         self.rope_theta = args.local_theta if self.is_local else args.global_theta
         self.drop = nn.Dropout(args.attention_dropout)
 
-    def __call__(self, x, bias, visible=None):
+    def __call__(self, x, bias, visible=None, local=None):
         B, L, _ = x.shape
         qkv = self.Wqkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         # HF applies rotate_half RoPE (non-interleaved), i.e. traditional=False.
         q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
         k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
-        out = attention(q, k, v, self.head_dim**-0.5, bias, self.drop, self.training)
+        if local is not None:
+            out = local(q, k, v, self.head_dim**-0.5, self.drop if self.training else None)
+        else:
+            out = attention(q, k, v, self.head_dim**-0.5, bias, self.drop, self.training)
         if visible is not None:
             out = out * visible  # rows that see no key output 0, as torch SDPA (>= 2.5) does
         return self.Wo(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
@@ -118,9 +171,9 @@ class ModernBertEncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
         self.mlp = ModernBertMLP(args)
 
-    def __call__(self, x, bias, visible=None):
+    def __call__(self, x, bias, visible=None, local=None):
         h = self.attn_norm(x) if "attn_norm" in self else x
-        x = x + self.attn(h, bias, visible)
+        x = x + self.attn(h, bias, visible, local)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -138,19 +191,23 @@ class Model(nn.Module):
         x = self.embeddings(input_ids)
         L = input_ids.shape[1]
         global_bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
-        local_bias, visible = global_bias, None
+        local_bias, visible, local = global_bias, None, None
         half_window = self.args.local_attention // 2
         if L > half_window + 1 and any(layer.layer_type == "sliding_attention" for layer in self.layers):
-            band = sliding_window_bias(L, half_window, x.dtype)
-            local_bias = band if global_bias is None else global_bias + band
-            if attention_mask is not None:
-                # (B, 1, L, 1): does query i have any unpadded key within its window?
-                in_band = (band[0, 0] == 0).astype(mx.float32)
-                counts = attention_mask.astype(mx.float32) @ in_band
-                visible = (counts > 0).astype(x.dtype)[:, None, :, None]
+            if L > BLOCKED_MIN_BLOCKS * half_window:
+                local = BlockedLocalAttention(attention_mask, L, half_window, x.dtype)
+                visible = local.visible
+            else:
+                band = sliding_window_bias(L, half_window, x.dtype)
+                local_bias = band if global_bias is None else global_bias + band
+                if attention_mask is not None:
+                    # (B, 1, L, 1): does query i have any unpadded key within its window?
+                    in_band = (band[0, 0] == 0).astype(mx.float32)
+                    counts = attention_mask.astype(mx.float32) @ in_band
+                    visible = (counts > 0).astype(x.dtype)[:, None, :, None]
         for layer in self.layers:
             if layer.layer_type == "sliding_attention":
-                x = layer(x, local_bias, visible)
+                x = layer(x, local_bias, visible, local)
             else:
                 x = layer(x, global_bias)
         return self.final_norm(x)
