@@ -102,17 +102,6 @@ def prepare():
     mx.set_default_device(mx.gpu if mx.is_available(mx.gpu) else mx.cpu)
 
 
-def hide_torch():
-    """For processes that only run MLX (our CLI, benchmark workers): make ``import torch`` fail.
-
-    transformers and datasets import torch whenever it is installed, although we only use their
-    tokenizer / config / data code; that costs seconds and hundreds of MB. Not done on a plain
-    ``import mlx_hf_bridge``: a user mixing torch libraries in one process must keep torch.
-    """
-    if "torch" not in sys.modules and "transformers" not in sys.modules:
-        sys.modules["torch"] = None
-
-
 def blas_info() -> str:
     return _state["blas_name"]
 

@@ -1,0 +1,196 @@
+"""``checkpoint-N/`` folders: written atomically, read without pickle, rotated like HF.
+
+Layout (HF names, MLX formats): the model folder (``model.save``), ``optimizer.safetensors`` +
+``optimizer.json``, ``scheduler.json``, ``rng_state.json``, ``trainer_state.json``,
+``training_args.json``. ``trainer_state.json`` is written last; the folder only appears (one
+rename) once everything is on disk, so a kill mid-save leaves earlier checkpoints untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from ..io_utils import atomic_dir
+from .state import TrainerState
+
+PREFIX = "checkpoint"
+_CKPT_RE = re.compile(rf"^{PREFIX}-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
+REQUIRED = (TRAINER_STATE, "optimizer.safetensors", "optimizer.json", "scheduler.json", "rng_state.json")
+
+
+# --- RNG: python, numpy and the MLX key, as JSON ------------------------------------------------
+def get_rng_state() -> dict:
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "mlx": np.array(mx.random.state[0]).tolist(),
+    }
+
+
+def set_rng_state(state: dict):
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    key = mx.random.state[0]
+    key[...] = mx.array(np.asarray(state["mlx"], dtype=np.uint32))  # in place: the global key has no setter
+    mx.eval(key)
+
+
+# --- discovery ----------------------------------------------------------------------------------
+def list_checkpoints(output_dir, resumable: bool = True) -> list[Path]:
+    """``checkpoint-N`` folders, oldest first (by N); with ``resumable`` only those resume can use
+    (``save_only_model`` checkpoints lack the optimizer/RNG files but still count for rotation)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    need = REQUIRED if resumable else (TRAINER_STATE,)
+    found = []
+    for p in out.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m and p.is_dir() and all((p / f).is_file() for f in need):
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(output_dir) -> Path | None:
+    ckpts = list_checkpoints(output_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def check_checkpoint(path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint={str(path)!r} is not a folder. Pass a checkpoint-N folder or True.")
+    missing = [f for f in REQUIRED if not (path / f).is_file()]
+    if missing:
+        raise ValueError(
+            f"{path} is not a complete mlx_hf_bridge checkpoint (missing {missing}). Checkpoints saved with "
+            "save_only_model=True cannot be resumed, nor can torch Trainer checkpoints (optimizer.pt, "
+            "rng_state.pth are pickles); pass another checkpoint-N folder or start a new run."
+        )
+    return path
+
+
+def clean_stale_temps(output_dir):
+    """Remove temp folders a killed save left behind (they never replace a real checkpoint)."""
+    out = Path(output_dir)
+    if out.is_dir():
+        for p in out.glob(f".*{PREFIX}-*"):
+            if ".tmp-" in p.name or ".old-" in p.name or ".del-" in p.name:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+# --- save / load ----------------------------------------------------------------------------------
+def _write_json(path: Path, data):
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(o):
+    if hasattr(o, "value"):  # enums
+        return o.value
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    return str(o)
+
+
+def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: TrainerState, args_dict: dict,
+                    save_only_model: bool = False, _before_commit=None) -> Path:
+    """Write everything into a temp folder, then rename it to ``path`` (atomic on one filesystem)."""
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        model.save(str(tmp))
+        if not save_only_model:
+            tensors = optimizer.state_tensors()
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"), tensors or {"__empty__": mx.zeros((0,))})
+            _write_json(tmp / "optimizer.json", optimizer.state_json())
+            _write_json(tmp / "scheduler.json", scheduler_state)
+            _write_json(tmp / "rng_state.json", get_rng_state())
+        _write_json(tmp / "training_args.json", args_dict)
+        if _before_commit is not None:  # test hook: simulate a crash before the folder is committed
+            _before_commit(tmp)
+        (tmp / TRAINER_STATE).write_text(state.to_json_string(), encoding="utf-8")
+        _fsync_dir(tmp)
+    return path
+
+
+def _fsync_dir(path: Path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_trainer_state(path) -> TrainerState:
+    return TrainerState.from_json_string((Path(path) / TRAINER_STATE).read_text(encoding="utf-8"))
+
+
+def load_optimizer(path, optimizer):
+    path = Path(path)
+    meta = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
+    tensors = {k: v for k, v in mx.load(str(path / "optimizer.safetensors")).items() if k != "__empty__"}
+    optimizer.load_state(meta, tensors)
+
+
+def load_rng(path):
+    set_rng_state(json.loads((Path(path) / "rng_state.json").read_text(encoding="utf-8")))
+
+
+def load_model_weights(model, path):
+    """Put the checkpoint's weights into ``model`` (the object the optimizer and losses hold).
+
+    Uses ``model.load_checkpoint(path)`` when the model has one; otherwise rebuilds the model class
+    from the folder, as sentence-transformers does (``type(model)(path)``), and copies its parameters.
+    """
+    if hasattr(model, "load_checkpoint"):
+        model.load_checkpoint(str(path))
+        return
+    loaded = type(model)(str(path))
+    ours = dict(tree_flatten(model.parameters()))
+    theirs = dict(tree_flatten(loaded.parameters()))
+    if ours.keys() != theirs.keys() or any(ours[k].shape != theirs[k].shape for k in ours):
+        diff = sorted(set(ours) ^ set(theirs))[:5]
+        raise ValueError(
+            f"Checkpoint {path} does not match the model being trained (e.g. {diff}); resume with the same model."
+        )
+    model.update(tree_unflatten(list(theirs.items())))  # flat: non-array attrs (e.g. prompts dicts) may differ
+    mx.eval(model.parameters())
+
+
+def rotate_checkpoints(output_dir, save_total_limit, keep=None) -> list[Path]:
+    """Delete the oldest checkpoints beyond ``save_total_limit``; never ``keep`` (the best one)."""
+    if not save_total_limit or save_total_limit <= 0:
+        return []
+    ckpts = list_checkpoints(output_dir, resumable=False)
+    keep = Path(keep).resolve() if keep else None
+    limit = save_total_limit
+    if keep is not None and save_total_limit == 1 and ckpts and ckpts[-1].resolve() != keep:
+        limit = 2  # HF: keep the best and the latest
+    removable = [p for p in ckpts if keep is None or p.resolve() != keep]
+    deleted = []
+    while len(ckpts) - len(deleted) > limit and removable:
+        victim = removable.pop(0)
+        # rename first so a half-deleted folder is never mistaken for a checkpoint
+        trash = victim.parent / f".{victim.name}.del-{os.getpid()}"
+        os.replace(victim, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        deleted.append(victim)
+    return deleted

@@ -1,0 +1,246 @@
+"""AdamW with HF's weight-decay groups, torch's exact update, global-norm clipping, HF schedules.
+
+The optimizer is functional (``update(params, grads, lr_factor) -> params``) over flat
+``{dotted name: array}`` dicts, so one step is a single lazy graph that can be evaluated once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+# transformers' Trainer.get_decay_parameter_names: matched on the lower-cased dotted name.
+NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+_NORM_TYPES = tuple(t for t in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if t is not None)
+
+
+def decay_parameter_names(model: nn.Module) -> list[str]:
+    """Trainable parameter names that get weight decay (HF rule: not bias, not in/named like a norm)."""
+    norm_prefixes = [name + "." for name, m in model.named_modules() if isinstance(m, _NORM_TYPES) and name]
+    patterns = [re.compile(p) for p in NO_DECAY_PATTERNS]
+    names = []
+    for name, _ in tree_flatten(model.trainable_parameters()):
+        if any(name.startswith(p) for p in norm_prefixes):
+            continue
+        if any(p.search(name.lower()) for p in patterns):
+            continue
+        names.append(name)
+    return names
+
+
+def global_norm(grads: dict) -> mx.array:
+    """torch.nn.utils.clip_grad_norm_'s total norm: the 2-norm of the per-tensor 2-norms (fp32)."""
+    norms = [mx.linalg.norm(g.astype(mx.float32).reshape(-1)) for g in grads.values()]
+    return mx.linalg.norm(mx.stack(norms)) if norms else mx.array(0.0)
+
+
+def clip_by_global_norm(grads: dict, max_norm: float):
+    """Return (clipped grads, pre-clip norm); torch's coefficient ``max_norm / (norm + 1e-6)`` capped at 1."""
+    norm = global_norm(grads)
+    if max_norm is None or max_norm <= 0:
+        return grads, norm
+    coef = mx.minimum(max_norm / (norm + 1e-6), 1.0)
+    return {k: (g * coef).astype(g.dtype) for k, g in grads.items()}, norm
+
+
+class AdamW:
+    """torch.optim.AdamW semantics (decoupled decay ``p -= lr*wd*p``, bias correction) with param groups.
+
+    ``groups`` is a list of ``{"params": [names], "lr": float, "weight_decay": float}`` like torch's
+    ``param_groups``; the learning rate used at a step is ``group lr * lr_factor`` (the schedule's
+    lambda), as with ``LambdaLR``. State is fp32 and keyed by parameter name.
+    """
+
+    def __init__(self, groups, betas=(0.9, 0.999), eps=1e-8):
+        self.groups = [dict(g, params=list(g["params"])) for g in groups]
+        self.betas = tuple(float(b) for b in betas)
+        self.eps = float(eps)
+        self.step = 0  # number of updates applied (torch's state["step"])
+        self.exp_avg: dict[str, mx.array] = {}
+        self.exp_avg_sq: dict[str, mx.array] = {}
+        self._group_of = {n: i for i, g in enumerate(self.groups) for n in g["params"]}
+
+    @classmethod
+    def for_model(cls, model, learning_rate, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, lr_mapping=None):
+        """HF's two groups (decay / no decay), plus one pair per ``learning_rate_mapping`` regex (as ST)."""
+        names = [n for n, _ in tree_flatten(model.trainable_parameters())]
+        decay = set(decay_parameter_names(model))
+        assigned: dict[str, float] = {}
+        for pattern, lr in (lr_mapping or {}).items():
+            hits = [n for n in names if re.search(pattern, n) and n not in assigned]
+            if not hits and not any(re.search(pattern, n) for n in names):
+                raise ValueError(
+                    f"learning_rate_mapping: no parameter matches {pattern!r}. Parameter names look like "
+                    f"{names[:3]}; fix the regular expression."
+                )
+            assigned.update({n: float(lr) for n in hits})
+        groups = [
+            {"params": [n for n in names if n in decay and n not in assigned], "lr": learning_rate,
+             "weight_decay": weight_decay},
+            {"params": [n for n in names if n not in decay and n not in assigned], "lr": learning_rate,
+             "weight_decay": 0.0},
+        ]
+        for lr in dict.fromkeys(assigned.values()):
+            for wd, in_decay in ((weight_decay, True), (0.0, False)):
+                params = [n for n in names if assigned.get(n) == lr and (n in decay) == in_decay]
+                if params:
+                    groups.append({"params": params, "lr": lr, "weight_decay": wd})
+        return cls(groups, betas=betas, eps=eps)
+
+    def group_lrs(self, lr_factor: float) -> list[float]:
+        return [g["lr"] * lr_factor for g in self.groups]
+
+    def compute(self, params: dict, grads: dict, lr_factor: float):
+        """One AdamW step, lazily: returns (new params, new moments) and changes nothing yet.
+
+        Nothing is committed until :meth:`commit`, so a step with a NaN loss can be discarded.
+        """
+        b1, b2 = self.betas
+        t = self.step + 1
+        # Host-side doubles, like torch's single-tensor path (step is a Python number there).
+        bc1, bc2_sqrt = 1 - b1**t, math.sqrt(1 - b2**t)
+        scalars = []
+        for g in self.groups:
+            lr = g["lr"] * lr_factor
+            scalars.append((1 - lr * g["weight_decay"], lr / bc1))
+        new_params, new_m, new_v = {}, {}, {}
+        for name, p in params.items():
+            if name not in self._group_of:
+                raise KeyError(f"parameter {name!r} is in no optimizer group (unfrozen after the optimizer was built?)")
+            decay_factor, step_size = scalars[self._group_of[name]]
+            g = grads[name].astype(mx.float32)
+            m, v = self.exp_avg.get(name), self.exp_avg_sq.get(name)
+            m = (1 - b1) * g if m is None else m + (1 - b1) * (g - m)  # torch: exp_avg.lerp_(grad, 1-b1)
+            v = (1 - b2) * (g * g) if v is None else b2 * v + (1 - b2) * (g * g)
+            if decay_factor != 1.0:
+                p = p * decay_factor
+            new_params[name] = p - step_size * (m / (mx.sqrt(v) / bc2_sqrt + self.eps))
+            new_m[name], new_v[name] = m, v
+        return new_params, (new_m, new_v)
+
+    def commit(self, moments):
+        self.exp_avg, self.exp_avg_sq = moments
+        self.step += 1
+
+    def update(self, params: dict, grads: dict, lr_factor: float = 1.0) -> dict:
+        """compute + commit in one call (for code that does not need the NaN guard)."""
+        new_params, moments = self.compute(params, grads, lr_factor)
+        self.commit(moments)
+        return new_params
+
+    def arrays(self) -> list[mx.array]:
+        return list(self.exp_avg.values()) + list(self.exp_avg_sq.values())
+
+    # --- persistence (safetensors + JSON: no pickle) ------------------------------------------
+    def state_tensors(self) -> dict[str, mx.array]:
+        out = {f"exp_avg.{k}": v for k, v in self.exp_avg.items()}
+        out.update({f"exp_avg_sq.{k}": v for k, v in self.exp_avg_sq.items()})
+        return out
+
+    def state_json(self) -> dict:
+        return {"format": "mlx_hf_bridge.AdamW/1", "step": self.step, "betas": list(self.betas), "eps": self.eps,
+                "param_groups": [dict(g) for g in self.groups]}
+
+    def load_state(self, meta: dict, tensors: dict[str, mx.array]):
+        if meta.get("format") != "mlx_hf_bridge.AdamW/1":
+            raise ValueError(f"optimizer state has format {meta.get('format')!r}; expected mlx_hf_bridge.AdamW/1")
+        saved = [sorted(g["params"]) for g in meta["param_groups"]]
+        if saved != [sorted(g["params"]) for g in self.groups]:
+            raise ValueError(
+                "The checkpoint's optimizer groups do not match this model's trainable parameters "
+                "(different model, frozen layers or learning_rate_mapping?). Resume with the same setup."
+            )
+        self.step = int(meta["step"])
+        self.exp_avg = {k[len("exp_avg."):]: v for k, v in tensors.items() if k.startswith("exp_avg.")}
+        self.exp_avg_sq = {k[len("exp_avg_sq."):]: v for k, v in tensors.items() if k.startswith("exp_avg_sq.")}
+
+
+# --- learning-rate schedules (transformers.optimization lambdas, same numbers) ----------------
+
+def _linear(step, warmup, total, **_):
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    return max(0.0, float(total - step) / float(max(1, total - warmup)))
+
+
+def _cosine(step, warmup, total, num_cycles=0.5, **_):
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    progress = float(step - warmup) / float(max(1, total - warmup))
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress)))
+
+
+def _cosine_restarts(step, warmup, total, num_cycles=1, **_):
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    progress = float(step - warmup) / float(max(1, total - warmup))
+    if progress >= 1.0:
+        return 0.0
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0))))
+
+
+def _constant(step, warmup, total, **_):
+    return 1.0
+
+
+def _constant_warmup(step, warmup, total, **_):
+    if step < warmup:
+        return float(step) / float(max(1.0, warmup))
+    return 1.0
+
+
+def _polynomial(step, warmup, total, lr_init=1.0, lr_end=1e-7, power=1.0, **_):
+    if not lr_init > lr_end:
+        raise ValueError(f"lr_end ({lr_end}) must be smaller than the initial lr ({lr_init})")
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    if step > total:
+        return lr_end / lr_init
+    remaining = 1 - (step - warmup) / (total - warmup)
+    return ((lr_init - lr_end) * remaining**power + lr_end) / lr_init
+
+
+SCHEDULES = {
+    "linear": _linear,
+    "cosine": _cosine,
+    "cosine_with_restarts": _cosine_restarts,
+    "polynomial": _polynomial,
+    "constant": _constant,
+    "constant_with_warmup": _constant_warmup,
+}
+
+
+def warmup_steps_for(warmup_steps, num_training_steps: int) -> int:
+    """TrainingArguments.get_warmup_steps: an int >= 1 is steps, a float < 1 is a ratio (ceil)."""
+    if warmup_steps >= 1:
+        return int(warmup_steps)
+    return math.ceil(num_training_steps * warmup_steps)
+
+
+class Schedule:
+    """``factor(step)`` = the LambdaLR multiplier for optimizer step ``step`` (0-based), as HF."""
+
+    def __init__(self, name, num_warmup_steps: int, num_training_steps: int, base_lr: float = 1.0, **kwargs):
+        name = getattr(name, "value", name)
+        if name not in SCHEDULES:
+            raise ValueError(
+                f"lr_scheduler_type={name!r} is not available on MLX; use one of {sorted(SCHEDULES)}."
+            )
+        self.name, self.kwargs = name, dict(kwargs)
+        if name == "polynomial":
+            self.kwargs.setdefault("lr_init", base_lr)
+        self.num_warmup_steps, self.num_training_steps = int(num_warmup_steps), int(num_training_steps)
+
+    def factor(self, step: int) -> float:
+        return SCHEDULES[self.name](step, self.num_warmup_steps, self.num_training_steps, **self.kwargs)
+
+    def state_json(self, step: int, base_lrs: list[float]) -> dict:
+        f = self.factor(step)
+        return {"name": self.name, "num_warmup_steps": self.num_warmup_steps,
+                "num_training_steps": self.num_training_steps, "kwargs": self.kwargs,
+                "base_lrs": base_lrs, "last_epoch": step, "_step_count": step + 1,
+                "_last_lr": [lr * f for lr in base_lrs]}

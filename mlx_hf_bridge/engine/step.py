@@ -1,0 +1,149 @@
+"""One optimizer step: micro-batch gradients, accumulation, clipping, AdamW, a finite-loss guard.
+
+Loss protocol: ``loss(sentence_features, labels) -> scalar`` differentiable w.r.t.
+``loss.model``'s trainable parameters; if the loss has ``value_and_grad(features, labels) ->
+(loss, grads)`` (e.g. GradCache), that is used instead. Master weights stay fp32; with a compute
+dtype the model sees cast copies and the gradients come back as fp32.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import mlx.core as mx
+from mlx.utils import tree_flatten, tree_unflatten
+
+from .optim import clip_by_global_norm
+
+_warned: set[str] = set()
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a step's loss or gradient norm is NaN/inf; that step's update is not applied."""
+
+
+def warn_once(key: str, message: str):
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def resolve_compute_dtype(bf16: bool, fp16: bool, device=None):
+    """bf16/fp16 -> the dtype the forward/backward runs in (None = fp32), warning once when ignored."""
+    if not (bf16 or fp16):
+        return None
+    device = device if device is not None else mx.default_device()
+    if device == mx.cpu:
+        warn_once(
+            "cpu-half",
+            f"{'bf16' if bf16 else 'fp16'}=True: MLX on the CPU has no fast half-precision matmul, so training "
+            "computes in float32 (same results, no speed-up). Half precision is used on the GPU.",
+        )
+        return None
+    if fp16 and not bf16:
+        warn_once("fp16", "fp16=True: MLX trains in bfloat16 (fp32 master weights); bf16 needs no loss scaling.")
+    return mx.bfloat16
+
+
+def _cast(params: dict, dtype) -> dict:
+    if dtype is None:
+        return params
+    return {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in params.items()}
+
+
+def _set(model, flat: dict):
+    model.update(tree_unflatten(list(flat.items())))
+
+
+class StepRunner:
+    """Holds the fp32 master weights of ``model`` and applies HF-semantics optimizer steps."""
+
+    def __init__(self, model, optimizer, max_grad_norm: float, compute_dtype=None, compile: bool = False):
+        self.model, self.optimizer = model, optimizer
+        self.max_grad_norm = max_grad_norm
+        self.compute_dtype = compute_dtype
+        self.compile = compile
+        self.params = {
+            k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
+            for k, v in tree_flatten(model.trainable_parameters())
+        }
+        _set(model, self.params)
+        self._compiled = {}
+
+    def _grad_fn(self, loss_obj):
+        """value_and_grad over the flat master params; compiled per loss object when asked."""
+        fn = self._compiled.get(id(loss_obj))
+        if fn is not None:
+            return fn
+        model, dtype = self.model, self.compute_dtype
+
+        def loss_of(params, features, labels):
+            _set(model, _cast(params, dtype))
+            loss = loss_obj(features, labels)
+            return loss.astype(mx.float32) if loss.dtype != mx.float32 else loss
+
+        fn = mx.value_and_grad(loss_of)
+        if self.compile:  # the dropout key is state: thread it through the compiled graph
+            fn = mx.compile(fn, inputs=[mx.random.state], outputs=[mx.random.state])
+        self._compiled[id(loss_obj)] = fn
+        return fn
+
+    def micro_grads(self, loss_obj, features, labels):
+        """Loss and fp32 gradients of one micro-batch (lazy)."""
+        custom = getattr(loss_obj, "value_and_grad", None)
+        if custom is not None:
+            _set(self.model, _cast(self.params, self.compute_dtype))
+            loss, grads = custom(features, labels)
+            grads = dict(tree_flatten(grads))
+        else:
+            loss, grads = self._grad_fn(loss_obj)(self.params, features, labels)
+        _set(self.model, self.params)  # back to the masters (drops casts and checkpoint tracers)
+        if loss.ndim != 0:
+            raise ValueError(f"The loss must return a scalar, got shape {loss.shape}. Reduce it (mean/sum) in the loss.")
+        missing = self.params.keys() - grads.keys()
+        if missing:
+            raise ValueError(
+                f"The loss returned no gradient for {sorted(missing)[:3]}...: its grads must match "
+                "model.trainable_parameters()."
+            )
+        return loss.astype(mx.float32), {k: grads[k].astype(mx.float32) for k in self.params}
+
+    def step(self, micro_batches, lr_factor: float, on_substep_end=None):
+        """Accumulate over ``micro_batches`` (iterable of (loss_obj, features, labels)), clip, update.
+
+        Each micro-batch loss is divided by the window size, as HF does (so the last, shorter
+        window of an epoch is averaged over its own length). One ``mx.eval`` per micro-batch
+        bounds memory; the last micro-batch and the update share one. Returns
+        (loss, grad_norm before clipping) as floats, or raises NonFiniteLossError before updating.
+        """
+        micro_batches = list(micro_batches)
+        n = len(micro_batches)
+        acc_loss = acc = None
+        for i, (loss_obj, features, labels) in enumerate(micro_batches):
+            loss, grads = self.micro_grads(loss_obj, features, labels)
+            if n > 1:
+                loss = loss / n
+                grads = {k: g / n for k, g in grads.items()}
+            acc_loss = loss if acc_loss is None else acc_loss + loss
+            acc = grads if acc is None else {k: acc[k] + g for k, g in grads.items()}
+            if i < n - 1:
+                mx.eval(acc_loss, acc)
+                if on_substep_end is not None:
+                    on_substep_end()
+        clipped, norm = clip_by_global_norm(acc, self.max_grad_norm)
+        new_params, moments = self.optimizer.compute(self.params, clipped, lr_factor)
+        mx.eval(acc_loss, norm, new_params, moments)
+        loss_val, norm_val = acc_loss.item(), norm.item()
+        if not (math.isfinite(loss_val) and math.isfinite(norm_val)):
+            raise NonFiniteLossError(f"loss={loss_val}, grad_norm={norm_val}")
+        self.optimizer.commit(moments)
+        self.params = new_params
+        _set(self.model, new_params)
+        return loss_val, norm_val
+
+    def reload_from_model(self):
+        """Re-read the masters after the model's weights were replaced (resume / best model)."""
+        self.params = {k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
+                       for k, v in tree_flatten(self.model.trainable_parameters())}
+        _set(self.model, self.params)

@@ -1,0 +1,15 @@
+"""Drop-in for the training side of ``sentence_transformers`` on MLX.
+
+``from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments``
+and ``from mlx_hf_bridge.sentence_transformers.training_args import BatchSamplers``.
+"""
+
+from ..engine.callbacks import TrainerCallback
+from ..engine.state import TrainerControl, TrainerState, TrainOutput
+from .trainer import SentenceTransformerTrainer
+from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
+
+__all__ = [
+    "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
+    "TrainOutput", "TrainerCallback", "TrainerControl", "TrainerState",
+]

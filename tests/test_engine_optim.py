@@ -1,0 +1,146 @@
+"""AdamW, clipping, decay groups and schedules against the torch / transformers originals."""
+
+from __future__ import annotations
+
+import math
+
+import mlx_hf_bridge  # noqa: F401  (BLAS preload before mlx.core)
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from mlx_hf_bridge.engine.optim import AdamW, Schedule, clip_by_global_norm, decay_parameter_names, warmup_steps_for
+
+torch = pytest.importorskip("torch")
+
+
+def _torch_sched(name, warmup, total, **kw):
+    from transformers import get_scheduler
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total, scheduler_specific_kwargs=kw)
+    lrs = []
+    for _ in range(total + 2):
+        lrs.append(opt.param_groups[0]["lr"])  # the lr the optimizer step uses, as HF logs it
+        opt.step()
+        sched.step()
+    return lrs
+
+
+SCHEDULE_NAMES = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
+
+
+@pytest.mark.parametrize("name", SCHEDULE_NAMES)
+@pytest.mark.parametrize("warmup", [0, 3, 0.25])
+def test_schedules_match_transformers(name, warmup):
+    total = 17
+    steps = warmup_steps_for(warmup, total)
+    kw = {"num_cycles": 2} if name == "cosine_with_restarts" else {}
+    expected = _torch_sched(name, steps, total, **kw)
+    ours = Schedule(name, steps, total, base_lr=1.0, **kw)
+    got = [ours.factor(s) for s in range(total + 2)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_warmup_ratio_is_ceil_of_total():
+    from transformers import TrainingArguments
+
+    for ratio, total in [(0.1, 95), (0.05, 7), (0.5, 3), (3, 10)]:
+        ta = TrainingArguments(output_dir="unused", warmup_steps=ratio, report_to=[])
+        assert warmup_steps_for(ratio, total) == ta.get_warmup_steps(total)
+    assert warmup_steps_for(0.1, 95) == math.ceil(9.5)
+
+
+def test_unsupported_schedule_is_clear():
+    with pytest.raises(ValueError, match="inverse_sqrt.*not available on MLX"):
+        Schedule("inverse_sqrt", 0, 10)
+
+
+def _two_group_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = {"dense.weight": (5, 4), "dense.bias": (5,), "LayerNorm.weight": (4,), "proj.weight": (3, 5)}
+    params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    grads = [{k: rng.standard_normal(s).astype(np.float32) * 3 for k, s in shapes.items()} for _ in range(6)]
+    return params, grads
+
+
+def test_adamw_matches_torch_two_groups():
+    params, grads = _two_group_problem()
+    decay = ["dense.weight", "proj.weight"]
+    no_decay = ["dense.bias", "LayerNorm.weight"]
+    lrs = [1e-2, 5e-3, 2e-3, 1e-3, 7e-4, 0.0]  # a schedule, incl. a zero-lr step
+
+    tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
+    topt = torch.optim.AdamW(
+        [{"params": [tp[k] for k in decay], "weight_decay": 0.1},
+         {"params": [tp[k] for k in no_decay], "weight_decay": 0.0}],
+        lr=1.0, betas=(0.9, 0.98), eps=1e-6,
+    )
+    opt = AdamW([{"params": decay, "lr": 1.0, "weight_decay": 0.1}, {"params": no_decay, "lr": 1.0, "weight_decay": 0.0}],
+                betas=(0.9, 0.98), eps=1e-6)
+    ours = {k: mx.array(v) for k, v in params.items()}
+    for g, lr in zip(grads, lrs):
+        for group in topt.param_groups:
+            group["lr"] = lr
+        for k, p in tp.items():
+            p.grad = torch.tensor(g[k])
+        topt.step()
+        ours = opt.update(ours, {k: mx.array(v) for k, v in g.items()}, lr_factor=lr)
+        mx.eval(ours)
+    for k in params:
+        np.testing.assert_allclose(np.array(ours[k]), tp[k].detach().numpy(), rtol=1e-6, atol=1e-7)
+    assert opt.step == len(lrs)
+
+
+def test_compute_then_discard_leaves_state_untouched():
+    params, grads = _two_group_problem(1)
+    opt = AdamW([{"params": list(params), "lr": 0.1, "weight_decay": 0.0}])
+    p = {k: mx.array(v) for k, v in params.items()}
+    g = {k: mx.array(v) for k, v in grads[0].items()}
+    opt.compute(p, g, 1.0)  # not committed
+    assert opt.step == 0 and not opt.exp_avg
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1.0, 1e6])
+def test_clipping_matches_torch(max_norm):
+    _, grads = _two_group_problem(2)
+    g = grads[0]
+    tparams = [torch.nn.Parameter(torch.zeros(v.shape)) for v in g.values()]
+    for p, v in zip(tparams, g.values()):
+        p.grad = torch.tensor(v)
+    tnorm = torch.nn.utils.clip_grad_norm_(tparams, max_norm)
+    clipped, norm = clip_by_global_norm({k: mx.array(v) for k, v in g.items()}, max_norm)
+    assert float(norm) == pytest.approx(float(tnorm), rel=1e-6)  # logged before clipping
+    for p, k in zip(tparams, g):
+        np.testing.assert_allclose(np.array(clipped[k]), p.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_decay_groups_match_transformers(tiny_bert_dir, tiny_modernbert_dir):
+    """Same parameter names as transformers' Trainer.get_decay_parameter_names on the torch twin."""
+    from transformers import AutoModel
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    from mlx_hf_bridge import loading
+
+    patterns = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+    for folder in (tiny_bert_dir, tiny_modernbert_dir):
+        tmodel = AutoModel.from_pretrained(str(folder))
+        expected = set(get_parameter_names(tmodel, [torch.nn.LayerNorm], patterns))
+        mmodel = loading.load_encoder(folder)[0]
+        ours = set(decay_parameter_names(mmodel))
+        assert ours and ours == expected
+
+
+def test_decay_rule_on_names():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(2, 2)
+            self.final_norm = nn.LayerNorm(2)
+            self.norm = nn.RMSNorm(2)
+            self.LayerNorm = nn.LayerNorm(2)
+            self.proj = nn.Linear(2, 2, bias=False)
+
+    assert sorted(decay_parameter_names(M())) == ["dense.weight", "proj.weight"]
