@@ -28,6 +28,39 @@ def gelu_tanh(x: mx.array) -> mx.array:
     return 0.5 * x * (1.0 + mx.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@mx.compile
+def _geglu_forward(h, gate):
+    return 0.5 * h * (1.0 + mx.erf(h * _SQRT1_2)) * gate
+
+
+@mx.compile
+def _geglu_backward(h, gate, grad):
+    cdf = 0.5 * (1.0 + mx.erf(h * _SQRT1_2))
+    dgelu = cdf + h * mx.exp(-0.5 * h * h) * _INV_SQRT_2PI
+    return grad * gate * dgelu, grad * h * cdf
+
+
+@mx.custom_function
+def geglu_exact(h, gate):
+    """``gelu(h) * gate`` (exact erf GELU) as one fused kernel each way.
+
+    MLX's CPU backend runs elementwise ops one pass at a time on one core; autodiff of the
+    composed expression makes ~10 passes over the (tokens x intermediate) activations, the
+    hand-written VJP two. Same values as ``gelu_exact(h) * gate`` (max |diff| ~1e-7).
+    """
+    return _geglu_forward(h, gate)
+
+
+@geglu_exact.vjp
+def _geglu_vjp(primals, cotangent, output):
+    h, gate = primals
+    return _geglu_backward(h, gate, cotangent)
+
+
 ACTIVATIONS = {
     "gelu": gelu_exact,
     "gelu_python": gelu_exact,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
-from .base import BaseModelArgs, activation, attention, padding_bias, sliding_window_bias
+from .base import BaseModelArgs, activation, attention, gelu_exact, geglu_exact, padding_bias, sliding_window_bias
 
 
 @dataclass
@@ -157,7 +157,8 @@ class ModernBertMLP(nn.Module):
 
     def __call__(self, x):
         h, gate = mx.split(self.Wi(x), 2, axis=-1)
-        return self.Wo(self.drop(self.act(h) * gate))
+        glu = geglu_exact(h, gate) if self.act is gelu_exact else self.act(h) * gate
+        return self.Wo(self.drop(glu))
 
 
 class ModernBertEncoderLayer(nn.Module):

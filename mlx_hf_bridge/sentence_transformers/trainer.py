@@ -13,6 +13,7 @@ import mlx.core as mx
 from ..engine import data as D
 from ..engine import sampling
 from ..engine.trainer import Trainer
+from . import hub
 from .evaluation import SequentialEvaluator
 from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
 
@@ -239,6 +240,16 @@ class SentenceTransformerTrainer(Trainer):
         loss = self._loss_for(inputs.pop("dataset_name", None))
         features, labels = self.collect_features(inputs)
         return loss, features, labels
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        # later model.save()/push_to_hub() write a card with the loss, data and training log
+        # (object.__setattr__: an MLX Module would store a dict attribute as a child of the tree)
+        object.__setattr__(self.model, "card_info", hub.card_info(self))
+        return output
+
+    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs) -> str:
+        return hub.push_to_hub(self, commit_message, blocking, token, revision, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss_fn, features, labels = self.loss_inputs(inputs)
