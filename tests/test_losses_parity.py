@@ -388,11 +388,12 @@ def test_signatures_match_pylate():
 def test_doctests():
     import doctest
 
-    from mlx_hf_bridge.colbert import distributed, losses
+    from mlx_hf_bridge.colbert import distributed, gradcache, loss_common, losses
 
-    for module in (losses, distributed):
+    for module in (loss_common, gradcache, losses, distributed):
         result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
+        assert result.failed == 0, module.__name__
+    assert doctest.testmod(loss_common).attempted > 0 and doctest.testmod(gradcache).attempted > 0
 
 
 # --- two processes (mx.distributed ring backend) ----------------------------------------------------

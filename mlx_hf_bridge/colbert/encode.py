@@ -82,7 +82,10 @@ class EncodeMixin:
             show_progress_bar = False
         desc = f"Encoding {'queries' if is_query else 'documents'} (bs={batch_size})"
         for start in trange(0, len(sentences), batch_size, desc=desc, disable=not show_progress_bar):
-            features = self.tokenize(sorted_sentences[start : start + batch_size], is_query=is_query)
+            # padding-free (the default) pads documents to the batch's longest, as PyLate does;
+            # ``model.padding_free = False`` pads them to document_length (same vectors)
+            fixed = not is_query and not getattr(self, "padding_free", True)
+            features = self.tokenize(sorted_sentences[start : start + batch_size], is_query=is_query, pad=fixed)
             embeddings = self(features)["token_embeddings"]
             if not is_query:
                 masks = self.skiplist_mask(features["input_ids"], self.skiplist) & features["attention_mask"].astype(mx.bool_)

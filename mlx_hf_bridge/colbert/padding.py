@@ -1,12 +1,15 @@
 """Padding-free batching with PyLate-identical results.
 
-PyLate's collator pads every document to ``document_length``; attention masks padded keys and
-MaxSim multiplies padded similarities by 0. So real tokens never depend on padding, and the only
-trace padding leaves on the loss is the 0 it contributes to each per-query-token max: a document
-with *any* masked position scores ``max(0, best real similarity)``. We therefore cut padding down
-to the longest real sequence in a (mini-)batch, rounded up to a bucket length so compiled shapes
-stay few, and remember which documents had padding in the fixed layout (``zero_floor``) so
-scoring can add the 0 back exactly.
+PyLate's collator pads every document to ``document_length`` (and queries to ``query_length``).
+Attention masks padded keys, and MaxSim multiplies padded similarities by 0, so real tokens never
+depend on padding; the one trace padding leaves on the loss is the 0 it adds to every
+per-query-token max: a document with *any* masked position scores ``max(0, best real sim)``.
+
+So the encoder only sees each (mini-)batch cut to its longest real row, rounded up to a multiple
+of 32 (like mlx-lm) so the set of shapes stays small. For scoring, the document columns are
+zero-padded to one width ``W``; when ``W`` is below ``document_length`` every document had padding
+in PyLate's layout, and one extra masked (zero) column reproduces PyLate's implicit ``max(0, ·)``
+exactly. Queries are cut only without query expansion: with expansion every position counts.
 """
 
 from __future__ import annotations
@@ -14,40 +17,49 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-BUCKET = 32  # like mlx-lm: pad to multiples of 32 -> a bounded set of shapes
+BUCKET = 32
 
 
 def bucket_length(length: int, maximum: int, multiple: int = BUCKET) -> int:
+    """``length`` rounded up to a multiple of ``multiple``, at most ``maximum``."""
     return int(min(maximum, max(multiple, -(-length // multiple) * multiple)))
 
 
-def trim_features(features: dict, multiple: int = BUCKET) -> dict:
-    """Cut trailing padding to the bucketed longest real row; adds ``zero_floor`` (B,) bool.
-
-    ``zero_floor[i]`` is True when row i had a masked position in the *original* layout (padding
-    up to the original width): its MaxSim must be floored at 0 to equal the fixed-padding score.
-    """
-    mask = np.asarray(features["attention_mask"])
+def real_width(attention_mask) -> int:
+    """Last attended position + 1, over all rows (right padding, as HF tokenizers do)."""
+    mask = np.asarray(attention_mask).astype(bool)
+    if not mask.any():
+        return 1
     width = mask.shape[1]
-    real = mask.sum(axis=1)
-    # rows padded on the right (HF tokenizers): the last attended position + 1 is the real length
-    last = np.where(mask.any(axis=1), width - np.argmax(mask[:, ::-1], axis=1), 0)
-    keep = bucket_length(int(last.max()) if len(last) else 0, width, multiple)
-    out = {k: v[:, :keep] if _is_token_tensor(v, width) else v for k, v in features.items()}
-    out["zero_floor"] = mx.array(real < width)
-    return out
+    return int((width - np.argmax(mask[:, ::-1], axis=1))[mask.any(axis=1)].max())
 
 
-def _is_token_tensor(value, width) -> bool:
-    return hasattr(value, "shape") and len(value.shape) == 2 and value.shape[1] == width
+def trim(features: dict, width: int) -> dict:
+    """Cut every (B, L) token tensor of ``features`` to its first ``width`` positions."""
+    full = features["attention_mask"].shape[1]
+    if width >= full:
+        return features
+    return {k: v[:, :width] if hasattr(v, "ndim") and v.ndim == 2 and v.shape[1] == full else v for k, v in features.items()}
 
 
-def floor_with_zero(max_sims: mx.array, zero_floor: mx.array, axis_docs: int) -> mx.array:
-    """Apply PyLate's implicit ``max(0, ·)`` to the per-token maxima of documents that had padding.
+def trimmed_width(features: dict, multiple: int = BUCKET) -> int:
+    full = features["attention_mask"].shape[1]
+    return bucket_length(real_width(features["attention_mask"]), full, multiple)
 
-    ``max_sims`` has the document axis at ``axis_docs``; ``zero_floor`` is (n_docs,) bool.
-    """
-    shape = [1] * max_sims.ndim
-    shape[axis_docs] = zero_floor.shape[0]
-    floor = zero_floor.reshape(shape)
-    return mx.where(floor, mx.maximum(max_sims, 0.0), max_sims)
+
+def pad_to(x: mx.array, width: int) -> mx.array:
+    """Zero-pad (or cut) axis 1 of ``x`` to ``width``."""
+    current = x.shape[1]
+    if current == width:
+        return x
+    if current > width:
+        return x[:, :width]
+    pads = [(0, 0), (0, width - current)] + [(0, 0)] * (x.ndim - 2)
+    return mx.pad(x, pads)
+
+
+def scoring_width(widths, full: int) -> int:
+    """The common document width for scoring: the widest column, +1 masked zero position when
+    that is below the fixed-padding width (every document was padded there)."""
+    widest = max(widths)
+    return widest if widest >= full else widest + 1

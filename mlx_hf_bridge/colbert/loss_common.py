@@ -1,0 +1,112 @@
+"""Pieces every ColBERT loss shares: normalisation, cross-entropy, masks, gathering, padding-free.
+
+Conventions, as in PyLate (pylate-api.md §4): token embeddings are
+``model(features)["token_embeddings"]``, L2-normalised on the last axis; the query (feature 0)
+keeps its ``attention_mask`` and every document column gets ``attention_mask AND
+skiplist_mask(input_ids)``; the query mask reaches the scorer only when
+``model.do_query_expansion`` is False; masking inside the scores is multiplicative.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import mlx.core as mx
+
+from . import distributed, padding
+from .scores import skiplist_mask
+
+def normalize(x: mx.array, eps: float = 1e-12) -> mx.array:
+    """``torch.nn.functional.normalize(x, p=2, dim=-1)``: ``x / max(||x||, eps)``.
+
+    >>> import mlx_hf_bridge, mlx.core as mx
+    >>> normalize(mx.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def cross_entropy(logits: mx.array, targets: mx.array, reduction: str = "mean") -> mx.array:
+    """``torch.nn.functional.cross_entropy`` for class-index targets (``"mean"`` or ``"sum"``).
+
+    >>> import mlx_hf_bridge, mlx.core as mx
+    >>> round(cross_entropy(mx.array([[0.0, 0.0]]), mx.array([0]), "sum").item(), 6)
+    0.693147
+    """
+    losses = mx.logsumexp(logits, axis=-1) - mx.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _model_attr(model, name: str):
+    """``model.<name>``, or ``model.module.<name>`` for a wrapped model (as PyLate does)."""
+    return getattr(model, name) if hasattr(model, name) else getattr(model.module, name)
+
+
+def extract_skiplist_mask(sentence_features: Iterable[dict], skiplist: list[int]) -> list[mx.array]:
+    """Boolean masks per feature: the query keeps its attention mask, documents also drop skiplist ids.
+
+    >>> import mlx_hf_bridge, mlx.core as mx
+    >>> features = [{"input_ids": mx.array([[1, 2, 3, 4]]), "attention_mask": mx.array([[1, 1, 1, 1]])}] * 3
+    >>> [m.tolist() for m in extract_skiplist_mask(features, skiplist=[1, 2, 3])]
+    [[[True, True, True, True]], [[False, False, False, True]], [[False, False, False, True]]]
+    """
+    sentence_features = list(sentence_features)
+    masks = []
+    for i, feature in enumerate(sentence_features):
+        attention = feature["attention_mask"].astype(mx.bool_)
+        masks.append(attention if i == 0 else attention & skiplist_mask(feature["input_ids"], skiplist))
+    return masks
+
+
+def _embed(model, features: dict) -> mx.array:
+    return normalize(model(features)["token_embeddings"])
+
+
+def _contrastive_targets(batch_size: int, n_docs: int, rank: int) -> mx.array:
+    # Query-major layout: the positive of query i sits at column i * N (offset by this rank's block).
+    return mx.arange(batch_size, dtype=mx.int32) * n_docs + rank * batch_size * n_docs
+
+
+def _gather_masks(masks: list[mx.array]) -> list[mx.array]:
+    return [masks[0], *[mx.concatenate(distributed.all_gather(m), axis=0) for m in masks[1:]]]
+
+
+class _GatherWarning:
+    """PyLate logs once when ``gather_across_devices=True`` runs without a distributed group."""
+
+    @staticmethod
+    def world(gather: bool):
+        if not gather:
+            return None
+        world = distributed.group()
+        if world is None:
+            distributed._warn_once()
+        return world
+
+
+
+
+# --- padding-free (see padding.py for why the results equal PyLate's fixed padding) ------------
+def trims_column(model, column: int, padding_free: bool) -> bool:
+    """Documents are always cut; queries only without query expansion (every position counts)."""
+    return padding_free and (column > 0 or not _model_attr(model, "do_query_expansion"))
+
+
+def column_width(feature: dict, trims: bool) -> int:
+    return padding.trimmed_width(feature) if trims else feature["attention_mask"].shape[1]
+
+
+def fit_for_scoring(queries: mx.array, documents: list[mx.array], masks: list[mx.array], fixed_width: bool = False):
+    """Bring trimmed embeddings back to one scoring layout: queries and their mask to the query
+    width; every document column to :func:`padding.scoring_width` (with the masks cut to it).
+    ``fixed_width`` keeps documents at the collator's width (ranks must agree to all-gather)."""
+    query_width = queries.shape[1]
+    full = masks[1].shape[1]
+    doc_width = full if fixed_width else padding.scoring_width([d.shape[1] for d in documents], full)
+    documents = [padding.pad_to(d, doc_width) for d in documents]
+    masks = [masks[0][:, :query_width], *[m[:, :doc_width] for m in masks[1:]]]
+    return queries, documents, masks

@@ -1,0 +1,139 @@
+"""Padding-free batching gives PyLate's fixed-padding losses and gradients (issue #5)."""
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from mlx_hf_bridge.colbert import padding
+from mlx_hf_bridge.pylate import losses, models
+
+WORDS = "the of and a to in is was for on that with as by at from his an were are which this be or has".split()
+
+
+def texts(rng, n, lo, hi):
+    out = []
+    for _ in range(n):
+        words = list(rng.choice(WORDS, size=int(rng.integers(lo, hi))))
+        # punctuation: skiplist tokens inside documents
+        out.append(" ".join(words[: len(words) // 2]) + ", " + " ".join(words[len(words) // 2 :]) + ".")
+    return out
+
+
+def features(model, rng, batch, n_docs, doc_words):
+    cols = [model.tokenize(texts(rng, batch, 2, 9), is_query=True, pad=True)]
+    cols += [model.tokenize(texts(rng, batch, *doc_words), is_query=False, pad=True) for _ in range(n_docs)]
+    return cols
+
+
+@pytest.fixture(scope="module", params=["bert", "modernbert"])
+def model(request, tiny_bert_dir, tiny_modernbert_dir):
+    folder = tiny_bert_dir if request.param == "bert" else tiny_modernbert_dir
+    m = models.ColBERT(str(folder), query_length=16, document_length=80)
+    m.train()  # dropout is 0 in the tiny configs: train mode exercises the training path
+    return m
+
+
+def value_and_grads(model, loss, feats, labels=None):
+    if hasattr(loss, "value_and_grad"):
+        value, grads = loss.value_and_grad(feats, labels)
+    else:
+        value, grads = nn.value_and_grad(model, lambda f, lab: loss(f, lab))(feats, labels)
+    return float(value), dict(tree_flatten(grads))
+
+
+def assert_close(fixed, free):
+    (v1, g1), (v2, g2) = fixed, free
+    assert abs(v1 - v2) <= 1e-5 * max(1.0, abs(v1))
+    scale = max(float(mx.abs(g).max()) for g in g1.values())
+    for name in g1:
+        diff = float(mx.abs(g1[name] - g2[name]).max())
+        assert diff <= 1e-5 * scale, (name, diff, scale)
+
+
+CASES = [
+    ("Contrastive", {}),
+    ("CachedContrastive", {"mini_batch_size": 3}),
+    ("CachedContrastive", {"mini_batch_size": 8}),
+]
+
+
+@pytest.mark.parametrize("expansion", [True, False])
+@pytest.mark.parametrize("name,kwargs", CASES)
+@pytest.mark.parametrize("doc_words", [(3, 12), (3, 60), (40, 90)])
+def test_contrastive_losses_equal_fixed_padding(model, expansion, name, kwargs, doc_words):
+    """Mixed lengths: short docs (one bucket), a long tail, and docs truncated at document_length."""
+    model.do_query_expansion = expansion
+    rng = np.random.default_rng(hash((name, expansion, doc_words)) % 2**32)
+    feats = features(model, rng, batch=7, n_docs=2, doc_words=doc_words)
+    cls = getattr(losses, name)
+    fixed = value_and_grads(model, cls(model, padding_free=False, **kwargs), feats)
+    free = value_and_grads(model, cls(model, padding_free=True, **kwargs), feats)
+    assert_close(fixed, free)
+    model.do_query_expansion = True
+
+
+def test_exact_bucket_width_gets_pylates_zero_floor(model):
+    """A document exactly filling a bucket (32) has no masked position after trimming; PyLate's
+    padded layout still floors its MaxSim at 0 — the extra masked column must reproduce that."""
+    model.do_query_expansion = True
+    q = model.tokenize(["what is it"], is_query=True, pad=True)
+    ids = np.full((1, 80), model.tokenizer.pad_token_id, dtype=np.int32)
+    ids[0, :32] = np.random.default_rng(0).integers(1000, 2000, size=32)
+    mask = np.zeros((1, 80), dtype=np.int32)
+    mask[0, :32] = 1
+    doc = {"input_ids": mx.array(ids), "attention_mask": mx.array(mask)}
+    if "token_type_ids" in q:
+        doc["token_type_ids"] = mx.zeros_like(doc["input_ids"])
+    assert padding.trimmed_width(doc) == 32 and padding.scoring_width([32], 80) == 33
+    fixed = value_and_grads(model, losses.Contrastive(model, padding_free=False), [q, doc])
+    free = value_and_grads(model, losses.Contrastive(model, padding_free=True), [q, doc])
+    assert_close(fixed, free)
+
+
+@pytest.mark.parametrize("expansion", [True, False])
+def test_distillation_equal_fixed_padding(model, expansion):
+    model.do_query_expansion = expansion
+    rng = np.random.default_rng(3)
+    q = model.tokenize(texts(rng, 3, 2, 9), is_query=True, pad=True)
+    d = model.tokenize(texts(rng, 6, 3, 50), is_query=False, pad=True)  # 3 queries x 2 ways
+    labels = mx.array(rng.random((3, 2)).astype(np.float32))
+    fixed = value_and_grads(model, losses.Distillation(model, padding_free=False), [q, d], labels)
+    free = value_and_grads(model, losses.Distillation(model, padding_free=True), [q, d], labels)
+    assert_close(fixed, free)
+    model.do_query_expansion = True
+
+
+def test_encode_identical_with_fixed_padding(model):
+    rng = np.random.default_rng(5)
+    docs = texts(rng, 9, 2, 70)
+    model.padding_free = True
+    free = model.encode(docs, is_query=False, batch_size=4)
+    model.padding_free = False
+    fixed = model.encode(docs, is_query=False, batch_size=4)
+    model.padding_free = True
+    for a, b in zip(free, fixed):
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5
+
+
+def test_encoder_shapes_bounded_over_an_epoch(model):
+    """Every encoder input width is a bucket (multiple of 32, or document_length): few shapes."""
+    seen = set()
+    original = type(model.transformer).__call__
+
+    def recording(self, feats):
+        seen.add(tuple(feats["input_ids"].shape))
+        return original(self, feats)
+
+    type(model.transformer).__call__ = recording
+    try:
+        rng = np.random.default_rng(11)
+        loss = losses.CachedContrastive(model, mini_batch_size=4)
+        for _ in range(6):  # an "epoch" of batches with random length mixes
+            loss.value_and_grad(features(model, rng, batch=8, n_docs=1, doc_words=(2, 90)))
+    finally:
+        type(model.transformer).__call__ = original
+    widths = {w for _, w in seen}
+    assert widths <= {32, 64, 80, model.query_length}
+    assert len(seen) <= 4  # rows are always the mini-batch size (8 rows / 4)
