@@ -179,6 +179,7 @@ class CachedContrastive:
         self.padding_free = padding_free
         # encoder width of every (column, slice): set in pass 1, reused by pass 3
         self.widths: list[list[int]] | None = None
+        self.orders: list[mx.array | None] | None = None  # length-sorted encoding order per column
         # Partial derivatives per column and slice, and the random keys per column and slice.
         self.cache: list[list[mx.array]] | None = None
         self.random_states: list[list[RandContext]] | None = None
@@ -206,6 +207,25 @@ class CachedContrastive:
             mx.eval(reps)  # frees this slice's activations before the next one
             yield reps, random_state
 
+    def _encoding_order(self, sentence_features: list[dict]) -> list[dict]:
+        """Padding-free: encode each trimmed column's rows sorted by length (longest first), so a
+        mini-batch pads only to rows of similar length. The batch's examples are unchanged and the
+        embeddings are put back in order before scoring (``self.orders``)."""
+        self.orders, ordered = [], []
+        for index, feature in enumerate(sentence_features):
+            order = None
+            if trims_column(self.model, index, self.padding_free) and feature["input_ids"].shape[0] > self.mini_batch_size:
+                lengths = np.asarray(feature["attention_mask"]).sum(axis=1)
+                order = mx.array(np.argsort(-lengths, kind="stable"))
+                feature = {k: mx.take(v, order, axis=0) if hasattr(v, "ndim") and v.ndim >= 1 else v for k, v in feature.items()}
+            self.orders.append(order)
+            ordered.append(feature)
+        return ordered
+
+    def _original_order(self, column: mx.array, index: int) -> mx.array:
+        order = self.orders[index]
+        return column if order is None else mx.take(column, mx.argsort(order), axis=0)
+
     def _embed_all(self, sentence_features: list[dict]) -> list[list[mx.array]]:
         reps, self.random_states, self.widths = [], [], []
         for index, sentence_feature in enumerate(sentence_features):
@@ -222,8 +242,11 @@ class CachedContrastive:
     # -- pass 2: loss and cached gradients w.r.t. the embeddings ------------------------------
     def _loss_terms(self, reps, masks):
         """Everything the chunked loss needs: anchors, documents, masks, targets, world."""
-        anchors = mx.concatenate([pad_to(r, max(self.widths[0])) for r in reps[0]], axis=0)
-        docs = [mx.concatenate([pad_to(r, max(w)) for r in column], axis=0) for column, w in zip(reps[1:], self.widths[1:])]
+        columns = [
+            self._original_order(mx.concatenate([pad_to(r, max(w)) for r in column], axis=0), i)
+            for i, (column, w) in enumerate(zip(reps, self.widths))
+        ]
+        anchors, docs = columns[0], columns[1:]
         world = _GatherWarning.world(self.gather_across_devices)
         anchors, docs, masks = fit_for_scoring(anchors, docs, masks, fixed_width=world is not None)
         batch_size = anchors.shape[0]
@@ -296,7 +319,8 @@ class CachedContrastive:
         column_grads = [mx.concatenate(anchor_grads, axis=0), *doc_grads]
         if self.scale_gradients == "mean" and self.size_average:
             column_grads = [g / batch_size for g in column_grads]
-        # per slice, cut back to the width that slice was encoded at
+        # back to encoding order, then per slice cut to the width that slice was encoded at
+        column_grads = [g if order is None else mx.take(g, order, axis=0) for g, order in zip(column_grads, self.orders)]
         self.cache = [
             [g[begin : begin + self.mini_batch_size, :width] for begin, width in zip(range(0, g.shape[0], self.mini_batch_size), widths)]
             for g, widths in zip(column_grads, self.widths)
@@ -329,19 +353,20 @@ class CachedContrastive:
         the gradient scale."""
         sentence_features = list(sentence_features)
         masks = extract_skiplist_mask(sentence_features, _model_attr(self.model, "skiplist"))
-        reps = self._embed_all(sentence_features)
+        encoding = self._encoding_order(sentence_features)
+        reps = self._embed_all(encoding)
         loss = self.calculate_loss_and_cache_gradients(reps, masks)
-        grads = self._backward(sentence_features)
-        self.cache = self.random_states = self.widths = None
+        grads = self._backward(encoding)
+        self.cache = self.random_states = self.widths = self.orders = None
         return loss, grads
 
     def __call__(self, sentence_features: Iterable[dict], labels=None) -> mx.array:
         """The loss value (pass 1 + scoring, no gradients; PyLate's ``no_grad`` path)."""
         sentence_features = list(sentence_features)
         masks = extract_skiplist_mask(sentence_features, _model_attr(self.model, "skiplist"))
-        reps = self._embed_all(sentence_features)
+        reps = self._embed_all(self._encoding_order(sentence_features))
         loss = mx.stop_gradient(self.calculate_loss(reps, masks))
-        self.random_states = self.widths = None
+        self.random_states = self.widths = self.orders = None
         return loss
 
     forward = __call__
