@@ -1,0 +1,1 @@
+"""The ReasonIR / Reason-ModernColBERT training pipeline: config, data, and the PyLate builders."""
