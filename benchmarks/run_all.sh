@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The runs behind benchmarks/RESULTS.md (ModernBERT-base width, 3 layers: one global + two local).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+out=${1:-benchmarks/results.jsonl}
+B="python benchmarks/bench.py"
+$B train --layers 3 --document-length 512  --batch-size 16 --mini-batch-size 4 --steps 2 --json "$out"   # (a) 512
+$B train --layers 3 --document-length 2048 --batch-size 8  --mini-batch-size 4 --steps 2 --json "$out"   # (a) 2048
+$B train --layers 3 --document-length 512  --batch-size 8  --mini-batch-size 4 --steps 2 --fixed --json "$out"  # (b)
+$B encode --layers 3 --document-length 512 --encode-docs 64 --mini-batch-size 16 --steps 2 --json "$out"  # (c)
