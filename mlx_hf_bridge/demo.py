@@ -45,7 +45,7 @@ def build_splits(n_test: int, n_corpus: int, n_train: int, seed: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mlx-hf-bridge demo", description=__doc__)
     parser.add_argument("--output-dir", default="output/demo")
-    parser.add_argument("--train-pairs", type=int, default=1280)
+    parser.add_argument("--train-pairs", type=int, default=960)
     parser.add_argument("--test-queries", type=int, default=200)
     parser.add_argument("--corpus", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)

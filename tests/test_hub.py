@@ -334,3 +334,37 @@ def test_colbert_push_to_hub_method(hub, tmp_path, tiny_bert_dir):
     got = verify.mlx_side(verify.COLBERT, local, queries, documents, ref)
     for name, result in verify.compare(verify.COLBERT, ref, got, len(queries) + len(documents)).items():
         assert result["max_abs_diff"] <= TOL, name
+
+
+@needs_colbert
+def test_trainer_push_to_hub_card_has_training_facts(hub, tmp_path, tiny_bert_dir):
+    """``trainer.push_to_hub()``: PyLate layout + a card with loss, dataset size and training log."""
+    from datasets import Dataset
+
+    from mlx_hf_bridge.pylate import losses, models, utils
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    model = models.ColBERT(str(tiny_bert_dir), query_length=8, document_length=16)
+    data = Dataset.from_dict({"query": [f"question {i}" for i in range(8)], "positive": [f"answer number {i}" for i in range(8)]})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "trained-colbert"), per_device_train_batch_size=4, num_train_epochs=1,
+        logging_steps=1, save_strategy="no", hub_model_id="tester/trained-colbert", hub_token=TOKEN,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=data, loss=losses.CachedContrastive(model, mini_batch_size=2),
+        data_collator=utils.ColBERTCollator(model.tokenize),
+    )
+    trainer.train()
+    url = trainer.push_to_hub()
+    assert "/tester/trained-colbert/commit/" in url
+    readme = hub.file_bytes("tester/trained-colbert", "README.md").decode()
+    meta = front_matter(readme)
+    assert {"generated_from_trainer", "dataset_size:8", "loss:CachedContrastive"} <= set(meta["tags"])
+    assert "Training Logs" in readme or "training log" in readme.lower()
+    local = tmp_path / "local"
+    model.save(local)
+    ref, _ = verify.run_torch_side(verify.COLBERT, "tester/trained-colbert", verify.DEFAULT_QUERIES[:2],
+                                   verify.DEFAULT_DOCUMENTS[:2], env=hub.env(TOKEN, hf_home=tmp_path / "child-hf"))
+    got = verify.mlx_side(verify.COLBERT, local, verify.DEFAULT_QUERIES[:2], verify.DEFAULT_DOCUMENTS[:2], ref)
+    for name, result in verify.compare(verify.COLBERT, ref, got, 4).items():
+        assert result["max_abs_diff"] <= TOL, name

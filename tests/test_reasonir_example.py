@@ -284,12 +284,13 @@ def _pipeline(tmp_path, backend_cmd, tiny_modernbert, extra=()):
 
 
 def _encode_with_real_pylate(final: Path):
-    """The saved folder loads in real PyLate and encodes."""
-    code = ("import sys; from pylate import models; m = models.ColBERT(sys.argv[1], device='cpu'); "
-            "q = m.encode(['why is the sky blue'], is_query=True); print('SHAPE', tuple(q[0].shape))")
-    out = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "SHAPE (16, 128)" in out.stdout, out.stdout
+    """The saved folder loads in real PyLate (torch, in a subprocess) and its query and document
+    embeddings equal the bridge's on the same folder: max|Δ| <= 1e-5 (``mlx-hf-bridge verify``)."""
+    from mlx_hf_bridge.verify import verify_folder
+
+    report = verify_folder(final, tolerance=1e-5, timeout=300)
+    assert report["kind"] == "colbert" and report["passed"], report
+    assert all(r["max_abs_diff"] <= 1e-5 for r in report["results"].values()), report["results"]
 
 
 def test_end_to_end_on_real_pylate_torch(tmp_path, tiny_modernbert):
