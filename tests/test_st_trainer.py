@@ -70,6 +70,11 @@ def test_colbert_end_to_end_with_eval_evaluator_and_save(tmp_path, tiny_bert_dir
     reloaded = models.ColBERT(str(tmp_path / "final"))
     for k, v in weights(reloaded).items():
         np.testing.assert_array_equal(v, after[k])
+    # real PyLate on torch (subprocess) loads the trained save: embeddings within 1e-5
+    from mlx_hf_bridge.verify import verify_folder
+
+    report = verify_folder(tmp_path / "final", tolerance=1e-5, timeout=300)
+    assert report["kind"] == "colbert" and report["passed"], report
     metrics = trainer.evaluate()
     assert set(metrics) >= {"eval_loss", "eval_accuracy"}
 
