@@ -38,6 +38,17 @@ import runpy
 import sys
 import types
 
+from .torch_stub import (
+    SCRIPT_DIRS,
+    STUB_MODULES,
+    TorchStubFinder,
+    bridge_version,
+    build_torch_stub,
+    patch_torch_compile,
+    torch_installed,
+    unpatch_torch_compile,
+)
+
 REDIRECTS = {
     "pylate": "mlx_hf_bridge.pylate",
     "sentence_transformers": "mlx_hf_bridge.sentence_transformers",
@@ -53,12 +64,6 @@ model unchanged. Everything after the script belongs to the script (it sees sys.
 """
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
 def _original_name(bridge_name: str) -> str:
     """``mlx_hf_bridge.pylate.models`` -> ``pylate.models`` (unchanged when not a redirect target)."""
     for original, target in REDIRECTS.items():
@@ -69,7 +74,7 @@ def _original_name(bridge_name: str) -> str:
 
 def _missing_message(fullname: str, bridge_name: str) -> str:
     return (
-        f"mlx_hf_bridge {_version()} does not provide `{fullname}`: under `mlx-hf-bridge run` the script's "
+        f"mlx_hf_bridge {bridge_version()} does not provide `{fullname}`: under `mlx-hf-bridge run` the script's "
         f"`{fullname}` is `{bridge_name}`, which does not exist. Nothing falls back to torch: remove that "
         "use from the script, or run it with the torch libraries (plain `python`)."
     )
@@ -110,7 +115,7 @@ def _add_missing_attribute_hook(module):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
         raise AttributeError(
-            f"mlx_hf_bridge {_version()} does not provide `{original}.{name}` "
+            f"mlx_hf_bridge {bridge_version()} does not provide `{original}.{name}` "
             f"(`{original}` is `{module.__name__}` under `mlx-hf-bridge run`); nothing falls back to torch.",
             name=name,
             obj=module,
@@ -176,180 +181,13 @@ def _hooked_spec(finder, fullname, path, target):
 
 
 # --- torch ---------------------------------------------------------------------------------------
-def _is_mlx_module(obj) -> bool:
-    if type(obj).__module__.startswith("mlx_hf_bridge"):
-        return True
-    nn = sys.modules.get("mlx.nn")
-    return nn is not None and isinstance(obj, nn.Module)
-
-
-def _patch_torch_compile(torch_module):
-    original = torch_module.compile
-    if getattr(original, "_mlx_hf_bridge_passthrough", False):
-        return
-
-    def compile(model=None, *args, **kwargs):  # noqa: A001 - same name as torch.compile
-        """``torch.compile`` under ``mlx-hf-bridge run``: MLX modules come back unchanged."""
-        if model is not None and _is_mlx_module(model):
-            return model
-        return original(model, *args, **kwargs)
-
-    compile._mlx_hf_bridge_passthrough = True
-    compile._mlx_hf_bridge_original = original
-    torch_module.compile = compile
-
-
-def _unpatch_torch_compile():
-    torch_module = sys.modules.get("torch")
-    patched = getattr(torch_module, "compile", None)
-    if getattr(patched, "_mlx_hf_bridge_passthrough", False) and hasattr(patched, "_mlx_hf_bridge_original"):
-        torch_module.compile = patched._mlx_hf_bridge_original
-
-
 class TorchCompileFinder(importlib.abc.MetaPathFinder):
     """When the real torch gets imported (by anyone), patch ``torch.compile`` right after it loads."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "torch":
             return None
-        return _after_exec(_find_with_others(self, fullname, path, target), _patch_torch_compile)
-
-
-_SCRIPT_DIRS: list[str] = []
-
-
-def _script_is_importing() -> bool:
-    """True when the import being served comes from the script (``__main__``) or a module next to it."""
-    frame = sys._getframe(1)
-    here = os.path.abspath(__file__)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not (filename.startswith("<frozen importlib") or os.path.abspath(filename) == here
-                or filename.endswith(os.sep + "importlib" + os.sep + "__init__.py")):
-            if frame.f_globals.get("__name__") == "__main__":
-                return True
-            path = os.path.abspath(filename)
-            return any(path.startswith(d + os.sep) for d in _SCRIPT_DIRS)
-        frame = frame.f_back
-    return False
-
-
-class _StubModule(types.ModuleType):
-    """A stub torch (sub)module: any name it does not define fails and says why."""
-
-    def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        raise AttributeError(
-            f"`{self.__name__}.{name}` is not available: torch is not installed, and `mlx-hf-bridge run` "
-            f"(mlx_hf_bridge {_version()}) only provides a stub `torch` with "
-            "compile, manual_seed, cuda.is_available/device_count, backends.mps.is_available/is_built, "
-            "set_float32_matmul_precision and Tensor. Install torch, or remove this use from the script.",
-            name=name,
-            obj=self,
-        )
-
-
-def _mlx_gpu_available() -> bool:
-    import mlx.core as mx
-
-    try:
-        return bool(mx.is_available(mx.gpu))
-    except Exception:  # older mlx
-        return bool(getattr(mx, "metal", None) and mx.metal.is_available())
-
-
-def build_torch_stub() -> dict[str, types.ModuleType]:
-    """The stub ``torch`` (plus ``torch.cuda``, ``torch.backends[.mps|.cuda]``) used when torch is absent."""
-
-    def make(name):
-        module = _StubModule(name, f"Stub of `{name}` provided by `mlx-hf-bridge run` (torch is not installed).")
-        module.__spec__ = importlib.machinery.ModuleSpec(name, _STUB_LOADER, is_package=True)
-        module.__loader__ = _STUB_LOADER
-        module.__path__ = []
-        module.__file__ = None
-        return module
-
-    torch = make("torch")
-    # Not a PEP 440 version on purpose: transformers' is_torch_available() then says False quietly.
-    torch.__version__ = "mlx_hf_bridge-stub"
-
-    def compile(model=None, *args, **kwargs):  # noqa: A001
-        """Returns the model unchanged (MLX compiles its own graphs); as a decorator, the function."""
-        if model is None:
-            return lambda fn: fn
-        return model
-
-    def manual_seed(seed):
-        """Seeds MLX's generator (what torch.manual_seed means for an MLX run)."""
-        import mlx.core as mx
-
-        mx.random.seed(int(seed))
-
-    class Tensor:  # nothing is ever an instance: libraries' isinstance(x, torch.Tensor) checks stay False
-        pass
-
-    torch.compile = compile
-    torch.manual_seed = manual_seed
-    torch.set_float32_matmul_precision = lambda precision: None
-    torch.Tensor = Tensor
-
-    cuda = make("torch.cuda")
-    cuda.is_available = lambda: False
-    cuda.device_count = lambda: 0
-    cuda.is_bf16_supported = lambda *a, **k: False
-    cuda.manual_seed = cuda.manual_seed_all = lambda seed: None
-
-    backends = make("torch.backends")
-    mps = make("torch.backends.mps")
-    mps.is_available = _mlx_gpu_available
-    mps.is_built = _mlx_gpu_available
-    backends_cuda = make("torch.backends.cuda")
-    backends_cuda.is_built = lambda: False
-    backends.mps, backends.cuda = mps, backends_cuda
-    torch.cuda, torch.backends = cuda, backends
-    return {"torch": torch, "torch.cuda": cuda, "torch.backends": backends, "torch.backends.mps": mps,
-            "torch.backends.cuda": backends_cuda}
-
-
-class _StubLoader(importlib.abc.Loader):
-    def create_module(self, spec):
-        return _STUB_MODULES[spec.name]
-
-    def exec_module(self, module):
-        pass
-
-
-_STUB_LOADER = _StubLoader()
-_STUB_MODULES: dict[str, types.ModuleType] = {}
-
-
-class TorchStubFinder(importlib.abc.MetaPathFinder):
-    """torch is not installed: serve the stub to the script's own ``import torch`` only."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "torch" and not fullname.startswith("torch."):
-            return None
-        if fullname == "torch" and "torch" not in sys.modules and not _script_is_importing():
-            return None  # libraries probing for torch keep seeing "not installed"
-        if fullname in _STUB_MODULES:
-            return importlib.machinery.ModuleSpec(fullname, _STUB_LOADER, is_package=True)
-        raise ModuleNotFoundError(
-            f"`{fullname}` is not available: torch is not installed, and `mlx-hf-bridge run` "
-            f"(mlx_hf_bridge {_version()}) only stubs torch, torch.cuda and torch.backends.mps.",
-            name=fullname,
-        )
-
-
-def _torch_installed() -> bool:
-    if isinstance(sys.modules.get("torch"), _StubModule):
-        return False
-    if "torch" in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except (ImportError, ValueError):
-        return False
+        return _after_exec(_find_with_others(self, fullname, path, target), patch_torch_compile)
 
 
 # --- install / uninstall -------------------------------------------------------------------------
@@ -365,9 +203,9 @@ def redirect_imports():
     saved = {name: sys.modules.pop(name) for name in list(sys.modules) if _redirected(name)}
     finders: list = [BridgeFinder()]
     stubbed = False
-    if _torch_installed():
+    if torch_installed():
         if "torch" in sys.modules:
-            _patch_torch_compile(sys.modules["torch"])
+            patch_torch_compile(sys.modules["torch"])
         else:
             finders.append(TorchCompileFinder())
     else:
@@ -375,7 +213,7 @@ def redirect_imports():
         # torch is still absent, so a later script `import torch` (the stub) cannot change its mind.
         with contextlib.suppress(ImportError):
             import datasets.config  # noqa: F401
-        _STUB_MODULES.update(build_torch_stub())
+        STUB_MODULES.update(build_torch_stub())
         finders.append(TorchStubFinder())
         stubbed = True
     sys.meta_path[:0] = finders
@@ -395,12 +233,12 @@ def redirect_imports():
             module = _HOOKED.pop()
             if getattr(vars(module).get("__getattr__"), "_mlx_hf_bridge_hook", False):
                 del module.__getattr__
-        _unpatch_torch_compile()
+        unpatch_torch_compile()
         if stubbed:
-            for name in list(_STUB_MODULES):
-                if sys.modules.get(name) is _STUB_MODULES[name]:
+            for name in list(STUB_MODULES):
+                if sys.modules.get(name) is STUB_MODULES[name]:
                     del sys.modules[name]
-            _STUB_MODULES.clear()
+            STUB_MODULES.clear()
 
 
 _CANNOT_IMPORT = re.compile(r"cannot import name '([^']+)' from '([^']+)'")
@@ -418,7 +256,7 @@ def _explain(exc: BaseException) -> BaseException | None:
     if original == bridge_module:
         return None
     return BridgeImportError(
-        f"mlx_hf_bridge {_version()} does not provide `{original}.{name}` (the script ran "
+        f"mlx_hf_bridge {bridge_version()} does not provide `{original}.{name}` (the script ran "
         f"`from {original} import {name}`; `{original}` is `{bridge_module}` under `mlx-hf-bridge run`). "
         "Nothing falls back to torch: remove that use from the script, or run it with the torch libraries.",
         name=f"{bridge_module}.{name}",
@@ -437,7 +275,7 @@ def run_script(script: str, args: list[str], module: bool = False) -> None:
         sys.argv = [script, *args]
         script_dir = os.path.dirname(os.path.abspath(script))
         sys.path.insert(0, script_dir)  # as `python script.py` does: the script's folder is importable
-        _SCRIPT_DIRS.append(script_dir)
+        SCRIPT_DIRS.append(script_dir)
     try:
         with redirect_imports():
             try:
@@ -453,7 +291,7 @@ def run_script(script: str, args: list[str], module: bool = False) -> None:
     finally:
         sys.argv = saved_argv
         if script_dir is not None:
-            _SCRIPT_DIRS.pop()
+            SCRIPT_DIRS.pop()
             with contextlib.suppress(ValueError):
                 sys.path.remove(script_dir)
 

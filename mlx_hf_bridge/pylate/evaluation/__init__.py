@@ -1,0 +1,21 @@
+"""``pylate.evaluation`` on MLX: ``ColBERTTripletEvaluator``, ``PyLateInformationRetrievalEvaluator``
+and ``ColBERTDistillationEvaluator``.
+
+Same constructors, metric keys, ``primary_metric`` and CSV files as PyLate 1.6 / sentence-transformers
+5.3; embeddings come from the MLX model's ``encode`` and MaxSim runs in MLX over zero-padded
+embeddings (padding scores 0, as PyLate's ``pad_sequence`` does). The IR metric math lives in
+:mod:`mlx_hf_bridge.colbert.ir_metrics`.
+"""
+
+from .base import csv_writer
+from .colbert_distillation import ColBERTDistillationEvaluator
+from .colbert_triplet import ColBERTTripletEvaluator
+from .pylate_information_retrieval_evaluator import PyLateInformationRetrievalEvaluator
+
+__all__ = [
+    "ColBERTDistillationEvaluator",
+    "ColBERTTripletEvaluator",
+    "PyLateInformationRetrievalEvaluator",
+    "csv_writer",
+]
+
