@@ -184,7 +184,8 @@ def run_torch_side(kind: str, source, queries, documents, timeout: float | None 
     ``HF_ENDPOINT`` to load a hub id from a local server. Results for unchanged local folders are
     cached for the life of this process.
     """
-    source = str(source)
+    # the child runs in a temp dir: a relative folder must reach it as an absolute path
+    source = str(Path(source).resolve()) if Path(source).exists() else str(source)
     fingerprint = _fingerprint(source)
     key = (kind, source, fingerprint, tuple(queries), tuple(documents))
     if fingerprint is not None and env is None and key in _TORCH_CACHE:

@@ -137,6 +137,16 @@ def test_colbert_export_passes_and_tampered_dense_fails(tmp_path, bridge_colbert
     assert all(r["max_abs_diff"] > 1e-5 for r in report["results"].values())
 
 
+def test_relative_folder_reaches_the_torch_side(tmp_path, bridge_colbert_dir, monkeypatch):
+    """``mlx-hf-bridge verify output/demo/final``: the torch child runs in a temp dir, so the
+    relative path must be resolved before it is handed over (the demo hit this)."""
+    shutil.copytree(bridge_colbert_dir, tmp_path / "out" / "final")
+    monkeypatch.chdir(tmp_path)
+    report = verify.verify_folder("out/final")
+    assert report["exit_code"] == 0, report
+    assert all(r["max_abs_diff"] <= 1e-5 for r in report["results"].values())
+
+
 def test_compare_reports_shape_mismatch():
     ref = {"q0": np.zeros((3, 4), np.float32), "d0": np.zeros((2, 4), np.float32)}
     got = {"q0": np.zeros((3, 4), np.float32), "d0": np.zeros((5, 4), np.float32)}
