@@ -7,9 +7,11 @@ the process high-water mark (VmHWM / ru_maxrss). Timing is printed for informati
 
     python benchmarks/cached_memory.py                      # batch 64, mini-batches 4 16 64
     python benchmarks/cached_memory.py --hidden 256 --layers 6 --document-length 180
+    python benchmarks/cached_memory.py --batch 16 32 64 128 --minis 4 --no-contrastive   # flat in batch?
 
-GradCache's peak should grow with ``mini_batch_size`` and stay below ``Contrastive``'s, whose
-graph holds the activations of the whole batch.
+GradCache's peak should grow with ``mini_batch_size``, not with the batch size, and stay below
+``Contrastive``'s, whose graph holds the activations of the whole batch. (What still grows with the
+batch is O(batch) small: the cached embeddings and their gradients, and the score matrix.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,25 +93,28 @@ def build_folder(args) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64])
     parser.add_argument("--minis", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--query-length", type=int, default=32)
     parser.add_argument("--document-length", type=int, default=128)
     parser.add_argument("--negatives", type=int, default=1)
+    parser.add_argument("--no-contrastive", dest="contrastive", action="store_false",
+                        help="skip the plain Contrastive reference run")
     parser.add_argument("--folder", help="an existing ColBERT / HF folder instead of a random ModernBERT")
     args = parser.parse_args()
 
     folder = args.folder or build_folder(args)
     print(
-        f"model: {folder} | batch {args.batch}, 1 query + {1 + args.negatives} document columns, "
+        f"model: {folder} | batch {' / '.join(map(str, args.batch))}, 1 query + {1 + args.negatives} document columns, "
         f"query_length {args.query_length}, document_length {args.document_length}"
     )
     rows = []
-    for mini in [None, *args.minis]:
+    runs = [(batch, mini) for batch in args.batch for mini in ([None] if args.contrastive else []) + args.minis]
+    for batch, mini in runs:
         cfg = dict(
-            folder=folder, batch=args.batch, mini=mini, negatives=args.negatives,
+            folder=folder, batch=batch, mini=mini, negatives=args.negatives,
             query_length=args.query_length, document_length=args.document_length,
         )
         proc = subprocess.run(
@@ -121,9 +125,10 @@ def main():
             raise SystemExit(proc.stderr[-3000:])
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         label = "Contrastive" if mini is None else f"CachedContrastive(mini_batch_size={mini})"
+        label = f"batch {batch:<4} {label}"
         rows.append((label, result))
         print(
-            f"{label:<40} peak {result['peak_mb']:9.1f} MB   process HWM {result['rss_hwm_mb']:8.1f} MB   "
+            f"{label:<51} peak {result['peak_mb']:9.1f} MB   process HWM {result['rss_hwm_mb']:8.1f} MB   "
             f"loss {result['loss']:.4f}   {result['seconds']:.2f} s",
             flush=True,
         )

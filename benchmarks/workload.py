@@ -28,9 +28,11 @@ def words(tokenizer_dir) -> list[str]:
 
 
 def make_rows(n_rows, document_length, query_length, seed=0, fixed=False, tokenizer_dir=None):
-    from mlx_hf_bridge import assets
+    if tokenizer_dir is None:
+        from mlx_hf_bridge import assets
 
-    vocab = words(tokenizer_dir or assets.modernbert_tokenizer_dir())
+        tokenizer_dir = assets.modernbert_tokenizer_dir()
+    vocab = words(tokenizer_dir)
     rng = np.random.default_rng(seed)
     budget_d = document_length - 3  # CLS + [D] + SEP
     budget_q = query_length - 3
