@@ -85,13 +85,17 @@ def prepare():
         return
     _state["prepared"] = True
     if sys.platform.startswith("linux"):
-        if _load_blas() is None and not _state["warned"]:
+        chose_reference = os.environ.get("MLX_HF_BRIDGE_BLAS", "").lower() == "reference"
+        if _load_blas() is None and not _state["warned"] and not chose_reference:  # an explicit choice is not warned about
             _state["warned"] = True
+            if "mlx.core was imported" in _state["blas_name"]:
+                fix = "import mlx_hf_bridge before mlx (mlx.core binds its BLAS when first imported)."
+            else:
+                fix = ("Install one with `apt-get install libopenblas0-pthread` "
+                       "(or set MLX_HF_BRIDGE_BLAS=/path/to/libopenblas.so).")
             warnings.warn(
-                "mlx_hf_bridge: no optimized BLAS found; MLX will use its slow reference BLAS "
-                f"({_state['blas_name']}). Install one with `apt-get install libopenblas0-pthread` "
-                "(or set MLX_HF_BRIDGE_BLAS=/path/to/libopenblas.so) and import mlx_hf_bridge "
-                "before mlx.",
+                "mlx_hf_bridge: no optimized BLAS loaded; MLX will use its slow reference BLAS "
+                f"({_state['blas_name']}). {fix}",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -30,8 +30,17 @@ def test_late_import_warns_once():
     result = run("import mlx.core; import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.blas_info())")
     assert result.returncode == 0, result.stderr
     assert "imported before mlx_hf_bridge" in result.stdout
-    assert result.stderr.count("no optimized BLAS found") == 1
+    assert result.stderr.count("no optimized BLAS loaded") == 1
     assert "import mlx_hf_bridge before mlx" in result.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload only exists on Linux")
+def test_explicit_reference_blas_is_reported_not_warned():
+    result = run("import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.blas_info())",
+                 env={"MLX_HF_BRIDGE_BLAS": "reference"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("reference (MLX_HF_BRIDGE_BLAS=reference)")
+    assert "BLAS" not in result.stderr
 
 
 def test_env_command_reports_blas_and_device():
