@@ -187,3 +187,18 @@ def test_utils_helpers():
     assert (mlx_utils.get_rank(), mlx_utils.get_world_size()) == (utils.get_rank(), utils.get_world_size()) == (0, 1)
     result = doctest.testmod(mlx_utils)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_preprocess_spelling_of_pylates_st_v6_branch(pair):
+    """``ColBERTCollator(preprocess_fn=model.preprocess)`` (PyLate's sentence-transformers-v6 branch,
+    whose examples already use it) gives PyLate 1.6's batch for ``ColBERTCollator(model.tokenize)``."""
+    from pylate import utils
+
+    torch_model, mlx_model = pair
+    expected = utils.ColBERTCollator(torch_model.tokenize)(TRIPLETS)
+    assert_same_batch(expected, mlx_utils.ColBERTCollator(preprocess_fn=mlx_model.preprocess)(TRIPLETS))
+    by_texts = mlx_model.preprocess(texts=["what is mlx?"], is_query=True)
+    by_inputs = mlx_model.preprocess(["what is mlx?"])
+    assert np.array_equal(np.array(by_texts["input_ids"]), np.array(by_inputs["input_ids"]))
+    with pytest.raises(TypeError, match="model.tokenize"):
+        mlx_utils.ColBERTCollator()

@@ -205,6 +205,12 @@ class ColBERT(EncodeMixin, nn.Module):
     forward = __call__
 
     # --- tokenization ----------------------------------------------------------------------
+    def preprocess(self, inputs=None, is_query: bool = True, pad: bool = False, task=None, texts=None, **kwargs) -> dict:
+        """``tokenize`` under the name of PyLate's sentence-transformers-v6 branch (``texts`` = ``inputs``)."""
+        if inputs is None and texts is None:
+            raise TypeError("preprocess() needs the texts: model.preprocess(inputs, is_query=...)")
+        return self.tokenize(inputs if inputs is not None else texts, is_query=is_query, pad=pad, task=task)
+
     def tokenize(self, texts, is_query: bool = True, pad: bool = False, task=None) -> dict:
         """PyLate's tokenize: prefix id inserted at position 1; queries padded when expanding."""
         max_length = self.query_length if is_query else self.document_length

@@ -91,7 +91,8 @@ class ColBERTCollator:
     Parameters
     ----------
     tokenize_fn
-        Usually ``model.tokenize``.
+        Usually ``model.tokenize``. ``preprocess_fn=model.preprocess``, the spelling of PyLate's
+        sentence-transformers-v6 branch, is accepted too (keyword); one of the two is required.
     valid_label_columns
         Candidate label columns (the first present wins).
     router_mapping
@@ -116,7 +117,7 @@ class ColBERTCollator:
 
     def __init__(
         self,
-        tokenize_fn: Callable,
+        tokenize_fn: Callable | None = None,
         valid_label_columns: list[str] | None = None,
         router_mapping: dict | None = None,
         prompts: dict | str | None = None,
@@ -124,8 +125,13 @@ class ColBERTCollator:
         all_special_ids: set[int] | None = None,
         _prompt_length_mapping: dict | None = None,
         _warned_columns: set | None = None,
+        preprocess_fn: Callable | None = None,
     ):
-        self.tokenize_fn = tokenize_fn
+        if tokenize_fn is None and preprocess_fn is None:
+            raise TypeError("ColBERTCollator needs the model's tokenizer: ColBERTCollator(model.tokenize) "
+                            "(or preprocess_fn=model.preprocess).")
+        self.tokenize_fn = preprocess_fn if preprocess_fn is not None else tokenize_fn
+        self.preprocess_fn = self.tokenize_fn
         self.router_mapping = router_mapping if router_mapping is not None else {}
         self.prompts = prompts if prompts is not None else {}
         self.all_special_ids = all_special_ids if all_special_ids is not None else set()
