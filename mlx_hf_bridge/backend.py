@@ -56,14 +56,15 @@ def _candidate_paths():
 
 
 def _load_blas():
-    """Load the first usable optimized BLAS with RTLD_GLOBAL. Returns its path or None."""
+    """Load the first usable optimized BLAS with RTLD_GLOBAL. Returns None when it did, else the
+    fix to suggest (an empty string when the reference BLAS was chosen explicitly)."""
     if os.environ.get("MLX_HF_BRIDGE_BLAS", "").lower() == "reference":
         _state["blas_name"] = "reference (MLX_HF_BRIDGE_BLAS=reference)"
-        return None
+        return ""
     if "mlx.core" in sys.modules:
         # Too late: libmlx has already bound its BLAS symbols.
         _state["blas_name"] = "reference (mlx.core was imported before mlx_hf_bridge)"
-        return None
+        return "import mlx_hf_bridge before mlx (mlx.core binds its BLAS when first imported)."
     if sys.platform.startswith("linux") and "MKL_THREADING_LAYER" not in os.environ:
         os.environ["MKL_THREADING_LAYER"] = "GNU"
     for path in _candidate_paths():
@@ -74,9 +75,12 @@ def _load_blas():
             continue
         _state["blas"] = path
         _state["blas_name"] = f"{_blas_name(path)} ({path})"
-        return path
+        return None
     _state["blas_name"] = "reference (bundled with the mlx wheel)"
-    return None
+    forced = os.environ.get("MLX_HF_BRIDGE_BLAS")
+    if forced:
+        return f"MLX_HF_BRIDGE_BLAS={forced} is not a loadable BLAS with CBLAS symbols: point it to one (e.g. libopenblas.so.0) or unset it."
+    return "Install one with `apt-get install libopenblas0-pthread` (or set MLX_HF_BRIDGE_BLAS=/path/to/libopenblas.so)."
 
 
 def prepare():
@@ -85,14 +89,9 @@ def prepare():
         return
     _state["prepared"] = True
     if sys.platform.startswith("linux"):
-        chose_reference = os.environ.get("MLX_HF_BRIDGE_BLAS", "").lower() == "reference"
-        if _load_blas() is None and not _state["warned"] and not chose_reference:  # an explicit choice is not warned about
+        fix = _load_blas()
+        if fix and not _state["warned"]:  # fix == "": the reference BLAS was chosen, nothing to warn about
             _state["warned"] = True
-            if "mlx.core was imported" in _state["blas_name"]:
-                fix = "import mlx_hf_bridge before mlx (mlx.core binds its BLAS when first imported)."
-            else:
-                fix = ("Install one with `apt-get install libopenblas0-pthread` "
-                       "(or set MLX_HF_BRIDGE_BLAS=/path/to/libopenblas.so).")
             warnings.warn(
                 "mlx_hf_bridge: no optimized BLAS loaded; MLX will use its slow reference BLAS "
                 f"({_state['blas_name']}). {fix}",

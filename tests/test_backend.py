@@ -43,6 +43,13 @@ def test_explicit_reference_blas_is_reported_not_warned():
     assert "BLAS" not in result.stderr
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload only exists on Linux")
+def test_unloadable_forced_blas_names_the_variable():
+    result = run("import mlx_hf_bridge", env={"MLX_HF_BRIDGE_BLAS": "/no/such/libblas.so"})
+    assert result.returncode == 0, result.stderr
+    assert "MLX_HF_BRIDGE_BLAS=/no/such/libblas.so is not a loadable BLAS" in result.stderr
+
+
 def test_env_command_reports_blas_and_device():
     result = subprocess.run(
         [sys.executable, "-m", "mlx_hf_bridge", "env"], capture_output=True, text=True, timeout=120
