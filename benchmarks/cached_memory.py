@@ -11,7 +11,8 @@ the process high-water mark (VmHWM / ru_maxrss). Timing is printed for informati
 
 GradCache's peak should grow with ``mini_batch_size``, not with the batch size, and stay below
 ``Contrastive``'s, whose graph holds the activations of the whole batch. (What still grows with the
-batch is O(batch) small: the cached embeddings and their gradients, and the score matrix.)
+batch is linear and small: the cached embeddings and their gradients, and the scoring chunk of
+``score_mini_batch_size`` queries against all documents.)
 """
 
 from __future__ import annotations
