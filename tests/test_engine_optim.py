@@ -9,10 +9,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+import torch
 
 from mlx_hf_bridge.engine.optim import AdamW, Schedule, clip_by_global_norm, decay_parameter_names, warmup_steps_for
-
-torch = pytest.importorskip("torch")
 
 
 def _torch_sched(name, warmup, total, **kw):

@@ -3,7 +3,6 @@ libraries, error messages that keep the save, and the PyLate-style model card.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 from pathlib import Path
@@ -18,8 +17,6 @@ from mlx_hf_bridge.hub import HubPushError, push_to_hub
 from mlx_hf_bridge.model_card import PYLATE_TAGS, render_model_card, write_model_card
 
 TOL = 1e-5
-HAS_COLBERT = importlib.util.find_spec("mlx_hf_bridge.colbert") is not None
-needs_colbert = pytest.mark.skipif(not HAS_COLBERT, reason="mlx_hf_bridge.colbert is not importable yet")
 TOKEN = "hf_local_test_token"
 
 
@@ -88,7 +85,6 @@ def test_push_hf_folder_roundtrip_reload_with_transformers(hub, tmp_path, mlx_hf
     assert result["last_hidden_state"]["max_abs_diff"] <= TOL
 
 
-@needs_colbert
 def test_push_colbert_roundtrip_reload_with_pylate(hub, tmp_path, tiny_bert_dir):
     """Bridge ColBERT -> local Hub -> real PyLate ``models.ColBERT("tester/colbert")``."""
     from mlx_hf_bridge.pylate.models import ColBERT
@@ -305,7 +301,6 @@ def test_card_is_robust_to_missing_everything(tmp_path):
     assert meta["base_model"] == "org/base"
 
 
-@needs_colbert
 def test_bridge_colbert_save_writes_pylate_card(tmp_path, tiny_bert_dir):
     from mlx_hf_bridge.pylate.models import ColBERT
 
@@ -315,7 +310,6 @@ def test_bridge_colbert_save_writes_pylate_card(tmp_path, tiny_bert_dir):
     assert meta["library_name"] == "PyLate" and REQUIRED_TAGS <= set(meta["tags"])
 
 
-@needs_colbert
 def test_colbert_push_to_hub_method(hub, tmp_path, tiny_bert_dir):
     """``model.push_to_hub(repo_id)`` (ST's signature) uploads the PyLate layout + card; PyLate reloads it."""
     from mlx_hf_bridge.pylate.models import ColBERT
@@ -336,7 +330,6 @@ def test_colbert_push_to_hub_method(hub, tmp_path, tiny_bert_dir):
         assert result["max_abs_diff"] <= TOL, name
 
 
-@needs_colbert
 def test_trainer_push_to_hub_card_has_training_facts(hub, tmp_path, tiny_bert_dir):
     """``trainer.push_to_hub()``: PyLate layout + a card with loss, dataset size and training log."""
     from datasets import Dataset

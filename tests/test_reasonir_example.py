@@ -241,7 +241,6 @@ def test_mlx_block_is_the_torch_block_with_swapped_module_paths():
 # --- end to end --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_modernbert(tmp_path_factory):
-    pytest.importorskip("torch")
     import torch
     from transformers import AutoModel, AutoTokenizer, ModernBertConfig
 
@@ -294,8 +293,6 @@ def _encode_with_real_pylate(final: Path):
 
 
 def test_end_to_end_on_real_pylate_torch(tmp_path, tiny_modernbert):
-    pytest.importorskip("pylate")
-    pytest.importorskip("sentence_transformers")
     summary, final = _pipeline(tmp_path, [sys.executable, EXAMPLE / "train.py", "--backend", "torch"],
                                tiny_modernbert, extra=["--holdout", "4", "--eval_steps", "2"])
     assert summary["backend"] == "torch"
@@ -304,25 +301,15 @@ def test_end_to_end_on_real_pylate_torch(tmp_path, tiny_modernbert):
 
 
 def test_end_to_end_on_mlx(tmp_path, tiny_modernbert):
-    # Waits on: mlx_hf_bridge.pylate.{models.ColBERT, losses.CachedContrastive, utils.ColBERTCollator,
-    # evaluation.ColBERTTripletEvaluator} and mlx_hf_bridge.sentence_transformers (trainer + args).
-    pytest.importorskip("mlx_hf_bridge.pylate.losses")
-    pytest.importorskip("mlx_hf_bridge.sentence_transformers")
     summary, final = _pipeline(tmp_path, [sys.executable, EXAMPLE / "train.py", "--backend", "mlx"],
                                tiny_modernbert, extra=["--holdout", "4", "--eval_steps", "2"])
     assert summary["backend"] == "mlx"
     assert any(k.endswith("accuracy") for k in summary["eval"]) and "eval_loss" in summary["eval"]
     assert (final.parent / "checkpoint-2").is_dir()
-    try:
-        import pylate  # noqa: F401
-    except ImportError:
-        return
     _encode_with_real_pylate(final)
 
 
 def test_torch_file_runs_on_mlx_under_mlx_hf_bridge_run(tmp_path, tiny_modernbert):
-    pytest.importorskip("mlx_hf_bridge.pylate.losses")
-    pytest.importorskip("mlx_hf_bridge.sentence_transformers")
     # REASONIR_BACKEND=torch: build.py's torch block, resolved to the bridge by the runner
     summary, _ = _pipeline(tmp_path, [sys.executable, "-m", "mlx_hf_bridge", "run", EXAMPLE / "train.py"],
                            tiny_modernbert)
@@ -330,8 +317,6 @@ def test_torch_file_runs_on_mlx_under_mlx_hf_bridge_run(tmp_path, tiny_modernber
 
 
 def test_train_prepares_raw_hub_shaped_data_itself(tmp_path, tiny_modernbert):
-    pytest.importorskip("mlx_hf_bridge.pylate.losses")
-    pytest.importorskip("mlx_hf_bridge.sentence_transformers")
     make_synthetic.write(tmp_path / "syn", n_queries=12, docs_per_task=4)
     result = _run([sys.executable, EXAMPLE / "train.py", "--backend", "mlx", "--dataset", "syn/reasonir-data",
                    "--documents", "syn/BRIGHT", "--model", tiny_modernbert, *TINY, "--max_steps", "1",

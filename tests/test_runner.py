@@ -159,7 +159,6 @@ def test_a_script_can_still_catch_a_missing_name(tmp_path):
 
 # --- torch -----------------------------------------------------------------------------------------
 def test_torch_compile_returns_mlx_modules_unchanged(tmp_path):
-    pytest.importorskip("torch")
     script = write(tmp_path, """
         import sys
         assert "torch" not in sys.modules or hasattr(sys.modules["torch"].compile, "_mlx_hf_bridge_passthrough")
@@ -269,12 +268,6 @@ def test_libraries_do_not_see_the_stub_unless_the_script_imports_torch(tmp_path,
 
 
 # --- PyLate's own training scripts, unchanged, on tiny local models and data --------------------------
-def _require_facades(*modules):
-    """Skip (only) while a façade module cannot be imported yet."""
-    for module in ("mlx_hf_bridge.sentence_transformers", *modules):
-        pytest.importorskip(module, reason=f"{module} is not importable yet")
-
-
 @pytest.fixture(scope="module")
 def local_data(tmp_path_factory):
     sys.path.insert(0, str(PYLATE_SCRIPTS))
@@ -293,7 +286,6 @@ def local_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_moderncolbert_base(tmp_path_factory):
     """A tiny ModernBERT (1 head, so the recipe's 8192-token documents stay cheap on a CPU)."""
-    pytest.importorskip("torch")
     import torch
     from transformers import AutoModel, AutoTokenizer, ModernBertConfig
 
@@ -316,7 +308,6 @@ def _checkpoints(folder: Path):
 
 
 def test_pylate_contrastive_example_runs_unchanged(tmp_path, tiny_bert_dir, local_data):
-    _require_facades("mlx_hf_bridge.pylate.losses", "mlx_hf_bridge.pylate.evaluation", "mlx_hf_bridge.pylate.utils")
     env = _env(PYLATE_EXAMPLE_MODEL=tiny_bert_dir, PYLATE_EXAMPLE_DATA=local_data["msmarco"],
                HF_DATASETS_CACHE=tmp_path / "hf-cache")
     result = ok(run_script(PYLATE_SCRIPTS / "contrastive.py", cwd=tmp_path, env=env))
@@ -327,7 +318,6 @@ def test_pylate_contrastive_example_runs_unchanged(tmp_path, tiny_bert_dir, loca
 
 
 def test_pylate_knowledge_distillation_example_runs_unchanged(tmp_path, tiny_bert_dir, local_data):
-    _require_facades("mlx_hf_bridge.pylate.losses", "mlx_hf_bridge.pylate.utils")
     env = _env(PYLATE_EXAMPLE_MODEL=tiny_bert_dir, PYLATE_EXAMPLE_DATA=local_data["kd"],
                HF_DATASETS_CACHE=tmp_path / "hf-cache")
     result = ok(run_script(PYLATE_SCRIPTS / "knowledge_distillation.py", cwd=tmp_path, env=env))
@@ -337,7 +327,6 @@ def test_pylate_knowledge_distillation_example_runs_unchanged(tmp_path, tiny_ber
 
 
 def test_pylate_reason_moderncolbert_example_runs_unchanged(tmp_path, tiny_moderncolbert_base, local_data):
-    _require_facades("mlx_hf_bridge.pylate.losses", "mlx_hf_bridge.pylate.utils")
     env = _env(PYLATE_EXAMPLE_MODEL=tiny_moderncolbert_base, PYLATE_EXAMPLE_DATA=local_data["reasonir"],
                PYLATE_EXAMPLE_DOCUMENTS=local_data["bright"], HF_DATASETS_CACHE=tmp_path / "hf-cache")
     ok(run_script(PYLATE_SCRIPTS / "reason_moderncolbert.py", cwd=tmp_path, env=env))

@@ -11,7 +11,6 @@ import pytest
 from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainingArguments as Args
 from mlx_hf_bridge.sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
 
-st = pytest.importorskip("sentence_transformers")
 
 # Post-init objects of torch/accelerate with no MLX meaning; compared only for being "unset".
 NOT_COMPARED = {"accelerator_config", "fsdp_config"}

@@ -14,7 +14,6 @@ from test_engine_standin import TinyContrastive, TinyEncoder, pairs
 
 from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-pytest.importorskip("sentence_transformers")
 
 RECIPE = dict(per_device_train_batch_size=2, gradient_accumulation_steps=2, num_train_epochs=2, learning_rate=1e-3,
               warmup_steps=0.2, weight_decay=0.01, logging_steps=1, save_steps=2, save_total_limit=2, seed=3,

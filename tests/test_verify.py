@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -13,8 +12,6 @@ import pytest
 
 from mlx_hf_bridge import verify
 
-HAS_COLBERT = importlib.util.find_spec("mlx_hf_bridge.colbert") is not None
-needs_colbert = pytest.mark.skipif(not HAS_COLBERT, reason="mlx_hf_bridge.colbert is not importable yet")
 
 
 def perturb(path, name=None, delta=0.05):
@@ -122,7 +119,6 @@ def bridge_colbert_dir(tmp_path_factory, tiny_bert_dir):
     return out
 
 
-@needs_colbert
 def test_colbert_export_passes_and_tampered_dense_fails(tmp_path, bridge_colbert_dir):
     report = verify.verify_folder(bridge_colbert_dir)
     assert report["kind"] == verify.COLBERT and report["exit_code"] == 0, report
