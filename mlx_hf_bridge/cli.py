@@ -24,6 +24,9 @@ def cmd_env(args) -> int:
             print(f"{name:<16} not installed")
     print(f"device           {backend.device_name()}")
     print(f"BLAS             {backend.blas_info()}")
+    from . import kernels
+
+    print(f"CPU kernels      {kernels.status()}")
     if args.bench:
         print(f"matmul fp32      {backend.matmul_gflops(args.size):.1f} GFLOP/s ({args.size}^3, best of 5)")
     return 0
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(argv[1:])
     parser = argparse.ArgumentParser(prog="mlx-hf-bridge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    env = sub.add_parser("env", help="versions, device and the active BLAS")
+    env = sub.add_parser("env", help="versions, device, the active BLAS and CPU kernels")
     env.add_argument("--bench", action="store_true", help="also measure fp32 matmul GFLOP/s")
     env.add_argument("--size", type=int, default=1024)
     sub.add_parser("run", help="run a PyLate / sentence-transformers script on MLX: run script.py [args]")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from .. import kernels
+
 
 @dataclass
 class BaseModelArgs:
@@ -21,7 +23,7 @@ class BaseModelArgs:
 
 def gelu_exact(x: mx.array) -> mx.array:
     # HF's "gelu" is the erf form; the tanh approximation differs by ~1e-2 on real weights.
-    return 0.5 * x * (1.0 + mx.erf(x / math.sqrt(2.0)))
+    return kernels.gelu_exact(x)
 
 
 def gelu_tanh(x: mx.array) -> mx.array:
@@ -45,20 +47,31 @@ def _geglu_backward(h, gate, grad):
 
 
 @mx.custom_function
-def geglu_exact(h, gate):
-    """``gelu(h) * gate`` (exact erf GELU) as one fused kernel each way.
-
-    MLX's CPU backend runs elementwise ops one pass at a time on one core; autodiff of the
-    composed expression makes ~10 passes over the (tokens x intermediate) activations, the
-    hand-written VJP two. Same values as ``gelu_exact(h) * gate`` (max |diff| ~1e-7).
-    """
+def _geglu_mlx(h, gate):
+    # Without the compiled kernels: autodiff of the composed expression makes ~10 passes over the
+    # (tokens x intermediate) activations, this hand-written VJP two.
     return _geglu_forward(h, gate)
 
 
-@geglu_exact.vjp
+@_geglu_mlx.vjp
 def _geglu_vjp(primals, cotangent, output):
     h, gate = primals
     return _geglu_backward(h, gate, cotangent)
+
+
+def geglu_exact(hg: mx.array) -> mx.array:
+    """``gelu_exact(h) * gate`` for ``h, gate = split(hg, 2, axis=-1)`` (ModernBERT's GeGLU), one
+    fused pass each way (max |diff| to the composed expression ~1e-7)."""
+    return kernels.geglu_exact(hg, _geglu_mlx)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters and names) running the vectorised CPU kernel when built."""
+
+    def __call__(self, x):
+        if "weight" not in self:
+            return super().__call__(x)
+        return kernels.layer_norm(x, self.weight, self.get("bias"), self.eps)
 
 
 ACTIVATIONS = {
@@ -105,9 +118,12 @@ def attention(q, k, v, scale: float, bias, dropout: nn.Dropout | None = None, tr
     The fused kernel has no dropout, so attention-probability dropout (BERT's default 0.1 when
     training) takes the explicit path; eval and dropout 0 use ``mx.fast``.
     """
-    if training and dropout is not None and dropout._p_1 < 1:  # _p_1 = keep probability
-        scores = (q * scale) @ k.transpose(0, 1, 3, 2)
-        if bias is not None:
-            scores = scores + bias
-        return dropout(mx.softmax(scores, axis=-1, precise=True)) @ v
-    return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=bias)
+    with_dropout = training and dropout is not None and dropout._p_1 < 1  # _p_1 = keep probability
+    if not with_dropout and not kernels._use(q):
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=bias)
+    # On the CPU, mx.fast's attention composes the same ops with MLX's scalar softmax.
+    scores = (q * scale) @ k.transpose(0, 1, 3, 2)
+    if bias is not None:
+        scores = scores + bias
+    probs = kernels.softmax(scores)
+    return (dropout(probs) if with_dropout else probs) @ v

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
-from .base import BaseModelArgs, activation, attention, gelu_exact, geglu_exact, padding_bias, sliding_window_bias
+from .. import kernels
+from .base import (
+    BaseModelArgs,
+    LayerNorm,
+    activation,
+    attention,
+    gelu_exact,
+    geglu_exact,
+    padding_bias,
+    sliding_window_bias,
+)
 
 
 @dataclass
@@ -102,7 +112,7 @@ class BlockedLocalAttention:
         kw = self._windows(mx.pad(k, [(0, 0), (0, 0), (w, extra + w), (0, 0)]))
         vw = self._windows(mx.pad(v, [(0, 0), (0, 0), (w, extra + w), (0, 0)]))
         scores = (qb * scale) @ kw.swapaxes(-1, -2) + self.bias
-        probs = mx.softmax(scores, axis=-1, precise=True)
+        probs = kernels.softmax(scores)
         if dropout is not None:
             probs = dropout(probs)
         out = probs @ vw
@@ -113,7 +123,7 @@ class ModernBertEmbeddings(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.hidden_size)
-        self.norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+        self.norm = LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
         self.drop = nn.Dropout(args.embedding_dropout)
 
     def __call__(self, input_ids):
@@ -156,8 +166,12 @@ class ModernBertMLP(nn.Module):
         self.drop = nn.Dropout(args.mlp_dropout)
 
     def __call__(self, x):
-        h, gate = mx.split(self.Wi(x), 2, axis=-1)
-        glu = geglu_exact(h, gate) if self.act is gelu_exact else self.act(h) * gate
+        hg = self.Wi(x)
+        if self.act is gelu_exact:
+            glu = geglu_exact(hg)
+        else:
+            h, gate = mx.split(hg, 2, axis=-1)
+            glu = self.act(h) * gate
         return self.Wo(self.drop(glu))
 
 
@@ -167,9 +181,9 @@ class ModernBertEncoderLayer(nn.Module):
         self.layer_type = args.layer_types[layer_id]
         # Layer 0 has no attn_norm: the embedding norm already normalised its input.
         if layer_id != 0:
-            self.attn_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+            self.attn_norm = LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
         self.attn = ModernBertAttention(args, self.layer_type)
-        self.mlp_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+        self.mlp_norm = LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
         self.mlp = ModernBertMLP(args)
 
     def __call__(self, x, bias, visible=None, local=None):
@@ -186,7 +200,7 @@ class Model(nn.Module):
         self.args = args
         self.embeddings = ModernBertEmbeddings(args)
         self.layers = [ModernBertEncoderLayer(args, i) for i in range(args.num_hidden_layers)]
-        self.final_norm = nn.LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
+        self.final_norm = LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
         x = self.embeddings(input_ids)

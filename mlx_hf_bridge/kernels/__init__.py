@@ -1,0 +1,172 @@
+"""Vectorised CPU kernels for the ops that dominate an encoder step, with MLX fallbacks.
+
+MLX's x86 CPU backend runs transcendental elementwise ops one scalar at a time on one thread
+(``mx.exp`` ~76 M elements/s on the 2-core benchmark machine), so softmax, the exact GELU and
+LayerNorm cost more than the encoder's GEMMs (``benchmarks/op_profile.py``). ``cpu_kernels.cpp``
+implements them as MLX primitives with vectorised, multi-threaded loops, built on the user's
+machine by ``python -m mlx_hf_bridge.kernels.build`` (``scripts/setup.sh`` does it on Linux).
+
+Every function here is a drop-in for the MLX expression named in its docstring, with the same
+gradients (``mx.custom_function``). The kernels are used only for float32 on the CPU device; on a
+GPU (Metal, CUDA), for other dtypes, when the module is not built, or with
+``MLX_HF_BRIDGE_KERNELS=0``, the MLX expression runs instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+
+import mlx.core as mx
+
+HERE = Path(__file__).resolve().parent
+STAMP = HERE / "_cpu_kernels.mlx-version"  # the mlx version the module was compiled against
+
+
+def module_path() -> Path:
+    return HERE / f"_cpu_kernels{sysconfig.get_config_var('EXT_SUFFIX')}"
+
+
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+_state: dict = {"module": None, "status": None}
+
+
+def _load():
+    if _state["status"] is not None:
+        return _state["module"]
+    if os.environ.get("MLX_HF_BRIDGE_KERNELS", "1").lower() in ("0", "false", "no", "off"):
+        _state["status"] = "disabled (MLX_HF_BRIDGE_KERNELS=0)"
+        return None
+    rebuild = "run `python -m mlx_hf_bridge.kernels.build`"
+    if not module_path().exists():
+        _state["status"] = f"not built; {rebuild} (needs cmake and a C++ compiler)"
+    elif (built_for := STAMP.read_text().split("\n", 1)[0] if STAMP.exists() else None) != mx.__version__:
+        # Never import an extension compiled against another libmlx: the ABI is not stable.
+        _state["status"] = f"built for mlx {built_for or '(unknown)'}, running mlx {mx.__version__}; {rebuild}"
+    else:
+        try:
+            _state["module"] = importlib.import_module("._cpu_kernels", __name__)
+            _state["status"] = f"active ({_state['module'].threads()} threads)"
+        except ImportError as err:
+            _state["status"] = f"failed to import ({err}); {rebuild}"
+    if _state["module"] is None and sys.platform.startswith("linux") and mx.default_device() == mx.cpu:
+        warnings.warn(
+            f"mlx_hf_bridge CPU kernels {_state['status']}; softmax, GELU and LayerNorm run on MLX's "
+            "scalar CPU ops instead (an encoder training step ~1.5x slower).",
+            stacklevel=3,
+        )
+    return _state["module"]
+
+
+def available() -> bool:
+    """True when the compiled kernels are loaded (they still run only for float32 on the CPU)."""
+    return _load() is not None
+
+
+def status() -> str:
+    """One line for ``mlx-hf-bridge env``: active, disabled, or what to run to build them."""
+    _load()
+    return _state["status"]
+
+
+def _use(*arrays) -> bool:
+    return (
+        _load() is not None
+        and mx.default_device() == mx.cpu
+        and all(a.dtype == mx.float32 and a.ndim >= 1 and a.size > 0 for a in arrays)
+    )
+
+
+# --- softmax over the last axis ------------------------------------------------------------
+
+@mx.custom_function
+def _softmax(x):
+    return _state["module"].softmax(x)
+
+
+# (A one-argument custom function receives its primal as the bare array, not a tuple.)
+@_softmax.vjp
+def _softmax_vjp(x, cotangent, output):
+    return _state["module"].softmax_backward(output, cotangent)
+
+
+def softmax(x: mx.array) -> mx.array:
+    """``mx.softmax(x, axis=-1, precise=True)``. Keys masked with a large negative bias get
+    exactly 0, and the result is closer to float64 than MLX's (4.6e-7 vs 3.0e-6 max rel. here)."""
+    return _softmax(x) if _use(x) else mx.softmax(x, axis=-1, precise=True)
+
+
+# --- exact (erf) GELU and GeGLU -----------------------------------------------------------
+
+@mx.custom_function
+def _gelu(x):
+    return _state["module"].gelu(x)
+
+
+@_gelu.vjp
+def _gelu_vjp(x, cotangent, output):
+    return _state["module"].gelu_backward(x, cotangent)
+
+
+def gelu_exact(x: mx.array) -> mx.array:
+    """HF's ``"gelu"``: ``0.5 * x * (1 + erf(x / sqrt(2)))`` (not the tanh approximation)."""
+    if _use(x):
+        return _gelu(x)
+    return 0.5 * x * (1.0 + mx.erf(x * _SQRT1_2))
+
+
+@mx.custom_function
+def _geglu(hg):
+    return _state["module"].geglu(hg)
+
+
+@_geglu.vjp
+def _geglu_vjp(hg, cotangent, output):
+    return _state["module"].geglu_backward(hg, cotangent)
+
+
+def geglu_exact(hg: mx.array, fallback) -> mx.array:
+    """``gelu_exact(h) * gate`` for ``h, gate = split(hg, 2, axis=-1)``, read straight from the
+    fused projection (no split copies). ``fallback(h, gate)`` computes it with MLX ops."""
+    if _use(hg):
+        return _geglu(hg)
+    h, gate = mx.split(hg, 2, axis=-1)
+    return fallback(h, gate)
+
+
+# --- LayerNorm over the last axis ----------------------------------------------------------
+
+_layer_norms: dict = {}
+
+
+def _layer_norm_function(eps: float, with_bias: bool):
+    """One custom function per (eps, bias or not): eps stays a Python float, so this also traces
+    under ``mx.compile``."""
+    key = (eps, with_bias)
+    if key not in _layer_norms:
+
+        @mx.custom_function
+        def forward(x, weight, *bias):
+            return _state["module"].layer_norm(x, weight, bias[0] if bias else None, eps)
+
+        @forward.vjp
+        def backward(primals, cotangent, output):
+            x, weight = primals[0], primals[1]
+            return tuple(_state["module"].layer_norm_backward(x, weight, cotangent, with_bias, eps))
+
+        _layer_norms[key] = forward
+    return _layer_norms[key]
+
+
+def layer_norm(x: mx.array, weight: mx.array, bias: mx.array | None, eps: float) -> mx.array:
+    """``mx.fast.layer_norm(x, weight, bias, eps)`` (biased variance, as torch)."""
+    if not _use(x, weight) or (bias is not None and bias.dtype != mx.float32):
+        return mx.fast.layer_norm(x, weight, bias, eps)
+    if bias is None:
+        return _layer_norm_function(float(eps), False)(x, weight)
+    return _layer_norm_function(float(eps), True)(x, weight, bias)
