@@ -1,4 +1,5 @@
-"""Where the per-token gap comes from: the ops of one ModernBERT-base-width layer, MLX vs torch (CPU).
+"""Where the per-token gap comes from: the ops of one ModernBERT-base-width layer, torch vs MLX's own
+ops vs the bridge's compiled CPU kernels (mlx_hf_bridge/kernels; exp has no kernel of its own).
 
 Each side runs in its own process (the bridge's OpenBLAS preload slows torch in-process) with the
 same thread count; shapes are those of one GradCache mini-batch of workload (b): 4 documents x 512
@@ -63,13 +64,21 @@ def torch_side(repeat, threads, model_dir):
     return out
 
 
-def mlx_side(repeat, threads, model_dir):
+def mlx_side(repeat, threads, model_dir, use_kernels):
+    """MLX's own ops (``use_kernels`` False, and the model runs with MLX_HF_BRIDGE_KERNELS=0), or the
+    bridge's compiled CPU kernels where it has one (softmax, GELU, LayerNorm, the attention core)."""
     sys.modules.setdefault("torch", None)
+    os.environ["MLX_HF_BRIDGE_KERNELS"] = "1" if use_kernels else "0"
+    os.environ["MLX_HF_BRIDGE_THREADS"] = str(threads)
     import mlx_hf_bridge  # noqa: F401  (BLAS preload first)
     import mlx.core as mx
     import mlx.nn as nn
 
+    from mlx_hf_bridge import kernels
+    from mlx_hf_bridge.models.base import attention
     from mlx_hf_bridge.transformers import AutoModel
+
+    assert kernels.available() == use_kernels, kernels.status()
 
     mx.random.seed(0)
     x = mx.random.normal((B * L, H))
@@ -84,16 +93,15 @@ def mlx_side(repeat, threads, model_dir):
     def run(fn):
         return lambda: mx.eval(fn())
 
-    attention_grad = mx.grad(lambda q, k, v: mx.fast.scaled_dot_product_attention(q, k, v, scale=0.125).sum(),
-                             argnums=(0, 1, 2))
+    attention_grad = mx.grad(lambda q, k, v: attention(q, k, v, 0.125, None).sum(), argnums=(0, 1, 2))
     model = AutoModel.from_pretrained(model_dir)
     model.train()
     ids = mx.random.randint(5, 50000, (B, L))
     mask = mx.ones((B, L), dtype=mx.int32)
     encoder_grad = nn.value_and_grad(model, lambda ids, mask: model(ids, mask).sum())
 
-    fns = [lambda: x @ w, lambda: mx.softmax(s, axis=-1), lambda: mx.exp(s), lambda: nn.gelu(u),
-           lambda: mx.fast.layer_norm(h, weight, None, 1e-5), lambda: attention_grad(q, k, v)]
+    fns = [lambda: x @ w, lambda: kernels.softmax(s), lambda: mx.exp(s), lambda: kernels.gelu_exact(u),
+           lambda: kernels.layer_norm(h, weight, None, 1e-5), lambda: attention_grad(q, k, v)]
     out = [median_ms(run(f), repeat) for f in fns]
     out.append(median_ms(run(lambda: encoder_grad(ids, mask)), max(2, repeat // 4)))
     return out
@@ -103,12 +111,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--side", choices=["torch", "mlx"], help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=["torch", "mlx", "bridge"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.side:
-        fn = torch_side if args.side == "torch" else mlx_side
-        print(json.dumps(fn(args.repeat, args.threads, args.model)))
+        if args.side == "torch":
+            out = torch_side(args.repeat, args.threads, args.model)
+        else:
+            out = mlx_side(args.repeat, args.threads, args.model, use_kernels=args.side == "bridge")
+        print(json.dumps(out))
         return 0
     sys.path.insert(0, os.path.dirname(__file__))
     from workload import CACHE, model_folder
@@ -116,17 +127,18 @@ def main():
     model_folder(3)  # the benchmark's 3-layer base-width model (HF folder written next to it)
     hf_dir = str(CACHE / "hf-modernbert-h768-l3-s0")
     results = {}
-    for side in ("torch", "mlx"):
+    for side in ("torch", "mlx", "bridge"):
         proc = subprocess.run([sys.executable, __file__, "--side", side, "--repeat", str(args.repeat),
                                "--threads", str(args.threads), "--model", hf_dir],
                               capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
         results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"| op (B={B}, L={L}) | torch ms | MLX ms | MLX / torch time |\n|---|---|---|---|")
+    print(f"| op (B={B}, L={L}) | torch ms | MLX ops ms | bridge kernels ms | MLX ops / torch time "
+          f"| bridge / torch time |\n|---|---|---|---|---|---|")
     for i, op in enumerate(OPS):
-        t, m = results["torch"][i], results["mlx"][i]
-        print(f"| {op} | {t:.1f} | {m:.1f} | {m / t:.2f}× |")
+        t, m, b = results["torch"][i], results["mlx"][i], results["bridge"][i]
+        print(f"| {op} | {t:.1f} | {m:.1f} | {b:.1f} | {m / t:.2f}× | {b / t:.2f}× |")
     return 0
 
 

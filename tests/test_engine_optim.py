@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import mlx_hf_bridge  # noqa: F401  (BLAS preload before mlx.core)
 import mlx.core as mx
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from mlx_hf_bridge import kernels
 from mlx_hf_bridge.engine.optim import AdamW, Schedule, clip_by_global_norm, decay_parameter_names, warmup_steps_for
 
 
@@ -65,7 +67,12 @@ def _two_group_problem(seed=0):
     return params, grads
 
 
-def test_adamw_matches_torch_two_groups():
+@pytest.mark.parametrize("path", ["cpu-kernel", "mlx-ops"])
+def test_adamw_matches_torch_two_groups(path, monkeypatch):
+    if path == "mlx-ops":
+        monkeypatch.setattr(kernels, "_use", lambda *arrays: False)
+    elif sys.platform.startswith("linux"):
+        assert kernels.available(), kernels.status()
     params, grads = _two_group_problem()
     decay = ["dense.weight", "proj.weight"]
     no_decay = ["dense.bias", "LayerNorm.weight"]

@@ -285,6 +285,34 @@ def test_cached_contrastive_gradient_scale(folders, mini_batch_size):
                - pylate_loss.item()) < 1e-6
 
 
+def test_cached_contrastive_scatters_the_embedding_gradient_once(folders, monkeypatch):
+    """GradCache's re-encoding pass leaves the token-embedding table out of each slice's gradient
+    and scatters all rows once: the same gradient tree (names and order) and values as
+    differentiating the lookup slice by slice; a frozen table is left alone."""
+    from mlx_hf_bridge.colbert import embedding_grad
+
+    torch_model, mlx_model = load_pair(folders[("modernbert", True)])
+    features = contrastive_batches(torch_model, mlx_model, 1, n_batches=1)[0][1]
+    loss = mlx_losses.CachedContrastive(mlx_model, mini_batch_size=2)
+    _, grads = loss.value_and_grad(features)
+
+    with monkeypatch.context() as patch:  # the plain path: differentiate the lookup per slice
+        patch.setattr(embedding_grad, "_backbone", lambda model: None)
+        _, dense_grads = loss.value_and_grad(features)
+    names = [n for n, _ in tree_flatten(mlx_model.trainable_parameters())]
+    assert [n for n, _ in tree_flatten(grads)] == names == [n for n, _ in tree_flatten(dense_grads)]
+    table = "transformer.auto_model.embeddings.tok_embeddings.weight"
+    scattered, reference = dict(tree_flatten(grads)), dict(tree_flatten(dense_grads))
+    assert float(mx.abs(reference[table]).max()) > 0
+    for name in names:
+        np.testing.assert_allclose(np.array(scattered[name]), np.array(reference[name]), rtol=1e-5, atol=1e-7)
+
+    mlx_model.transformer.auto_model.embeddings.tok_embeddings.freeze()
+    _, frozen_grads = loss.value_and_grad(features)
+    assert table not in dict(tree_flatten(frozen_grads))
+    assert len(tree_flatten(frozen_grads)) == len(names) - 1
+
+
 def test_cached_contrastive_replays_dropout(tmp_path_factory, minilm_dir):
     """With dropout on, pass 3 must see pass 1's masks: with one slice per column, GradCache's
     gradients equal Contrastive's from the same random key (a wrong replay would not)."""

@@ -17,6 +17,7 @@ from mlx.utils import tree_map
 from tqdm.auto import trange
 
 from . import distributed
+from .embedding_grad import scattered_embedding_grad
 from .loss_common import (
     _contrastive_targets,
     _embed,
@@ -335,16 +336,21 @@ class CachedContrastive:
         def surrogate(minibatch, cached_grad):
             return (_embed(self.model, minibatch).astype(mx.float32) * cached_grad).sum()
 
-        grad_fn = nn.value_and_grad(self.model, surrogate)
         grads = None
-        for sentence_feature, cached, states, widths in zip(sentence_features, self.cache, self.random_states, self.widths):
-            for begin, cached_grad, random_state, width in zip(self._slices(sentence_feature), cached, states, widths):
-                minibatch = self._minibatch(sentence_feature, begin, width)
-                with random_state:
-                    _, slice_grads = grad_fn(minibatch, cached_grad)
-                    grads = slice_grads if grads is None else tree_map(mx.add, grads, slice_grads)
-                    mx.eval(grads)  # one slice's graph at a time
-        return grads
+        with scattered_embedding_grad(self.model) as finish:
+            grad_fn = finish.value_and_grad(surrogate)
+            for sentence_feature, cached, states, widths in zip(
+                sentence_features, self.cache, self.random_states, self.widths
+            ):
+                for begin, cached_grad, random_state, width in zip(
+                    self._slices(sentence_feature), cached, states, widths
+                ):
+                    minibatch = self._minibatch(sentence_feature, begin, width)
+                    with random_state:
+                        _, slice_grads = grad_fn(minibatch, cached_grad)
+                        grads = slice_grads if grads is None else tree_map(mx.add, grads, slice_grads)
+                        mx.eval(grads, finish.pending())  # one slice's graph at a time
+            return finish(grads)
 
     # -- public --------------------------------------------------------------------------------
     def value_and_grad(self, sentence_features: Iterable[dict], labels=None):

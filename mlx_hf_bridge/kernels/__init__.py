@@ -165,8 +165,26 @@ def _layer_norm_function(eps: float, with_bias: bool):
 
 def layer_norm(x: mx.array, weight: mx.array, bias: mx.array | None, eps: float) -> mx.array:
     """``mx.fast.layer_norm(x, weight, bias, eps)`` (biased variance, as torch)."""
-    if not _use(x, weight) or (bias is not None and bias.dtype != mx.float32):
+    n = x.shape[-1] if x.ndim else 0
+    affine = [weight] + ([] if bias is None else [bias])
+    if not _use(x, *affine) or any(a.shape != (n,) for a in affine):
         return mx.fast.layer_norm(x, weight, bias, eps)
     if bias is None:
         return _layer_norm_function(float(eps), False)(x, weight)
     return _layer_norm_function(float(eps), True)(x, weight, bias)
+
+
+# --- AdamW ---------------------------------------------------------------------------------
+
+def adamw(param, grad, exp_avg, exp_avg_sq, betas, decay_factor, step_size, bias_correction2_sqrt, eps):
+    """One torch.optim.AdamW step for one tensor in a single pass, or None when the kernel does not
+    apply (the caller then runs the same update with MLX ops). Moments of None start at zero, as
+    torch's. Returns ``(param, exp_avg, exp_avg_sq)``."""
+    if not _use(param, grad) or param.dtype != mx.float32:
+        return None
+    exp_avg = mx.zeros_like(param) if exp_avg is None else exp_avg
+    exp_avg_sq = mx.zeros_like(param) if exp_avg_sq is None else exp_avg_sq
+    return tuple(
+        _state["module"].adamw(param, grad, exp_avg, exp_avg_sq, betas[0], betas[1], decay_factor, step_size,
+                               bias_correction2_sqrt, eps)
+    )

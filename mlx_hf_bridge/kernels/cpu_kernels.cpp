@@ -290,10 +290,39 @@ void layer_norm_backward_rows(const float* x, const float* w, const float* g, fl
   }
 }
 
+// torch.optim.AdamW's single-tensor step, op for op (lerp for exp_avg, addcmul for exp_avg_sq,
+// sqrt(v) / bc2_sqrt + eps, addcdiv), over flat parameter / gradient / moment buffers.
+void adamw_flat(const float* __restrict p, const float* __restrict g, const float* __restrict m,
+                const float* __restrict v, float* __restrict p_out, float* __restrict m_out, float* __restrict v_out,
+                int64_t size, const std::vector<float>& k) {
+  const float b1 = k[0], b2 = k[1], decay = k[2], step_size = k[3], bc2_sqrt = k[4], eps = k[5];
+  const float one_minus_b1 = 1.0f - b1, one_minus_b2 = 1.0f - b2;
+  parallel_rows(size / 4096 + (size % 4096 != 0), 4096, [=](int, int64_t r0, int64_t r1) {
+    const int64_t end = std::min(size, r1 * 4096);
+    for (int64_t i = r0 * 4096; i < end; ++i) {
+      const float mi = m[i] + one_minus_b1 * (g[i] - m[i]);
+      const float vi = b2 * v[i] + one_minus_b2 * (g[i] * g[i]);
+      m_out[i] = mi;
+      v_out[i] = vi;
+      p_out[i] = p[i] * decay - step_size * (mi / (std::sqrt(vi) / bc2_sqrt + eps));
+    }
+  });
+}
+
 // ------------------------------------------------------------------------------------------
 // One MLX primitive for all of them.
 
-enum class Op : int { Softmax, SoftmaxBackward, Gelu, GeluBackward, Geglu, GegluBackward, LayerNorm, LayerNormBackward };
+enum class Op : int {
+  Softmax,
+  SoftmaxBackward,
+  Gelu,
+  GeluBackward,
+  Geglu,
+  GegluBackward,
+  LayerNorm,
+  LayerNormBackward,
+  AdamW
+};
 
 const char* op_name(Op op) {
   switch (op) {
@@ -305,13 +334,16 @@ const char* op_name(Op op) {
     case Op::GegluBackward: return "BridgeGegluBackward";
     case Op::LayerNorm: return "BridgeLayerNorm";
     case Op::LayerNormBackward: return "BridgeLayerNormBackward";
+    case Op::AdamW: return "BridgeAdamW";
   }
   return "BridgeKernel";
 }
 
 class RowKernel : public mx::Primitive {
  public:
-  RowKernel(mx::Stream stream, Op op, float eps) : mx::Primitive(stream), op_(op), eps_(eps) {}
+  // params: eps for LayerNorm; b1, b2, decay, step_size, bc2_sqrt, eps for AdamW.
+  RowKernel(mx::Stream stream, Op op, std::vector<float> params)
+      : mx::Primitive(stream), op_(op), params_(std::move(params)) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     for (auto& in : inputs) {
@@ -330,9 +362,10 @@ class RowKernel : public mx::Primitive {
     const int64_t n = inputs[0].shape(-1);
     const int64_t rows = n == 0 ? 0 : static_cast<int64_t>(inputs[0].size()) / n;
     const Op op = op_;
-    const float eps = eps_;
+    const std::vector<float> k = params_;
+    const float eps = k.empty() ? 0.0f : k[0];
     const size_t n_in = inputs.size();
-    encoder.dispatch([in, out, n, rows, op, eps, n_in]() {
+    encoder.dispatch([in, out, n, rows, op, k, eps, n_in]() {
       switch (op) {
         case Op::Softmax: softmax_rows(in[0], out[0], rows, n); break;
         case Op::SoftmaxBackward: softmax_backward_rows(in[0], in[1], out[0], rows, n); break;
@@ -347,6 +380,7 @@ class RowKernel : public mx::Primitive {
           layer_norm_backward_rows(in[0], in[1], in[2], out[0], out[1], out.size() > 2 ? out[2] : nullptr, rows, n,
                                    eps);
           break;
+        case Op::AdamW: adamw_flat(in[0], in[1], in[2], in[3], out[0], out[1], out[2], rows * n, k); break;
       }
     });
   }
@@ -359,24 +393,25 @@ class RowKernel : public mx::Primitive {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto* o = dynamic_cast<const RowKernel*>(&other);
-    return o != nullptr && o->op_ == op_ && o->eps_ == eps_;
+    return o != nullptr && o->op_ == op_ && o->params_ == params_;
   }
 
  private:
   Op op_;
-  float eps_;
+  std::vector<float> params_;
 };
 
 mx::array row_contiguous(const mx::array& a, const mx::Stream& s) {
   return mx::contiguous(mx::astype(a, mx::float32, s), false, s);
 }
 
-std::vector<mx::array> make(Op op, std::vector<mx::array> inputs, std::vector<mx::Shape> shapes, float eps = 0.0f) {
+std::vector<mx::array> make(Op op, std::vector<mx::array> inputs, std::vector<mx::Shape> shapes,
+                            std::vector<float> params = {}) {
   if (inputs[0].ndim() == 0) throw std::invalid_argument(std::string(op_name(op)) + ": needs at least one axis");
   auto s = mx::to_stream(mx::Device::cpu);
   for (auto& a : inputs) a = row_contiguous(a, s);
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
-  return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RowKernel>(s, op, eps), inputs);
+  return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RowKernel>(s, op, std::move(params)), inputs);
 }
 
 mx::Shape half_last(const mx::array& a) {
@@ -410,7 +445,7 @@ NB_MODULE(_cpu_kernels, m) {
       [](const mx::array& x, const mx::array& w, std::optional<mx::array> b, float eps) {
         std::vector<mx::array> in = {x, w};
         if (b) in.push_back(*b);
-        return make(Op::LayerNorm, in, {x.shape()}, eps)[0];
+        return make(Op::LayerNorm, in, {x.shape()}, {eps})[0];
       },
       nb::arg("x"), nb::arg("weight"), nb::arg("bias").none(), nb::arg("eps"));
   m.def(
@@ -418,8 +453,19 @@ NB_MODULE(_cpu_kernels, m) {
       [](const mx::array& x, const mx::array& w, const mx::array& g, bool with_bias, float eps) {
         std::vector<mx::Shape> shapes = {x.shape(), w.shape()};
         if (with_bias) shapes.push_back(w.shape());
-        return make(Op::LayerNormBackward, {x, w, g}, shapes, eps);
+        return make(Op::LayerNormBackward, {x, w, g}, shapes, {eps});
       },
       nb::arg("x"), nb::arg("weight"), nb::arg("cotangent"), nb::arg("with_bias"), nb::arg("eps"));
+  m.def(
+      "adamw",
+      [](const mx::array& p, const mx::array& g, const mx::array& m, const mx::array& v, float b1, float b2,
+         float decay, float step_size, float bc2_sqrt, float eps) {
+        if (g.shape() != p.shape() || m.shape() != p.shape() || v.shape() != p.shape())
+          throw std::invalid_argument("adamw: parameter, gradient and moments must have one shape");
+        return make(Op::AdamW, {p, g, m, v}, {p.shape(), p.shape(), p.shape()}, {b1, b2, decay, step_size, bc2_sqrt, eps});
+      },
+      nb::arg("param"), nb::arg("grad"), nb::arg("exp_avg"), nb::arg("exp_avg_sq"), nb::arg("beta1"),
+      nb::arg("beta2"), nb::arg("decay_factor"), nb::arg("step_size"), nb::arg("bias_correction2_sqrt"),
+      nb::arg("eps"));
   m.def("threads", &usable_threads);
 }
