@@ -26,6 +26,17 @@ def test_kernels_are_built_where_setup_builds_them():
     assert kernels.status()
 
 
+def test_a_module_built_for_another_mlx_is_not_imported(tmp_path, monkeypatch):
+    stamp = tmp_path / "_cpu_kernels.mlx-version"
+    stamp.write_text("0.0.1\nsources 0123456789abcdef\n")
+    monkeypatch.setattr(kernels, "STAMP", stamp)
+    monkeypatch.setattr(kernels, "module_path", lambda: stamp)  # "built"
+    assert "built for mlx 0.0.1, running mlx " + mx.__version__ in kernels._stamp_problem()
+    assert "kernels.build" in kernels._stamp_problem()
+    monkeypatch.setattr(kernels, "module_path", lambda: tmp_path / "absent.so")
+    assert kernels._stamp_problem().startswith("not built")
+
+
 @pytest.fixture(params=["kernels", "mlx-fallback"])
 def path(request, monkeypatch):
     if request.param == "mlx-fallback":

@@ -36,24 +36,31 @@ _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _state: dict = {"module": None, "status": None}
 
 
+def _stamp_problem() -> str | None:
+    """Why the compiled module must not be imported (not built, or built for another mlx), or None."""
+    rebuild = "run `python -m mlx_hf_bridge.kernels.build`"
+    if not module_path().exists():
+        return f"not built; {rebuild} (needs cmake and a C++ compiler)"
+    built_for = STAMP.read_text().split("\n", 1)[0] if STAMP.exists() else None
+    if built_for != mx.__version__:
+        # Never import an extension compiled against another libmlx: the ABI is not stable.
+        return f"built for mlx {built_for or '(unknown)'}, running mlx {mx.__version__}; {rebuild}"
+    return None
+
+
 def _load():
     if _state["status"] is not None:
         return _state["module"]
     if os.environ.get("MLX_HF_BRIDGE_KERNELS", "1").lower() in ("0", "false", "no", "off"):
         _state["status"] = "disabled (MLX_HF_BRIDGE_KERNELS=0)"
         return None
-    rebuild = "run `python -m mlx_hf_bridge.kernels.build`"
-    if not module_path().exists():
-        _state["status"] = f"not built; {rebuild} (needs cmake and a C++ compiler)"
-    elif (built_for := STAMP.read_text().split("\n", 1)[0] if STAMP.exists() else None) != mx.__version__:
-        # Never import an extension compiled against another libmlx: the ABI is not stable.
-        _state["status"] = f"built for mlx {built_for or '(unknown)'}, running mlx {mx.__version__}; {rebuild}"
-    else:
+    _state["status"] = _stamp_problem()
+    if _state["status"] is None:
         try:
             _state["module"] = importlib.import_module("._cpu_kernels", __name__)
             _state["status"] = f"active ({_state['module'].threads()} threads)"
         except ImportError as err:
-            _state["status"] = f"failed to import ({err}); {rebuild}"
+            _state["status"] = f"failed to import ({err}); run `python -m mlx_hf_bridge.kernels.build`"
     if _state["module"] is None and sys.platform.startswith("linux") and mx.default_device() == mx.cpu:
         warnings.warn(
             f"mlx_hf_bridge CPU kernels {_state['status']}; softmax, GELU and LayerNorm run on MLX's "
@@ -82,35 +89,30 @@ def _use(*arrays) -> bool:
     )
 
 
-# --- softmax over the last axis ------------------------------------------------------------
+def _one_input_kernel(forward: str, backward: str, backward_reads_output: bool = False):
+    """A compiled kernel with its gradient: ``backward(x or output, cotangent)``."""
 
-@mx.custom_function
-def _softmax(x):
-    return _state["module"].softmax(x)
+    @mx.custom_function
+    def apply(x):
+        return getattr(_state["module"], forward)(x)
+
+    # (a one-argument custom function receives its primal as the bare array, not a tuple)
+    @apply.vjp
+    def apply_vjp(x, cotangent, output):
+        return getattr(_state["module"], backward)(output if backward_reads_output else x, cotangent)
+
+    return apply
 
 
-# (A one-argument custom function receives its primal as the bare array, not a tuple.)
-@_softmax.vjp
-def _softmax_vjp(x, cotangent, output):
-    return _state["module"].softmax_backward(output, cotangent)
+_softmax = _one_input_kernel("softmax", "softmax_backward", backward_reads_output=True)
+_gelu = _one_input_kernel("gelu", "gelu_backward")
+_geglu = _one_input_kernel("geglu", "geglu_backward")
 
 
 def softmax(x: mx.array) -> mx.array:
-    """``mx.softmax(x, axis=-1, precise=True)``. Keys masked with a large negative bias get
-    exactly 0, and the result is closer to float64 than MLX's (4.6e-7 vs 3.0e-6 max rel. here)."""
+    """``mx.softmax(x, axis=-1, precise=True)`` over the last axis. Keys masked with a large negative
+    bias get exactly 0, and the result is closer to float64 than MLX's (4.6e-7 vs 3.0e-6 max rel.)."""
     return _softmax(x) if _use(x) else mx.softmax(x, axis=-1, precise=True)
-
-
-# --- exact (erf) GELU and GeGLU -----------------------------------------------------------
-
-@mx.custom_function
-def _gelu(x):
-    return _state["module"].gelu(x)
-
-
-@_gelu.vjp
-def _gelu_vjp(x, cotangent, output):
-    return _state["module"].gelu_backward(x, cotangent)
 
 
 def gelu_exact(x: mx.array) -> mx.array:
@@ -118,16 +120,6 @@ def gelu_exact(x: mx.array) -> mx.array:
     if _use(x):
         return _gelu(x)
     return 0.5 * x * (1.0 + mx.erf(x * _SQRT1_2))
-
-
-@mx.custom_function
-def _geglu(hg):
-    return _state["module"].geglu(hg)
-
-
-@_geglu.vjp
-def _geglu_vjp(hg, cotangent, output):
-    return _state["module"].geglu_backward(hg, cotangent)
 
 
 def geglu_exact(hg: mx.array, fallback) -> mx.array:
