@@ -40,7 +40,7 @@ def test_a_module_built_for_another_mlx_is_not_imported(tmp_path, monkeypatch):
 @pytest.fixture(params=["kernels", "mlx-fallback"])
 def path(request, monkeypatch):
     if request.param == "mlx-fallback":
-        monkeypatch.setattr(kernels, "_use", lambda *arrays: False)
+        monkeypatch.setattr(kernels, "applies", lambda *arrays: False)
     return request.param
 
 

@@ -81,7 +81,8 @@ def status() -> str:
     return _state["status"]
 
 
-def _use(*arrays) -> bool:
+def applies(*arrays) -> bool:
+    """Whether the kernels run for these arrays: built, CPU device, float32, not empty."""
     return (
         _load() is not None
         and mx.default_device() == mx.cpu
@@ -112,12 +113,12 @@ _geglu = _one_input_kernel("geglu", "geglu_backward")
 def softmax(x: mx.array) -> mx.array:
     """``mx.softmax(x, axis=-1, precise=True)`` over the last axis. Keys masked with a large negative
     bias get exactly 0, and the result is closer to float64 than MLX's (4.6e-7 vs 3.0e-6 max rel.)."""
-    return _softmax(x) if _use(x) else mx.softmax(x, axis=-1, precise=True)
+    return _softmax(x) if applies(x) else mx.softmax(x, axis=-1, precise=True)
 
 
 def gelu_exact(x: mx.array) -> mx.array:
     """HF's ``"gelu"``: ``0.5 * x * (1 + erf(x / sqrt(2)))`` (not the tanh approximation)."""
-    if _use(x):
+    if applies(x):
         return _gelu(x)
     return 0.5 * x * (1.0 + mx.erf(x * _SQRT1_2))
 
@@ -125,7 +126,7 @@ def gelu_exact(x: mx.array) -> mx.array:
 def geglu_exact(hg: mx.array, fallback) -> mx.array:
     """``gelu_exact(h) * gate`` for ``h, gate = split(hg, 2, axis=-1)``, read straight from the
     fused projection (no split copies). ``fallback(h, gate)`` computes it with MLX ops."""
-    if _use(hg):
+    if applies(hg):
         return _geglu(hg)
     h, gate = mx.split(hg, 2, axis=-1)
     return fallback(h, gate)
@@ -159,7 +160,7 @@ def layer_norm(x: mx.array, weight: mx.array, bias: mx.array | None, eps: float)
     """``mx.fast.layer_norm(x, weight, bias, eps)`` (biased variance, as torch)."""
     n = x.shape[-1] if x.ndim else 0
     affine = [weight] + ([] if bias is None else [bias])
-    if not _use(x, *affine) or any(a.shape != (n,) for a in affine):
+    if not applies(x, *affine) or any(a.shape != (n,) for a in affine):
         return mx.fast.layer_norm(x, weight, bias, eps)
     if bias is None:
         return _layer_norm_function(float(eps), False)(x, weight)
@@ -172,7 +173,7 @@ def adamw(param, grad, exp_avg, exp_avg_sq, betas, decay_factor, step_size, bias
     """One torch.optim.AdamW step for one tensor in a single pass, or None when the kernel does not
     apply (the caller then runs the same update with MLX ops). Moments of None start at zero, as
     torch's. Returns ``(param, exp_avg, exp_avg_sq)``."""
-    if not _use(param, grad) or param.dtype != mx.float32:
+    if not applies(param, grad) or param.dtype != mx.float32:
         return None
     exp_avg = mx.zeros_like(param) if exp_avg is None else exp_avg
     exp_avg_sq = mx.zeros_like(param) if exp_avg_sq is None else exp_avg_sq

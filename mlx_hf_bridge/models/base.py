@@ -115,13 +115,14 @@ def sliding_window_bias(length: int, half_window: int, dtype=mx.float32) -> mx.a
 def attention(q, k, v, scale: float, bias, dropout: nn.Dropout | None = None, training=False):
     """q, k, v: (B, heads, L, head_dim); bias broadcastable to (B, heads, L, L).
 
-    The fused kernel has no dropout, so attention-probability dropout (BERT's default 0.1 when
-    training) takes the explicit path; eval and dropout 0 use ``mx.fast``.
+    ``mx.fast.scaled_dot_product_attention`` where it is the fast path (GPU; CPU without the
+    compiled kernels). On the CPU it composes matmul, MLX's scalar softmax and matmul, so with the
+    kernels the same product runs with the kernel softmax. The fused kernel has no dropout, so
+    attention-probability dropout (BERT's default 0.1 when training) takes the explicit path too.
     """
     with_dropout = training and dropout is not None and dropout._p_1 < 1  # _p_1 = keep probability
-    if not with_dropout and not kernels._use(q):
+    if not with_dropout and not kernels.applies(q):
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=bias)
-    # On the CPU, mx.fast's attention composes the same ops with MLX's scalar softmax.
     scores = (q * scale) @ k.transpose(0, 1, 3, 2)
     if bias is not None:
         scores = scores + bias
