@@ -146,3 +146,35 @@ def test_results_are_deterministic_and_compile():
     for a, b, c in zip(grads[0], grads[1], compiled):
         assert np.array_equal(np.array(a), np.array(b))  # threaded partial sums in a fixed order
         _close(np.array(c), np.array(a))
+
+
+@pytest.mark.parametrize("folder", ["tiny_bert_dir", "tiny_modernbert_dir"])
+def test_whole_encoder_same_with_and_without_kernels(folder, request, monkeypatch):
+    """Hidden states and parameter gradients of a training-mode encoder (dropout 0) agree between
+    the kernel path and the MLX-ops path; transformers parity itself is in test_models_parity."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    from mlx_hf_bridge.transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(request.getfixturevalue(folder)))
+    for module in model.modules():  # BERT's dropout would draw different masks per path
+        if isinstance(module, nn.Dropout):
+            module._p_1 = 1.0
+    model.train()
+    ids = mx.array(np.random.default_rng(16).integers(5, 90, size=(3, 300)))
+    mask = mx.array((np.arange(300)[None, :] < np.array([[300], [170], [40]])).astype(np.int32))
+    run = nn.value_and_grad(model, lambda: (model(ids, mask) * mask[..., None]).square().sum())
+    results = {}
+    for path in ("kernels", "mlx-ops"):
+        with monkeypatch.context() as patch:
+            if path == "mlx-ops":
+                patch.setattr(kernels, "applies", lambda *arrays: False)
+            hidden = model(ids, mask)
+            _, grads = run()
+            results[path] = (np.array(hidden), {n: np.array(g) for n, g in tree_flatten(grads)})
+    (hk, gk), (hm, gm) = results["kernels"], results["mlx-ops"]
+    _close(hk[np.array(mask, bool)], hm[np.array(mask, bool)], rtol=1e-4, atol=1e-5)
+    scale = max(float(np.abs(g).max()) for g in gm.values())
+    for name, g in gm.items():
+        assert np.abs(gk[name] - g).max() <= 1e-4 * scale, name
