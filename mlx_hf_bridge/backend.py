@@ -33,6 +33,10 @@ _BLAS_CANDIDATES = (
     "{prefix}/lib/libmkl_rt.so.3",
 )
 
+# OpenBLAS kernel sets for the GEMMs we run: every Intel AVX-512 CPU uses the SkylakeX sgemm, every
+# AVX2 + FMA one the Haswell sgemm, in any OpenBLAS since 0.3.
+_AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+
 _state = {"blas": None, "blas_name": "not loaded", "warned": False, "prepared": False}
 
 
@@ -55,6 +59,72 @@ def _candidate_paths():
     return paths
 
 
+def _cpu_flags() -> tuple[str, set]:
+    """(vendor, flags) of the first CPU in /proc/cpuinfo; ("", set()) where unreadable."""
+    vendor, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id" and not vendor:
+                    vendor = value.strip()
+                elif key == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return vendor, flags
+
+
+def _openblas_coretype(path: str) -> str | None:
+    """The OPENBLAS_CORETYPE to load ``path`` with, or None to let OpenBLAS detect the CPU.
+
+    An OpenBLAS older than the CPU does not know its model number and falls back to a generic
+    SSE3 core ("Prescott"): Debian 12's 0.3.21 on an Intel Xeon of model 207 runs fp32 GEMM at
+    67 GFLOP/s instead of 166. On Intel CPUs we name the kernel set from the CPU's flags instead,
+    which is what OpenBLAS picks for every Intel model it knows. AMD CPUs are left to OpenBLAS
+    (it maps unknown Zen generations to its Zen kernels); a user's OPENBLAS_CORETYPE always wins.
+    """
+    if "openblas" not in os.path.basename(path).lower() or os.environ.get("OPENBLAS_CORETYPE"):
+        return None
+    vendor, flags = _cpu_flags()
+    if vendor != "GenuineIntel":
+        return None
+    if _AVX512 <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+def _open_blas_library(path: str) -> tuple[ctypes.CDLL, str]:
+    """dlopen ``path`` RTLD_GLOBAL; for OpenBLAS also return the kernel set it runs."""
+    coretype = _openblas_coretype(path)
+    if coretype is None:
+        lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    else:
+        # OpenBLAS reads the variable once, while it is loaded; restore the environment after so
+        # other BLAS copies (numpy's) and child processes detect the CPU themselves.
+        previous = os.environ.get("OPENBLAS_CORETYPE")
+        os.environ["OPENBLAS_CORETYPE"] = coretype
+        try:
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        finally:
+            if previous is None:
+                del os.environ["OPENBLAS_CORETYPE"]
+            else:
+                os.environ["OPENBLAS_CORETYPE"] = previous
+    core = ""
+    corename = getattr(lib, "openblas_get_corename", None)
+    if corename is not None:
+        corename.restype = ctypes.c_char_p
+        core = f"{corename().decode(errors='replace')} kernels"
+        if coretype is not None:
+            core += f", OPENBLAS_CORETYPE={coretype} set for this Intel CPU"
+    return lib, core
+
+
 def _load_blas():
     """Load the first usable optimized BLAS with RTLD_GLOBAL. Returns None when it did, else the
     fix to suggest (an empty string when the reference BLAS was chosen explicitly)."""
@@ -69,12 +139,12 @@ def _load_blas():
         os.environ["MKL_THREADING_LAYER"] = "GNU"
     for path in _candidate_paths():
         try:
-            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            lib, core = _open_blas_library(path)
             lib.cblas_sgemm  # noqa: B018 - raises AttributeError when the symbol is prefixed/missing
         except (OSError, AttributeError):
             continue
         _state["blas"] = path
-        _state["blas_name"] = f"{_blas_name(path)} ({path})"
+        _state["blas_name"] = f"{_blas_name(path)} ({path}" + (f"; {core})" if core else ")")
         return None
     _state["blas_name"] = "reference (bundled with the mlx wheel)"
     forced = os.environ.get("MLX_HF_BRIDGE_BLAS")

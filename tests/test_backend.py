@@ -71,3 +71,37 @@ def test_seed_everything_reproducible():
     b = (np.random.rand(3), np.array(mx.random.normal((3,))))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize(
+    "vendor, flags, env, expected",
+    [
+        ("GenuineIntel", {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}, {}, "SkylakeX"),
+        ("GenuineIntel", {"avx2", "fma"}, {}, "Haswell"),
+        ("GenuineIntel", {"sse4_2"}, {}, None),  # nothing better to name: OpenBLAS decides
+        ("AuthenticAMD", {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}, {}, None),
+        ("GenuineIntel", {"avx2", "fma"}, {"OPENBLAS_CORETYPE": "Prescott"}, None),  # the user's choice wins
+    ],
+)
+def test_openblas_kernel_set_named_from_the_cpu_on_intel(monkeypatch, vendor, flags, env, expected):
+    from mlx_hf_bridge import backend
+
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: (vendor, flags))
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert backend._openblas_coretype("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0") == expected
+    assert backend._openblas_coretype("/opt/intel/lib/libmkl_rt.so.2") is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not HAS_OPENBLAS, reason="Linux with OpenBLAS")
+def test_openblas_core_reported_and_environment_left_as_found():
+    code = ("import os, mlx_hf_bridge; from mlx_hf_bridge import backend; "
+            "print(backend.blas_info()); print(os.environ.get('OPENBLAS_CORETYPE'))")
+    result = run(code, env={"OPENBLAS_CORETYPE": ""})
+    assert result.returncode == 0, result.stderr
+    info, left = result.stdout.strip().splitlines()
+    assert " kernels" in info  # openblas_get_corename(), e.g. "SkylakeX kernels"
+    assert left == ""  # set only while OpenBLAS loads: numpy and children detect for themselves
+    forced = run(code, env={"OPENBLAS_CORETYPE": "Haswell"})
+    assert "Haswell kernels" in forced.stdout and "set for this" not in forced.stdout, forced.stdout

@@ -3,8 +3,8 @@
 MLX's x86 CPU backend runs transcendental elementwise ops one scalar at a time on one thread
 (``mx.exp`` ~76 M elements/s on the 2-core benchmark machine), so softmax, the exact GELU and
 LayerNorm cost more than the encoder's GEMMs (``benchmarks/op_profile.py``). ``cpu_kernels.cpp``
-implements them as MLX primitives with vectorised, multi-threaded loops, built on the user's
-machine by ``python -m mlx_hf_bridge.kernels.build`` (``scripts/setup.sh`` does it on Linux).
+implements them, and the whole encoder attention core (``attention.h``), as MLX primitives with
+vectorised, multi-threaded loops, built on the user's machine by ``python -m mlx_hf_bridge.kernels.build`` (``scripts/setup.sh`` does it on Linux).
 
 Every function here is a drop-in for the MLX expression named in its docstring, with the same
 gradients (``mx.custom_function``). The kernels are used only for float32 on the CPU device; on a
@@ -165,6 +165,48 @@ def layer_norm(x: mx.array, weight: mx.array, bias: mx.array | None, eps: float)
     if bias is None:
         return _layer_norm_function(float(eps), False)(x, weight)
     return _layer_norm_function(float(eps), True)(x, weight, bias)
+
+
+# --- Fused attention ------------------------------------------------------------------------
+
+_attentions: dict = {}
+
+
+def _attention_function(heads: int, window: int, theta: float):
+    """One custom function per (heads, window, RoPE theta): the kernel's static parameters."""
+    key = (heads, window, theta)
+    if key not in _attentions:
+
+        @mx.custom_function
+        def forward(qkv, key_mask):
+            return tuple(_state["module"].attention(qkv, key_mask, heads, window, theta))  # (out, lse)
+
+        @forward.vjp
+        def backward(primals, cotangents, outputs):
+            qkv, key_mask = primals
+            d_qkv = _state["module"].attention_backward(qkv, key_mask, *outputs, cotangents[0], heads, window, theta)
+            return d_qkv, mx.zeros_like(key_mask)
+
+        _attentions[key] = forward
+    return _attentions[key]
+
+
+def attention_applies(x: mx.array, head_dim: int) -> bool:
+    """Whether :func:`attention` runs for activations ``x`` (the kernels apply; head_dim a
+    multiple of 16, the widest vector the kernel tiles by)."""
+    return applies(x) and head_dim % 16 == 0
+
+
+def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_theta: float | None) -> mx.array:
+    """The attention core of an encoder layer from its fused projection ``qkv`` (B, L, 3·H·D),
+    laid out [q | k | v], each (H, D): HF's rotate-half RoPE with base ``rope_theta`` (None: no
+    RoPE) on q and k, ``softmax(q kᵀ / sqrt(D))`` over the keys where ``key_mask`` (B, L) is
+    non-zero and, for ``window >= 0``, ``|i - j| <= window``; returns ``P v`` as (B, L, H·D).
+    A query that sees no key outputs 0 (torch SDPA's rule). Call only where
+    :func:`attention_applies`; the gradient flows to ``qkv``."""
+    theta = 0.0 if rope_theta is None else float(rope_theta)
+    out, _ = _attention_function(int(heads), int(window), theta)(qkv, key_mask.astype(mx.float32))
+    return out
 
 
 # --- AdamW ---------------------------------------------------------------------------------

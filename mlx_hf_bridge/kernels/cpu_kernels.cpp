@@ -18,6 +18,7 @@
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
+#include "attention.h"
 #include "row_kernels.h"
 
 namespace mx = mlx::core;
@@ -132,6 +133,75 @@ std::vector<mx::array> make(Op op, std::vector<mx::array> inputs, std::vector<mx
   return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RowKernel>(s, op, std::move(params)), inputs);
 }
 
+// Fused attention (attention.h): forward (qkv, key mask) -> (out, lse); backward
+// (qkv, key mask, out, lse, d_out) -> d_qkv.
+class AttentionKernel : public mx::Primitive {
+ public:
+  AttentionKernel(mx::Stream stream, bool backward, int heads, int window, float theta)
+      : mx::Primitive(stream), backward_(backward), heads_(heads), window_(window), theta_(theta) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    for (auto& in : inputs) {
+      if (in.dtype() != mx::float32 || !in.flags().row_contiguous)
+        throw std::invalid_argument(std::string(name()) + ": inputs must be row-contiguous float32");
+    }
+    for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    for (auto& out : outputs) encoder.set_output_array(out);
+    const auto& qkv = inputs[0];
+    const int64_t B = qkv.shape(0), L = qkv.shape(1), H = heads_, D = qkv.shape(2) / (3 * H);
+    const float* rope = theta_ > 0 ? rope_table(L, D, theta_).data() : nullptr;
+    const AttentionShape shape{B, L, H, D, window_, 1.0f / std::sqrt(static_cast<float>(D)), rope};
+    std::vector<const float*> in;
+    for (auto& a : inputs) in.push_back(a.data<float>());
+    std::vector<float*> out;
+    for (auto& a : outputs) out.push_back(a.data<float>());
+    const bool backward = backward_;
+    encoder.dispatch([in, out, shape, backward]() {
+      if (backward) {
+        attention_backward(in[0], in[1], in[2], in[3], in[4], out[0], shape);
+      } else {
+        attention_forward(in[0], in[1], out[0], out[1], shape);
+      }
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("BridgeAttention is a CPU kernel; use MLX ops on the GPU");
+  }
+
+  const char* name() const override { return backward_ ? "BridgeAttentionBackward" : "BridgeAttention"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const AttentionKernel*>(&other);
+    return o != nullptr && o->backward_ == backward_ && o->heads_ == heads_ && o->window_ == window_ &&
+           o->theta_ == theta_;
+  }
+
+ private:
+  bool backward_;
+  int heads_, window_;
+  float theta_;
+};
+
+std::vector<mx::array> make_attention(bool backward, std::vector<mx::array> inputs, int heads, int window, float theta) {
+  const auto& qkv = inputs[0];
+  if (qkv.ndim() != 3 || heads <= 0 || qkv.shape(2) % (3 * heads) != 0 || (qkv.shape(2) / (3 * heads)) % kVec != 0)
+    throw std::invalid_argument("attention: qkv must be (B, L, 3 * heads * head_dim), head_dim a multiple of " +
+                                std::to_string(kVec));
+  if (inputs[1].shape() != mx::Shape{qkv.shape(0), qkv.shape(1)})
+    throw std::invalid_argument("attention: key mask must be (B, L)");
+  auto s = mx::to_stream(mx::Device::cpu);
+  for (auto& a : inputs) a = row_contiguous(a, s);
+  const int B = qkv.shape(0), L = qkv.shape(1), HD = qkv.shape(2) / 3;
+  std::vector<mx::Shape> shapes = backward ? std::vector<mx::Shape>{qkv.shape()}
+                                           : std::vector<mx::Shape>{{B, L, HD}, {B, heads, L}};
+  std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
+  return mx::array::make_arrays(std::move(shapes), dtypes,
+                                std::make_shared<AttentionKernel>(s, backward, heads, window, theta), inputs);
+}
+
 mx::Shape half_last(const mx::array& a) {
   auto shape = a.shape();
   if (shape.empty() || shape.back() % 2 != 0) throw std::invalid_argument("geglu: last axis must be even ([h | gate])");
@@ -185,5 +255,19 @@ NB_MODULE(_cpu_kernels, m) {
       nb::arg("param"), nb::arg("grad"), nb::arg("exp_avg"), nb::arg("exp_avg_sq"), nb::arg("beta1"),
       nb::arg("beta2"), nb::arg("decay_factor"), nb::arg("step_size"), nb::arg("bias_correction2_sqrt"),
       nb::arg("eps"));
+  m.def(
+      "attention",
+      [](const mx::array& qkv, const mx::array& mask, int heads, int window, float theta) {
+        return make_attention(false, {qkv, mask}, heads, window, theta);
+      },
+      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("heads"), nb::arg("window"), nb::arg("rope_theta"));
+  m.def(
+      "attention_backward",
+      [](const mx::array& qkv, const mx::array& mask, const mx::array& out, const mx::array& lse,
+         const mx::array& d_out, int heads, int window, float theta) {
+        return make_attention(true, {qkv, mask, out, lse, d_out}, heads, window, theta)[0];
+      },
+      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("out"), nb::arg("lse"), nb::arg("cotangent"), nb::arg("heads"),
+      nb::arg("window"), nb::arg("rope_theta"));
   m.def("threads", &usable_threads);
 }

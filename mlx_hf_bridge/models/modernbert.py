@@ -119,6 +119,19 @@ class BlockedLocalAttention:
         return out.reshape(B, H, n * w, D)[:, :, :L]
 
 
+class FusedAttention:
+    """The whole attention core of a layer as one CPU kernel (``kernels.attention``), from the
+    fused QKV projection: RoPE, key mask, sliding window, softmax and ``P V``. Rows that see no
+    key output 0, as in the composed path. Used for float32 on the CPU when the kernels are built
+    and attention dropout is off."""
+
+    def __init__(self, key_mask, window: int):
+        self.key_mask, self.window = key_mask, window
+
+    def __call__(self, qkv, heads: int, rope_theta: float):
+        return kernels.attention(qkv, self.key_mask, heads, self.window, rope_theta)
+
+
 class ModernBertEmbeddings(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -143,7 +156,10 @@ class ModernBertAttention(nn.Module):
 
     def __call__(self, x, bias, visible=None, local=None):
         B, L, _ = x.shape
-        qkv = self.Wqkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        qkv = self.Wqkv(x)
+        if isinstance(local, FusedAttention):
+            return self.Wo(local(qkv, self.num_heads, self.rope_theta))
+        qkv = qkv.reshape(B, L, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         # HF applies rotate_half RoPE (non-interleaved), i.e. traditional=False.
         q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
@@ -204,6 +220,12 @@ class Model(nn.Module):
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
         x = self.embeddings(input_ids)
+        if self._fuses_attention(x):
+            key_mask = mx.ones(input_ids.shape) if attention_mask is None else attention_mask
+            full, sliding = FusedAttention(key_mask, -1), FusedAttention(key_mask, self.args.local_attention // 2)
+            for layer in self.layers:
+                x = layer(x, None, None, sliding if layer.layer_type == "sliding_attention" else full)
+            return self.final_norm(x)
         L = input_ids.shape[1]
         global_bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         local_bias, visible, local = global_bias, None, None
@@ -226,6 +248,11 @@ class Model(nn.Module):
             else:
                 x = layer(x, global_bias)
         return self.final_norm(x)
+
+    def _fuses_attention(self, x) -> bool:
+        # the kernel has no attention-probability dropout
+        no_dropout = not self.training or self.args.attention_dropout == 0
+        return no_dropout and kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.tok_embeddings
