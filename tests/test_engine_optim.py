@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from mlx_hf_bridge import kernels
-from mlx_hf_bridge.engine.optim import AdamW, Schedule, clip_by_global_norm, decay_parameter_names, warmup_steps_for
+from mlx_hf_bridge.engine.optim import (
+    AdamW, Schedule, clip_by_global_norm, clip_coefficient, decay_parameter_names, global_norm, warmup_steps_for,
+)
 
 
 def _torch_sched(name, warmup, total, **kw):
@@ -121,6 +123,62 @@ def test_clipping_matches_torch(max_norm):
     assert float(norm) == pytest.approx(float(tnorm), rel=1e-6)  # logged before clipping
     for p, k in zip(tparams, g):
         np.testing.assert_allclose(np.array(clipped[k]), p.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("path", ["cpu-kernel", "mlx-ops"])
+def test_clipped_adamw_steps_match_torch(path, monkeypatch):
+    """The trainer's step: global norm (one threaded pass per tensor on the kernel path), then the
+    clipping coefficient applied inside the AdamW pass (``grad_scale``) = torch's
+    ``clip_grad_norm_`` then ``AdamW.step``, over steps that clip and steps that do not."""
+    rng = np.random.default_rng(7)
+    shapes = {"big.weight": (300, 700), "dense.weight": (5, 4), "dense.bias": (5,)}  # 210k: several threads
+    if path == "mlx-ops":
+        monkeypatch.setattr(kernels, "applies", lambda *arrays: False)
+        # MLX's CPU reduction sums float32 in sequence: 2.4e-5 relative off at 210k elements here
+        shapes["big.weight"] = (30, 70)
+    params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
+    topt = torch.optim.AdamW(list(tp.values()), lr=1e-2, weight_decay=0.01)
+    opt = AdamW([{"params": list(params), "lr": 1e-2, "weight_decay": 0.01}])
+    ours = {k: mx.array(v) for k, v in params.items()}
+    for step, size in enumerate([3.0, 1e-4, 3.0]):  # clips, does not clip, clips
+        g = {k: (rng.standard_normal(s) * size).astype(np.float32) for k, s in shapes.items()}
+        for k, p in tp.items():
+            p.grad = torch.tensor(g[k])
+        tnorm = torch.nn.utils.get_total_norm([p.grad for p in tp.values()])
+        norm = global_norm({k: mx.array(v) for k, v in g.items()})
+        exact = np.sqrt(sum((v.astype(np.float64) ** 2).sum() for v in g.values()))
+        if path == "cpu-kernel":  # accumulated in double: closer to the exact norm than torch's float32
+            assert float(norm) == pytest.approx(exact, rel=1e-7), step
+        # torch's own float32 reduction is up to 1.2e-6 off the exact norm on these gradients
+        assert float(norm) == pytest.approx(float(tnorm), rel=2e-6), step
+        coef = clip_coefficient(norm, 1.0)
+        # clip_grad_norm_'s in-place scaling, with our coefficient (Adam amplifies the norms' 1e-6 gap)
+        torch.nn.utils.clip_grads_with_norm_(list(tp.values()), 1.0, torch.tensor(float(norm)))
+        topt.step()
+        new, moments = opt.compute(ours, {k: mx.array(v) for k, v in g.items()}, 1.0, grad_scale=coef)
+        opt.commit(moments)
+        ours = new
+        for k in params:
+            # torch's vectorised ops and the kernel fuse multiply-adds differently: rounding at the
+            # parameters' scale (bit-identical to clipping first: the same kernel, pre-scaled grads)
+            want = tp[k].detach().numpy()
+            assert np.abs(np.array(ours[k]) - want).max() <= 1e-6 * np.abs(want).max(), (step, k)
+
+
+@pytest.mark.parametrize("path", ["cpu-kernel", "mlx-ops"])
+def test_grad_scale_inside_adamw_is_clipping_first(path, monkeypatch):
+    if path == "mlx-ops":
+        monkeypatch.setattr(kernels, "applies", lambda *arrays: False)
+    params, grads = _two_group_problem(3)
+    coef = mx.array(0.37)
+    p = {k: mx.array(v) for k, v in params.items()}
+    fused, _ = AdamW([{"params": list(params), "lr": 0.1, "weight_decay": 0.01}]).compute(
+        p, {k: mx.array(v) for k, v in grads[0].items()}, 1.0, grad_scale=coef)
+    first, _ = AdamW([{"params": list(params), "lr": 0.1, "weight_decay": 0.01}]).compute(
+        p, {k: mx.array(v) * coef for k, v in grads[0].items()}, 1.0)
+    for k in params:
+        assert np.array_equal(np.array(fused[k]), np.array(first[k])), k
 
 
 def test_decay_groups_match_transformers(tiny_bert_dir, tiny_modernbert_dir):

@@ -94,7 +94,35 @@ def test_attention_is_deterministic_and_traces_under_compile():
 def test_bad_shapes_are_refused_with_the_reason():
     module = kernels._load()
     with pytest.raises(ValueError, match="head_dim a multiple of"):
-        module.attention(mx.zeros((1, 4, 3 * 2 * 12)), mx.ones((1, 4)), 2, -1, 0.0)
-    with pytest.raises(ValueError, match="key mask must be"):
-        module.attention(mx.zeros((1, 4, 3 * 2 * 16)), mx.ones((1, 5)), 2, -1, 0.0)
+        module.attention(mx.zeros((1, 4, 3 * 2 * 12)), mx.ones((1, 4)), mx.zeros((1, 4)), 2, -1, 0.0)
+    with pytest.raises(ValueError, match="key mask and segment ids must be"):
+        module.attention(mx.zeros((1, 4, 3 * 2 * 16)), mx.ones((1, 5)), mx.zeros((1, 5)), 2, -1, 0.0)
     assert not kernels.attention_applies(mx.zeros((1, 4, 8)), head_dim=24)  # the model falls back
+
+
+@pytest.mark.parametrize("window, theta", [(-1, 160000.0), (8, 10000.0), (64, 10000.0)])
+def test_packed_segments_equal_separate_sequences(window, theta):
+    """Sequences packed end to end in one row (segment ids) give each sequence's own attention:
+    RoPE restarts per segment and no token sees another segment; checked against torch run on
+    every sequence separately, forward and gradient. A padded tail nobody attends to outputs 0."""
+    heads, D, lengths, tail = 2, 64, [70, 5, 131, 1], 14
+    rng = np.random.default_rng(window + 7)
+    T = sum(lengths) + tail
+    qkv = (rng.normal(size=(1, T, 3 * heads * D)) * 1.5).astype(np.float32)
+    cotangent = rng.normal(size=(1, T, heads * D)).astype(np.float32)
+    segments = np.concatenate([np.full(n, i) for i, n in enumerate(lengths + [tail])]).astype(np.float32)[None]
+    key_mask = (np.arange(T) < sum(lengths)).astype(np.float32)[None]
+
+    def fn(x):
+        return kernels.attention(x, mx.array(key_mask), heads, window, theta, mx.array(segments))
+
+    (out,), (d_qkv,) = mx.vjp(fn, [mx.array(qkv)], [mx.array(cotangent)])
+    start = 0
+    for n in lengths:
+        t_qkv = torch.tensor(qkv[:, start : start + n], dtype=torch.float64, requires_grad=True)
+        ref = torch_attention(t_qkv, torch.ones(1, n), heads, window, theta)
+        ref.backward(torch.tensor(cotangent[:, start : start + n], dtype=torch.float64))
+        np.testing.assert_allclose(np.array(out)[:, start : start + n], ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.array(d_qkv)[:, start : start + n], t_qkv.grad.numpy(), rtol=1e-5, atol=1e-5)
+        start += n
+    assert np.all(np.array(out)[:, start:] == 0.0) and np.all(np.array(d_qkv)[:, start:] == 0.0)

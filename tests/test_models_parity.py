@@ -52,11 +52,41 @@ def test_bert_hidden_states(tmp_path, minilm_dir, seed, init_scale):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("init_scale", [None, 0.2])
-def test_modernbert_hidden_states_beyond_local_window(tmp_path, modernbert_tokenizer_dir, seed, init_scale):
+@pytest.mark.parametrize("heads", [2, 4])  # head_dim 16: the fused CPU attention; 8: MLX ops
+def test_modernbert_hidden_states_beyond_local_window(tmp_path, modernbert_tokenizer_dir, seed, init_scale, heads):
     # local_attention=16 -> half window 8; sequences of 70 cross it many times
-    folder = _save_tiny(tmp_path / "mb", tiny_modernbert_config(), modernbert_tokenizer_dir, seed, init_scale)
+    config = tiny_modernbert_config(num_attention_heads=heads)
+    folder = _save_tiny(tmp_path / "mb", config, modernbert_tokenizer_dir, seed, init_scale)
     ids, mask = random_batch(np.random.default_rng(seed), 50368, [70, 33, 9, 70], 70)
     assert_parity(folder, ids, mask)
+
+
+@pytest.mark.parametrize("init_scale", [None, 0.2])
+def test_modernbert_packed_sequences_match_transformers(tmp_path, modernbert_tokenizer_dir, init_scale):
+    """``pack_sequences`` (what the padding-free losses turn on): rows packed end to end give
+    transformers' hidden states at every real token, 0 at padding; the parameter gradients equal
+    the padded batch's."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    from mlx_hf_bridge import kernels
+
+    folder = _save_tiny(tmp_path / "mb", tiny_modernbert_config(), modernbert_tokenizer_dir, 4, init_scale)
+    ids, mask = random_batch(np.random.default_rng(4), 50368, [70, 33, 9, 1], 70)
+    model = AutoModel.from_pretrained(str(folder))
+    x, m = mx.array(ids), mx.array(mask)
+    run = nn.value_and_grad(model, lambda: (model(x, m) * m[..., None]).square().sum())
+    padded_out, padded_grads = model(x, m), run()[1]
+    model.pack_sequences = True
+    packed_out, packed_grads = np.array(model(x, m)), run()[1]
+    assert kernels.available(), kernels.status()  # the packed path needs the fused CPU attention
+    real = mask.astype(bool)
+    assert np.abs(torch_hidden(folder, ids, mask)[real] - packed_out[real]).max() <= TOL
+    assert np.abs(np.array(padded_out)[real] - packed_out[real]).max() <= 1e-5
+    assert np.all(packed_out[~real] == 0.0)
+    scale = max(float(mx.abs(g).max()) for _, g in tree_flatten(padded_grads))
+    for (name, g), (_, h) in zip(tree_flatten(padded_grads), tree_flatten(packed_grads)):
+        assert float(mx.abs(g - h).max()) <= 1e-5 * scale, name
 
 
 def test_modernbert_odd_config(tmp_path, modernbert_tokenizer_dir):

@@ -97,10 +97,13 @@ def test_distillation_equal_fixed_padding(model, expansion):
     model.do_query_expansion = expansion
     rng = np.random.default_rng(3)
     q = model.tokenize(texts(rng, 3, 2, 9), is_query=True, pad=True)
-    d = model.tokenize(texts(rng, 6, 3, 50), is_query=False, pad=True)  # 3 queries x 2 ways
-    labels = mx.array(rng.random((3, 2)).astype(np.float32))
+    # 3 queries x 3 ways: with 2 ways the min-max normalised scores are always {0, 1}, so the
+    # gradient is 0 whatever the model and the comparison would check rounding noise only
+    d = model.tokenize(texts(rng, 9, 3, 50), is_query=False, pad=True)
+    labels = mx.array(rng.random((3, 3)).astype(np.float32))
     fixed = value_and_grads(model, losses.Distillation(model, padding_free=False), [q, d], labels)
     free = value_and_grads(model, losses.Distillation(model, padding_free=True), [q, d], labels)
+    assert max(float(mx.abs(g).max()) for g in fixed[1].values()) > 1e-3  # a gradient worth comparing
     assert_close(fixed, free)
     model.do_query_expansion = True
 

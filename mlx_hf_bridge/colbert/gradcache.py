@@ -204,7 +204,8 @@ class CachedContrastive:
             if trims:
                 minibatch = trim(minibatch, trimmed_width(minibatch))
             # fp32 cache: under a bf16 compute dtype the loss and its cached gradients stay exact
-            reps = mx.stop_gradient(_embed(self.model, minibatch).astype(mx.float32))
+            # a trimmed column's padded positions are never read, so its rows may also run packed
+            reps = mx.stop_gradient(_embed(self.model, minibatch, packed=trims).astype(mx.float32))
             mx.eval(reps)  # frees this slice's activations before the next one
             yield reps, random_state
 
@@ -333,15 +334,18 @@ class CachedContrastive:
     def _backward(self, sentence_features: list[dict]):
         """Re-run every slice with gradients and push the cached gradients into the parameters."""
 
-        def surrogate(minibatch, cached_grad):
-            return (_embed(self.model, minibatch).astype(mx.float32) * cached_grad).sum()
+        def surrogate(packed):
+            return lambda minibatch, cached_grad: (
+                _embed(self.model, minibatch, packed).astype(mx.float32) * cached_grad
+            ).sum()
 
         grads = None
         with scattered_embedding_grad(self.model) as finish:
-            grad_fn = finish.value_and_grad(surrogate)
-            for sentence_feature, cached, states, widths in zip(
-                sentence_features, self.cache, self.random_states, self.widths
+            grad_fns = {packed: finish.value_and_grad(surrogate(packed)) for packed in (False, True)}
+            for index, (sentence_feature, cached, states, widths) in enumerate(
+                zip(sentence_features, self.cache, self.random_states, self.widths)
             ):
+                grad_fn = grad_fns[trims_column(self.model, index, self.padding_free)]  # as in pass 1
                 for begin, cached_grad, random_state, width in zip(
                     self._slices(sentence_feature), cached, states, widths
                 ):

@@ -23,7 +23,9 @@ def normalize(x: mx.array, eps: float = 1e-12) -> mx.array:
     >>> normalize(mx.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), eps)
+    # sqrt(max(sum x², eps²)) == max(||x||, eps), with torch's zero (not NaN) gradient at x = 0:
+    # packed encoding leaves padded positions exactly 0
+    return x / mx.sqrt(mx.maximum((x * x).sum(axis=-1, keepdims=True), eps * eps))
 
 
 def cross_entropy(logits: mx.array, targets: mx.array, reduction: str = "mean") -> mx.array:
@@ -62,8 +64,12 @@ def extract_skiplist_mask(sentence_features: Iterable[dict], skiplist: list[int]
     return masks
 
 
-def _embed(model, features: dict) -> mx.array:
-    return normalize(model(features)["token_embeddings"])
+def _embed(model, features: dict, packed: bool = False) -> mx.array:
+    """Normalised token embeddings; ``packed``: the backbone may run the rows packed end to end
+    where it supports that (same outputs at real tokens, 0 at padding): only for columns whose
+    padded positions are never read (:func:`trims_column`)."""
+    with padding.packed_sequences(model, packed):
+        return normalize(model(features)["token_embeddings"])
 
 
 def _contrastive_targets(batch_size: int, n_docs: int, rank: int) -> mx.array:

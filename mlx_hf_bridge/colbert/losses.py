@@ -135,8 +135,8 @@ class Contrastive:
         sentence_features = list(sentence_features)
         embeddings = []
         for column, feature in enumerate(sentence_features):
-            width = column_width(feature, trims_column(self.model, column, self.padding_free))
-            embeddings.append(_embed(self.model, trim(feature, width)))
+            trims = trims_column(self.model, column, self.padding_free)
+            embeddings.append(_embed(self.model, trim(feature, column_width(feature, trims)), packed=trims))
         skiplist = _model_attr(self.model, "skiplist")
         do_query_expansion = _model_attr(self.model, "do_query_expansion")
         masks = extract_skiplist_mask(sentence_features, skiplist)
@@ -261,9 +261,10 @@ class Distillation:
 
     def __call__(self, sentence_features: Iterable[dict], labels) -> mx.array:
         sentence_features = list(sentence_features)
-        widths = [column_width(f, trims_column(self.model, i, self.padding_free)) for i, f in enumerate(sentence_features)]
-        queries_embeddings = _embed(self.model, trim(sentence_features[0], widths[0]))
-        documents_embeddings = _embed(self.model, trim(sentence_features[1], widths[1]))
+        trims = [trims_column(self.model, i, self.padding_free) for i in range(len(sentence_features))]
+        widths = [column_width(f, t) for f, t in zip(sentence_features, trims)]
+        queries_embeddings = _embed(self.model, trim(sentence_features[0], widths[0]), packed=trims[0])
+        documents_embeddings = _embed(self.model, trim(sentence_features[1], widths[1]), packed=trims[1])
         skiplist = _model_attr(self.model, "skiplist")
         do_query_expansion = _model_attr(self.model, "do_query_expansion")
         masks = extract_skiplist_mask(sentence_features, skiplist)

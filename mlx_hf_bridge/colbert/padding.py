@@ -14,6 +14,8 @@ exactly. Queries are cut only without query expansion: with expansion every posi
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import mlx.core as mx
 import numpy as np
 
@@ -63,3 +65,19 @@ def scoring_width(widths, full: int) -> int:
     that is below the fixed-padding width (every document was padded there)."""
     widest = max(widths)
     return widest if widest >= full else widest + 1
+
+
+@contextmanager
+def packed_sequences(model, enabled: bool = True):
+    """Within the block the model's backbone packs right-padded rows end to end where it can
+    (ModernBERT with the fused CPU attention: ``models/packing.py``); a no-op otherwise."""
+    backbone = getattr(getattr(model, "transformer", None), "auto_model", None)
+    if not enabled or not hasattr(backbone, "pack_sequences"):
+        yield
+        return
+    previous = backbone.pack_sequences
+    backbone.pack_sequences = True
+    try:
+        yield
+    finally:
+        backbone.pack_sequences = previous

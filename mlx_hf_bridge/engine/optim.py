@@ -34,19 +34,37 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
     return names
 
 
+def _tensor_norm(g: mx.array) -> mx.array:
+    g = g.astype(mx.float32)
+    squares = kernels.sum_squares(g)  # one threaded pass (MLX's CPU reduction runs on one core)
+    return mx.sqrt(squares) if squares is not None else mx.linalg.norm(g.reshape(-1))
+
+
 def global_norm(grads: dict) -> mx.array:
     """torch.nn.utils.clip_grad_norm_'s total norm: the 2-norm of the per-tensor 2-norms (fp32)."""
-    norms = [mx.linalg.norm(g.astype(mx.float32).reshape(-1)) for g in grads.values()]
+    norms = [_tensor_norm(g) for g in grads.values()]
     return mx.linalg.norm(mx.stack(norms)) if norms else mx.array(0.0)
 
 
-def clip_by_global_norm(grads: dict, max_norm: float):
-    """Return (clipped grads, pre-clip norm); torch's coefficient ``max_norm / (norm + 1e-6)`` capped at 1."""
-    norm = global_norm(grads)
+def clip_coefficient(norm: mx.array, max_norm: float | None) -> mx.array | None:
+    """torch's clipping coefficient ``max_norm / (norm + 1e-6)`` capped at 1; None without clipping."""
     if max_norm is None or max_norm <= 0:
+        return None
+    return mx.minimum(max_norm / (norm + 1e-6), 1.0)
+
+
+def clip_by_global_norm(grads: dict, max_norm: float):
+    """Return (clipped grads, pre-clip norm). The trainer instead hands the coefficient to
+    :meth:`AdamW.compute` (``grad_scale``), which applies it inside the update pass."""
+    norm = global_norm(grads)
+    coef = clip_coefficient(norm, max_norm)
+    if coef is None:
         return grads, norm
-    coef = mx.minimum(max_norm / (norm + 1e-6), 1.0)
-    return {k: (g * coef).astype(g.dtype) for k, g in grads.items()}, norm
+    return {k: _scaled(g, coef) for k, g in grads.items()}, norm
+
+
+def _scaled(g: mx.array, coef: mx.array) -> mx.array:
+    return (g * coef).astype(g.dtype)
 
 
 class AdamW:
@@ -96,9 +114,11 @@ class AdamW:
     def group_lrs(self, lr_factor: float) -> list[float]:
         return [g["lr"] * lr_factor for g in self.groups]
 
-    def compute(self, params: dict, grads: dict, lr_factor: float):
+    def compute(self, params: dict, grads: dict, lr_factor: float, grad_scale: mx.array | None = None):
         """One AdamW step, lazily: returns (new params, new moments) and changes nothing yet.
 
+        ``grad_scale`` (the clipping coefficient from :func:`clip_coefficient`) multiplies every
+        gradient first: the same values as clipping beforehand, without a pass of its own.
         Nothing is committed until :meth:`commit`, so a step with a NaN loss can be discarded.
         """
         b1, b2 = self.betas
@@ -114,12 +134,17 @@ class AdamW:
             if name not in self._group_of:
                 raise KeyError(f"parameter {name!r} is in no optimizer group (unfrozen after the optimizer was built?)")
             decay_factor, step_size = scalars[self._group_of[name]]
-            g = grads[name].astype(mx.float32)
+            g, scale = grads[name], grad_scale
+            if scale is not None and g.dtype != mx.float32:
+                g, scale = _scaled(g, scale), None  # clipped in the gradient's own dtype first
+            g = g.astype(mx.float32)
             m, v = self.exp_avg.get(name), self.exp_avg_sq.get(name)
-            fused = kernels.adamw(p, g, m, v, self.betas, decay_factor, step_size, bc2_sqrt, self.eps)
+            fused = kernels.adamw(p, g, m, v, self.betas, decay_factor, step_size, bc2_sqrt, self.eps, scale)
             if fused is not None:  # the same ops in one pass (MLX's CPU backend runs ~8 here)
                 new_params[name], new_m[name], new_v[name] = fused
                 continue
+            if scale is not None:
+                g = g * scale
             m = (1 - b1) * g if m is None else m + (1 - b1) * (g - m)  # torch: exp_avg.lerp_(grad, 1-b1)
             v = (1 - b2) * (g * g) if v is None else b2 * v + (1 - b2) * (g * g)
             if decay_factor != 1.0:

@@ -14,7 +14,7 @@ import warnings
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .optim import clip_by_global_norm
+from .optim import clip_coefficient, global_norm
 
 _warned: set[str] = set()
 
@@ -131,8 +131,9 @@ class StepRunner:
                 mx.eval(acc_loss, acc)
                 if on_substep_end is not None:
                     on_substep_end()
-        clipped, norm = clip_by_global_norm(acc, self.max_grad_norm)
-        new_params, moments = self.optimizer.compute(self.params, clipped, lr_factor)
+        norm = global_norm(acc)
+        coef = clip_coefficient(norm, self.max_grad_norm)  # applied inside the optimizer's update pass
+        new_params, moments = self.optimizer.compute(self.params, acc, lr_factor, grad_scale=coef)
         mx.eval(acc_loss, norm, new_params, moments)
         loss_val, norm_val = acc_loss.item(), norm.item()
         if not (math.isfinite(loss_val) and math.isfinite(norm_val)):

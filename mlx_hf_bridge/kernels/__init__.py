@@ -178,14 +178,15 @@ def _attention_function(heads: int, window: int, theta: float):
     if key not in _attentions:
 
         @mx.custom_function
-        def forward(qkv, key_mask):
-            return tuple(_state["module"].attention(qkv, key_mask, heads, window, theta))  # (out, lse)
+        def forward(qkv, key_mask, segments):
+            return tuple(_state["module"].attention(qkv, key_mask, segments, heads, window, theta))  # (out, lse)
 
         @forward.vjp
         def backward(primals, cotangents, outputs):
-            qkv, key_mask = primals
-            d_qkv = _state["module"].attention_backward(qkv, key_mask, *outputs, cotangents[0], heads, window, theta)
-            return d_qkv, mx.zeros_like(key_mask)
+            qkv, key_mask, segments = primals
+            d_qkv = _state["module"].attention_backward(qkv, key_mask, segments, *outputs, cotangents[0], heads,
+                                                        window, theta)
+            return d_qkv, mx.zeros_like(key_mask), mx.zeros_like(segments)
 
         _attentions[key] = forward
     return _attentions[key]
@@ -197,29 +198,45 @@ def attention_applies(x: mx.array, head_dim: int) -> bool:
     return applies(x) and head_dim % 16 == 0
 
 
-def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_theta: float | None) -> mx.array:
+def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_theta: float | None,
+              segments: mx.array | None = None) -> mx.array:
     """The attention core of an encoder layer from its fused projection ``qkv`` (B, L, 3·H·D),
     laid out [q | k | v], each (H, D): HF's rotate-half RoPE with base ``rope_theta`` (None: no
     RoPE) on q and k, ``softmax(q kᵀ / sqrt(D))`` over the keys where ``key_mask`` (B, L) is
     non-zero and, for ``window >= 0``, ``|i - j| <= window``; returns ``P v`` as (B, L, H·D).
-    A query that sees no key outputs 0 (torch SDPA's rule). Call only where
-    :func:`attention_applies`; the gradient flows to ``qkv``."""
+    ``segments`` (B, L): ids of sequences packed end to end in a row (each id's tokens
+    contiguous); a token attends only within its segment, and RoPE positions restart at each
+    segment's first token. None: one sequence per row. A query that sees no key outputs 0
+    (torch SDPA's rule). Call only where :func:`attention_applies`; the gradient flows to ``qkv``."""
     theta = 0.0 if rope_theta is None else float(rope_theta)
-    out, _ = _attention_function(int(heads), int(window), theta)(qkv, key_mask.astype(mx.float32))
+    key_mask = key_mask.astype(mx.float32)
+    segments = mx.zeros_like(key_mask) if segments is None else segments.astype(mx.float32)
+    out, _ = _attention_function(int(heads), int(window), theta)(qkv, key_mask, segments)
     return out
 
 
 # --- AdamW ---------------------------------------------------------------------------------
 
-def adamw(param, grad, exp_avg, exp_avg_sq, betas, decay_factor, step_size, bias_correction2_sqrt, eps):
+def sum_squares(x: mx.array) -> mx.array | None:
+    """``(x ** 2).sum()`` as a float32 scalar, accumulated in double in one threaded pass, or None
+    when the kernel does not apply (the caller uses ``mx.linalg.norm``)."""
+    if not applies(x):
+        return None
+    return _state["module"].sum_squares(x)
+
+
+def adamw(param, grad, exp_avg, exp_avg_sq, betas, decay_factor, step_size, bias_correction2_sqrt, eps,
+          grad_scale=None):
     """One torch.optim.AdamW step for one tensor in a single pass, or None when the kernel does not
     apply (the caller then runs the same update with MLX ops). Moments of None start at zero, as
-    torch's. Returns ``(param, exp_avg, exp_avg_sq)``."""
+    torch's. ``grad_scale`` (a scalar array, e.g. the clipping coefficient) multiplies the gradient
+    first, as ``clip_grad_norm_`` does in place. Returns ``(param, exp_avg, exp_avg_sq)``."""
     if not applies(param, grad) or param.dtype != mx.float32:
         return None
     exp_avg = mx.zeros_like(param) if exp_avg is None else exp_avg
     exp_avg_sq = mx.zeros_like(param) if exp_avg_sq is None else exp_avg_sq
+    grad_scale = mx.array(1.0) if grad_scale is None else grad_scale.astype(mx.float32)
     return tuple(
-        _state["module"].adamw(param, grad, exp_avg, exp_avg_sq, betas[0], betas[1], decay_factor, step_size,
-                               bias_correction2_sqrt, eps)
+        _state["module"].adamw(param, grad, exp_avg, exp_avg_sq, grad_scale, betas[0], betas[1], decay_factor,
+                               step_size, bias_correction2_sqrt, eps)
     )

@@ -1,6 +1,8 @@
 // Fused encoder attention for the CPU: RoPE, scaled Q K^T, key-padding and sliding-window masks,
 // softmax and P V in one pass per (batch, head), read straight from the fused QKV projection
 // (B, L, 3, H, D) and written straight in the (B, L, H, D) layout the output projection reads.
+// Rows may hold several sequences packed end to end (segment ids): each token then attends only
+// within its own segment and RoPE positions restart at every segment's first token.
 // The backward pass recomputes the probabilities from the saved log-sum-exp (FlashAttention-2
 // style) and returns d(qkv) in the projection's layout, RoPE undone.
 //
@@ -141,6 +143,7 @@ struct HeadTask {
   const AttentionShape& s;
   int64_t b, h, Lp, block;
   std::vector<float> qr, kt, key_bias, scores;
+  std::vector<int64_t> seg_lo, seg_hi;  // each token's segment: [seg_lo, seg_hi)
   HeadTask(const AttentionShape& shape, int64_t b_, int64_t h_)
       : s(shape), b(b_), h(h_), Lp(round_up(shape.L, kVec) + kNR), block(64) {}
 
@@ -150,16 +153,28 @@ struct HeadTask {
   int64_t qkv_ld() const { return 3 * s.H * s.D; }
   int64_t out_offset(int64_t i) const { return ((b * s.L + i) * s.H + h) * s.D; }
 
+  // Segment bounds of every token from the (contiguous) segment ids of row b.
+  void segment_bounds(const float* segments) {
+    const int64_t L = s.L;
+    const float* seg = segments + b * L;
+    seg_lo.resize(L);
+    seg_hi.resize(L);
+    for (int64_t i = 0; i < L; ++i) seg_lo[i] = (i > 0 && seg[i] == seg[i - 1]) ? seg_lo[i - 1] : i;
+    for (int64_t i = L - 1; i >= 0; --i) seg_hi[i] = (i + 1 < L && seg[i] == seg[i + 1]) ? seg_hi[i + 1] : i + 1;
+  }
+  int64_t position(int64_t i) const { return i - seg_lo[i]; }
+
   // Qr = rope(q) * scale (L x D); Kt = rope(k)^T (D x Lp, zero past L); key bias 0 / -inf.
-  void pack(const float* qkv, const float* mask, std::vector<float>* kr = nullptr) {
+  void pack(const float* qkv, const float* mask, const float* segments, std::vector<float>* kr = nullptr) {
     const int64_t L = s.L, D = s.D;
+    segment_bounds(segments);
     qr.assign(L * D, 0.0f);
     kt.assign(D * Lp, 0.0f);
     if (kr != nullptr) kr->assign(L * D, 0.0f);
     std::vector<float> row(D);
     for (int64_t i = 0; i < L; ++i) {
-      rope_row(qkv_row(qkv, i, 0), qr.data() + i * D, i, s, s.scale, 1.0f);
-      rope_row(qkv_row(qkv, i, 1), row.data(), i, s, 1.0f, 1.0f);
+      rope_row(qkv_row(qkv, i, 0), qr.data() + i * D, position(i), s, s.scale, 1.0f);
+      rope_row(qkv_row(qkv, i, 1), row.data(), position(i), s, 1.0f, 1.0f);
       for (int64_t d = 0; d < D; ++d) kt[d * Lp + i] = row[d];
       if (kr != nullptr) std::memcpy(kr->data() + i * D, row.data(), D * sizeof(float));
     }
@@ -168,14 +183,19 @@ struct HeadTask {
     scores.assign(block * Lp, 0.0f);
   }
 
-  // Keys a block of queries [i0, i1) can see: [k0, k1); and the ones row i sees: [lo, hi).
-  std::pair<int64_t, int64_t> key_range(int64_t i0, int64_t i1) const {
-    if (s.window < 0) return {0, s.L};
-    return {std::max<int64_t>(0, i0 - s.window), std::min<int64_t>(s.L, i1 + s.window)};
+  // The keys row i sees: its segment, within the window; and the keys a block of rows sees.
+  std::pair<int64_t, int64_t> row_range(int64_t i) const {
+    if (s.window < 0) return {seg_lo[i], seg_hi[i]};
+    return {std::max(seg_lo[i], i - s.window), std::min(seg_hi[i], i + s.window + 1)};
   }
-  std::pair<int64_t, int64_t> row_range(int64_t i, int64_t k0, int64_t k1) const {
-    if (s.window < 0) return {k0, k1};
-    return {std::max(k0, i - s.window), std::min(k1, i + s.window + 1)};
+  std::pair<int64_t, int64_t> key_range(int64_t i0, int64_t i1) const {
+    int64_t k0 = s.L, k1 = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      const auto [lo, hi] = row_range(i);
+      k0 = std::min(k0, lo);
+      k1 = std::max(k1, hi);
+    }
+    return {k0, k1};
   }
 
   // scores[r, :] = Qr[i0 + r] . Kt[:, k0 : k0 + width]
@@ -184,11 +204,12 @@ struct HeadTask {
   }
 };
 
-inline void attention_forward(const float* qkv, const float* mask, float* out, float* lse, const AttentionShape& s) {
+inline void attention_forward(const float* qkv, const float* mask, const float* segments, float* out, float* lse,
+                              const AttentionShape& s) {
   parallel_rows(s.B * s.H, s.L * s.L * s.D, [&](int, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       HeadTask task(s, t / s.H, t % s.H);
-      task.pack(qkv, mask);
+      task.pack(qkv, mask, segments);
       const float* v = task.qkv_row(qkv, 0, 2);
       float* lse_bh = lse + t * s.L;
       for (int64_t i0 = 0; i0 < s.L; i0 += task.block) {
@@ -198,7 +219,7 @@ inline void attention_forward(const float* qkv, const float* mask, float* out, f
         task.block_scores(i0, i1, k0, width);
         for (int64_t i = i0; i < i1; ++i) {
           float* p = task.scores.data() + (i - i0) * task.Lp;
-          const auto [lo, hi] = task.row_range(i, k0, k1);
+          const auto [lo, hi] = task.row_range(i);
           const float* kb = task.key_bias.data();
           for (int64_t j = lo; j < hi; ++j) p[j - k0] += kb[j];
           const float m = row_max(p + (lo - k0), hi - lo);
@@ -221,15 +242,15 @@ inline void attention_forward(const float* qkv, const float* mask, float* out, f
   });
 }
 
-inline void attention_backward(const float* qkv, const float* mask, const float* out, const float* lse,
-                               const float* d_out, float* d_qkv, const AttentionShape& s) {
+inline void attention_backward(const float* qkv, const float* mask, const float* segments, const float* out,
+                               const float* lse, const float* d_out, float* d_qkv, const AttentionShape& s) {
   parallel_rows(s.B * s.H, 3 * s.L * s.L * s.D, [&](int, int64_t t0, int64_t t1) {
     const int64_t L = s.L, D = s.D, ld_out = s.H * s.D;
     for (int64_t t = t0; t < t1; ++t) {
       HeadTask task(s, t / s.H, t % s.H);
       std::vector<float> kr, vt(D * task.Lp, 0.0f), dp(task.block * task.Lp, 0.0f);
       std::vector<float> dq(L * D, 0.0f), dk(L * D, 0.0f), dv(L * D, 0.0f), delta(L), row(D);
-      task.pack(qkv, mask, &kr);
+      task.pack(qkv, mask, segments, &kr);
       for (int64_t i = 0; i < L; ++i) {
         const float* vi = task.qkv_row(qkv, i, 2);
         for (int64_t d = 0; d < D; ++d) vt[d * task.Lp + i] = vi[d];
@@ -244,7 +265,7 @@ inline void attention_backward(const float* qkv, const float* mask, const float*
         task.block_scores(i0, i1, k0, width);
         for (int64_t i = i0; i < i1; ++i) {  // P = exp(S + key bias - lse), 0 outside the row's keys
           float* p = task.scores.data() + (i - i0) * task.Lp;
-          const auto [lo, hi] = task.row_range(i, k0, k1);
+          const auto [lo, hi] = task.row_range(i);
           const float* kb = task.key_bias.data() + k0;
           const float l = lse_bh[i];
           for (int64_t j = 0; j < width; ++j)
@@ -265,8 +286,8 @@ inline void attention_backward(const float* qkv, const float* mask, const float*
       const int64_t ld = task.qkv_ld();
       float* dq_out = d_qkv + (task.qkv_row(qkv, 0, 0) - qkv);
       for (int64_t i = 0; i < L; ++i) {  // undo RoPE (rotate by -angle); q carried the scale
-        rope_row(dq.data() + i * D, dq_out + i * ld, i, s, s.scale, -1.0f);
-        rope_row(dk.data() + i * D, dq_out + i * ld + s.H * D, i, s, 1.0f, -1.0f);
+        rope_row(dq.data() + i * D, dq_out + i * ld, task.position(i), s, s.scale, -1.0f);
+        rope_row(dk.data() + i * D, dq_out + i * ld + s.H * D, task.position(i), s, 1.0f, -1.0f);
         std::memcpy(dq_out + i * ld + 2 * s.H * D, dv.data() + i * D, D * sizeof(float));
       }
     }

@@ -40,6 +40,7 @@ enum class Op : int {
   GegluBackward,
   LayerNorm,
   LayerNormBackward,
+  SumSquares,
   AdamW
 };
 
@@ -53,6 +54,7 @@ const char* op_name(Op op) {
     case Op::GegluBackward: return "BridgeGegluBackward";
     case Op::LayerNorm: return "BridgeLayerNorm";
     case Op::LayerNormBackward: return "BridgeLayerNormBackward";
+    case Op::SumSquares: return "BridgeSumSquares";
     case Op::AdamW: return "BridgeAdamW";
   }
   return "BridgeKernel";
@@ -99,7 +101,8 @@ class RowKernel : public mx::Primitive {
           layer_norm_backward_rows(in[0], in[1], in[2], out[0], out[1], out.size() > 2 ? out[2] : nullptr, rows, n,
                                    eps);
           break;
-        case Op::AdamW: adamw_flat(in[0], in[1], in[2], in[3], out[0], out[1], out[2], rows * n, k); break;
+        case Op::SumSquares: sum_squares_flat(in[0], out[0], rows * n); break;
+        case Op::AdamW: adamw_flat(in[0], in[1], in[2], in[3], in[4], out[0], out[1], out[2], rows * n, k); break;
       }
     });
   }
@@ -133,8 +136,8 @@ std::vector<mx::array> make(Op op, std::vector<mx::array> inputs, std::vector<mx
   return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RowKernel>(s, op, std::move(params)), inputs);
 }
 
-// Fused attention (attention.h): forward (qkv, key mask) -> (out, lse); backward
-// (qkv, key mask, out, lse, d_out) -> d_qkv.
+// Fused attention (attention.h): forward (qkv, key mask, segment ids) -> (out, lse); backward
+// (qkv, key mask, segment ids, out, lse, d_out) -> d_qkv.
 class AttentionKernel : public mx::Primitive {
  public:
   AttentionKernel(mx::Stream stream, bool backward, int heads, int window, float theta)
@@ -160,9 +163,9 @@ class AttentionKernel : public mx::Primitive {
     const bool backward = backward_;
     encoder.dispatch([in, out, shape, backward]() {
       if (backward) {
-        attention_backward(in[0], in[1], in[2], in[3], in[4], out[0], shape);
+        attention_backward(in[0], in[1], in[2], in[3], in[4], in[5], out[0], shape);
       } else {
-        attention_forward(in[0], in[1], out[0], out[1], shape);
+        attention_forward(in[0], in[1], in[2], out[0], out[1], shape);
       }
     });
   }
@@ -190,8 +193,8 @@ std::vector<mx::array> make_attention(bool backward, std::vector<mx::array> inpu
   if (qkv.ndim() != 3 || heads <= 0 || qkv.shape(2) % (3 * heads) != 0 || (qkv.shape(2) / (3 * heads)) % kVec != 0)
     throw std::invalid_argument("attention: qkv must be (B, L, 3 * heads * head_dim), head_dim a multiple of " +
                                 std::to_string(kVec));
-  if (inputs[1].shape() != mx::Shape{qkv.shape(0), qkv.shape(1)})
-    throw std::invalid_argument("attention: key mask must be (B, L)");
+  if (inputs[1].shape() != mx::Shape{qkv.shape(0), qkv.shape(1)} || inputs[2].shape() != inputs[1].shape())
+    throw std::invalid_argument("attention: key mask and segment ids must be (B, L)");
   auto s = mx::to_stream(mx::Device::cpu);
   for (auto& a : inputs) a = row_contiguous(a, s);
   const int B = qkv.shape(0), L = qkv.shape(1), HD = qkv.shape(2) / 3;
@@ -245,29 +248,35 @@ NB_MODULE(_cpu_kernels, m) {
       },
       nb::arg("x"), nb::arg("weight"), nb::arg("cotangent"), nb::arg("with_bias"), nb::arg("eps"));
   m.def(
+      "sum_squares", [](const mx::array& x) { return make(Op::SumSquares, {mx::flatten(x)}, {mx::Shape{}})[0]; },
+      nb::arg("x"));
+  m.def(
       "adamw",
-      [](const mx::array& p, const mx::array& g, const mx::array& m, const mx::array& v, float b1, float b2,
-         float decay, float step_size, float bc2_sqrt, float eps) {
+      [](const mx::array& p, const mx::array& g, const mx::array& m, const mx::array& v, const mx::array& grad_scale,
+         float b1, float b2, float decay, float step_size, float bc2_sqrt, float eps) {
         if (g.shape() != p.shape() || m.shape() != p.shape() || v.shape() != p.shape())
           throw std::invalid_argument("adamw: parameter, gradient and moments must have one shape");
-        return make(Op::AdamW, {p, g, m, v}, {p.shape(), p.shape(), p.shape()}, {b1, b2, decay, step_size, bc2_sqrt, eps});
+        if (grad_scale.size() != 1) throw std::invalid_argument("adamw: grad_scale must hold one value");
+        return make(Op::AdamW, {p, g, m, v, mx::reshape(grad_scale, {1})}, {p.shape(), p.shape(), p.shape()},
+                    {b1, b2, decay, step_size, bc2_sqrt, eps});
       },
-      nb::arg("param"), nb::arg("grad"), nb::arg("exp_avg"), nb::arg("exp_avg_sq"), nb::arg("beta1"),
-      nb::arg("beta2"), nb::arg("decay_factor"), nb::arg("step_size"), nb::arg("bias_correction2_sqrt"),
-      nb::arg("eps"));
+      nb::arg("param"), nb::arg("grad"), nb::arg("exp_avg"), nb::arg("exp_avg_sq"), nb::arg("grad_scale"),
+      nb::arg("beta1"), nb::arg("beta2"), nb::arg("decay_factor"), nb::arg("step_size"),
+      nb::arg("bias_correction2_sqrt"), nb::arg("eps"));
   m.def(
       "attention",
-      [](const mx::array& qkv, const mx::array& mask, int heads, int window, float theta) {
-        return make_attention(false, {qkv, mask}, heads, window, theta);
+      [](const mx::array& qkv, const mx::array& mask, const mx::array& segments, int heads, int window, float theta) {
+        return make_attention(false, {qkv, mask, segments}, heads, window, theta);
       },
-      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("heads"), nb::arg("window"), nb::arg("rope_theta"));
+      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("segments"), nb::arg("heads"), nb::arg("window"),
+      nb::arg("rope_theta"));
   m.def(
       "attention_backward",
-      [](const mx::array& qkv, const mx::array& mask, const mx::array& out, const mx::array& lse,
-         const mx::array& d_out, int heads, int window, float theta) {
-        return make_attention(true, {qkv, mask, out, lse, d_out}, heads, window, theta)[0];
+      [](const mx::array& qkv, const mx::array& mask, const mx::array& segments, const mx::array& out,
+         const mx::array& lse, const mx::array& d_out, int heads, int window, float theta) {
+        return make_attention(true, {qkv, mask, segments, out, lse, d_out}, heads, window, theta)[0];
       },
-      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("out"), nb::arg("lse"), nb::arg("cotangent"), nb::arg("heads"),
+      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("segments"), nb::arg("out"), nb::arg("lse"), nb::arg("cotangent"), nb::arg("heads"),
       nb::arg("window"), nb::arg("rope_theta"));
   m.def("threads", &usable_threads);
 }

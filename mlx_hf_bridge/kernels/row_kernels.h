@@ -273,18 +273,41 @@ inline void layer_norm_backward_rows(const float* x, const float* w, const float
   }
 }
 
+// sum(x^2) over a flat buffer, accumulated in double (16 lanes per thread, then the threads'
+// partials in slot order: deterministic), for clip_grad_norm_'s per-tensor norms.
+inline void sum_squares_flat(const float* __restrict x, float* out, int64_t size) {
+  std::vector<double> partial(usable_threads(), 0.0);
+  parallel_rows(size / 4096 + (size % 4096 != 0), 4096, [&](int slot, int64_t r0, int64_t r1) {
+    const int64_t begin = r0 * 4096, end = std::min(size, r1 * 4096);
+    double acc[kLanes] = {};
+    int64_t i = begin;
+    for (; i + kLanes <= end; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]) * x[i + j];
+    double s = 0.0;
+    for (int j = 0; j < kLanes; ++j) s += acc[j];
+    for (; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
+    partial[slot] = s;
+  });
+  double total = 0.0;
+  for (double s : partial) total += s;
+  out[0] = static_cast<float>(total);
+}
+
 // torch.optim.AdamW's single-tensor step, op for op (lerp for exp_avg, addcmul for exp_avg_sq,
-// sqrt(v) / bc2_sqrt + eps, addcdiv), over flat parameter / gradient / moment buffers.
-inline void adamw_flat(const float* __restrict p, const float* __restrict g, const float* __restrict m,
-                const float* __restrict v, float* __restrict p_out, float* __restrict m_out, float* __restrict v_out,
-                int64_t size, const std::vector<float>& k) {
+// sqrt(v) / bc2_sqrt + eps, addcdiv), over flat parameter / gradient / moment buffers. The
+// gradient is first multiplied by grad_scale[0] (clip_grad_norm_'s coefficient; 1 without clipping),
+// as torch's in-place clipping does, without a separate pass.
+inline void adamw_flat(const float* __restrict p, const float* __restrict grad, const float* __restrict m,
+                const float* __restrict v, const float* grad_scale, float* __restrict p_out, float* __restrict m_out,
+                float* __restrict v_out, int64_t size, const std::vector<float>& k) {
   const float b1 = k[0], b2 = k[1], decay = k[2], step_size = k[3], bc2_sqrt = k[4], eps = k[5];
-  const float one_minus_b1 = 1.0f - b1, one_minus_b2 = 1.0f - b2;
+  const float one_minus_b1 = 1.0f - b1, one_minus_b2 = 1.0f - b2, scale = grad_scale[0];
   parallel_rows(size / 4096 + (size % 4096 != 0), 4096, [=](int, int64_t r0, int64_t r1) {
     const int64_t end = std::min(size, r1 * 4096);
     for (int64_t i = r0 * 4096; i < end; ++i) {
-      const float mi = m[i] + one_minus_b1 * (g[i] - m[i]);
-      const float vi = b2 * v[i] + one_minus_b2 * (g[i] * g[i]);
+      const float gi = grad[i] * scale;
+      const float mi = m[i] + one_minus_b1 * (gi - m[i]);
+      const float vi = b2 * v[i] + one_minus_b2 * (gi * gi);
       m_out[i] = mi;
       v_out[i] = vi;
       p_out[i] = p[i] * decay - step_size * (mi / (std::sqrt(vi) / bc2_sqrt + eps));

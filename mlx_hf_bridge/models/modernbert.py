@@ -12,6 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .. import kernels
+from .packing import SequencePacking
 from .base import (
     BaseModelArgs,
     LayerNorm,
@@ -125,11 +126,11 @@ class FusedAttention:
     key output 0, as in the composed path. Used for float32 on the CPU when the kernels are built
     and attention dropout is off."""
 
-    def __init__(self, key_mask, window: int):
-        self.key_mask, self.window = key_mask, window
+    def __init__(self, key_mask, window: int, segments=None):
+        self.key_mask, self.window, self.segments = key_mask, window, segments
 
     def __call__(self, qkv, heads: int, rope_theta: float):
-        return kernels.attention(qkv, self.key_mask, heads, self.window, rope_theta)
+        return kernels.attention(qkv, self.key_mask, heads, self.window, rope_theta, self.segments)
 
 
 class ModernBertEmbeddings(nn.Module):
@@ -209,7 +210,14 @@ class ModernBertEncoderLayer(nn.Module):
 
 
 class Model(nn.Module):
-    """``ModernBertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H)."""
+    """``ModernBertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H).
+
+    With ``pack_sequences`` set (the padding-free ColBERT losses set it while they encode) and the
+    fused CPU attention available, a right-padded batch runs packed (``models/packing.py``):
+    the same outputs at real tokens, 0 at padded positions, no compute spent on padding.
+    """
+
+    pack_sequences = False
 
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -221,11 +229,7 @@ class Model(nn.Module):
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
         x = self.embeddings(input_ids)
         if self._fuses_attention(x):
-            key_mask = mx.ones(input_ids.shape) if attention_mask is None else attention_mask
-            full, sliding = FusedAttention(key_mask, -1), FusedAttention(key_mask, self.args.local_attention // 2)
-            for layer in self.layers:
-                x = layer(x, None, None, sliding if layer.layer_type == "sliding_attention" else full)
-            return self.final_norm(x)
+            return self._fused_forward(x, attention_mask)
         L = input_ids.shape[1]
         global_bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         local_bias, visible, local = global_bias, None, None
@@ -248,6 +252,22 @@ class Model(nn.Module):
             else:
                 x = layer(x, global_bias)
         return self.final_norm(x)
+
+    def _fused_forward(self, x, attention_mask):
+        packing = None
+        if self.pack_sequences and attention_mask is not None:
+            packing = SequencePacking.plan(attention_mask)
+        if packing is not None:
+            x, key_mask, segments = packing.pack(x), packing.key_mask, packing.segments
+        else:
+            key_mask = mx.ones(x.shape[:2]) if attention_mask is None else attention_mask
+            segments = None
+        full = FusedAttention(key_mask, -1, segments)
+        sliding = FusedAttention(key_mask, self.args.local_attention // 2, segments)
+        for layer in self.layers:
+            x = layer(x, None, None, sliding if layer.layer_type == "sliding_attention" else full)
+        x = self.final_norm(x)
+        return packing.unpack(x) if packing is not None else x
 
     def _fuses_attention(self, x) -> bool:
         # the kernel has no attention-probability dropout
