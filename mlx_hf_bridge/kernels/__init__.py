@@ -208,6 +208,8 @@ def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_t
     contiguous); a token attends only within its segment, and RoPE positions restart at each
     segment's first token. None: one sequence per row. A query that sees no key outputs 0
     (torch SDPA's rule). Call only where :func:`attention_applies`; the gradient flows to ``qkv``."""
+    if not attention_applies(qkv, qkv.shape[-1] // (3 * heads)):
+        raise ValueError(f"the fused attention kernel does not apply here ({status()}); check attention_applies first")
     theta = 0.0 if rope_theta is None else float(rope_theta)
     key_mask = key_mask.astype(mx.float32)
     segments = mx.zeros_like(key_mask) if segments is None else segments.astype(mx.float32)

@@ -88,7 +88,17 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t ras, i
                  int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   int64_t i = 0;
   for (; i + kMR <= M; i += kMR) gemm_rows<kMR>(N, K, a + i * ras, ras, cas, b, ldb, c + i * ldc, ldc, accumulate);
-  for (; i < M; ++i) gemm_rows<1>(N, K, a + i * ras, ras, cas, b, ldb, c + i * ldc, ldc, accumulate);
+  // the last M % kMR rows in one block (one row at a time would leave the FMA units idle)
+  const float* ai = a + i * ras;
+  float* ci = c + i * ldc;
+  switch (M - i) {
+    case 5: gemm_rows<5>(N, K, ai, ras, cas, b, ldb, ci, ldc, accumulate); break;
+    case 4: gemm_rows<4>(N, K, ai, ras, cas, b, ldb, ci, ldc, accumulate); break;
+    case 3: gemm_rows<3>(N, K, ai, ras, cas, b, ldb, ci, ldc, accumulate); break;
+    case 2: gemm_rows<2>(N, K, ai, ras, cas, b, ldb, ci, ldc, accumulate); break;
+    case 1: gemm_rows<1>(N, K, ai, ras, cas, b, ldb, ci, ldc, accumulate); break;
+    default: break;
+  }
 }
 
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -138,14 +148,33 @@ inline void rope_row(const float* x, float* out, int64_t i, const AttentionShape
   }
 }
 
-// Per-task scratch and the (batch, head) views every pass shares.
+// Buffers of one worker, kept across calls: fresh per-task vectors cost more in page faults and
+// zero fills than the products themselves.
+struct Scratch {
+  std::vector<float> qr, kt, kr, v, vt, key_bias, scores, dp, dq, dk, dv, d_o, delta;
+  std::vector<int64_t> seg_lo, seg_hi;  // each token's segment: [seg_lo, seg_hi)
+};
+
+inline float* room(std::vector<float>& buffer, int64_t n) {
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// One pool for every call (MLX runs a stream's kernels one at a time; the lock covers other streams).
+inline std::vector<Scratch>& scratch_pool(std::unique_lock<std::mutex>& guard) {
+  static std::mutex lock;
+  static std::vector<Scratch> pool(usable_threads());
+  guard = std::unique_lock<std::mutex>(lock);
+  return pool;
+}
+
+// The (batch, head) views every pass shares.
 struct HeadTask {
   const AttentionShape& s;
+  Scratch& w;
   int64_t b, h, Lp, block;
-  std::vector<float> qr, kt, key_bias, scores;
-  std::vector<int64_t> seg_lo, seg_hi;  // each token's segment: [seg_lo, seg_hi)
-  HeadTask(const AttentionShape& shape, int64_t b_, int64_t h_)
-      : s(shape), b(b_), h(h_), Lp(round_up(shape.L, kVec) + kNR), block(64) {}
+  HeadTask(const AttentionShape& shape, Scratch& scratch, int64_t t)
+      : s(shape), w(scratch), b(t / shape.H), h(t % shape.H), Lp(round_up(shape.L, kVec) + kNR), block(64) {}
 
   const float* qkv_row(const float* qkv, int64_t i, int part) const {
     return qkv + ((b * s.L + i) * 3 + part) * s.H * s.D + h * s.D;
@@ -157,36 +186,46 @@ struct HeadTask {
   void segment_bounds(const float* segments) {
     const int64_t L = s.L;
     const float* seg = segments + b * L;
-    seg_lo.resize(L);
-    seg_hi.resize(L);
-    for (int64_t i = 0; i < L; ++i) seg_lo[i] = (i > 0 && seg[i] == seg[i - 1]) ? seg_lo[i - 1] : i;
-    for (int64_t i = L - 1; i >= 0; --i) seg_hi[i] = (i + 1 < L && seg[i] == seg[i + 1]) ? seg_hi[i + 1] : i + 1;
+    w.seg_lo.resize(L);
+    w.seg_hi.resize(L);
+    for (int64_t i = 0; i < L; ++i) w.seg_lo[i] = (i > 0 && seg[i] == seg[i - 1]) ? w.seg_lo[i - 1] : i;
+    for (int64_t i = L - 1; i >= 0; --i)
+      w.seg_hi[i] = (i + 1 < L && seg[i] == seg[i + 1]) ? w.seg_hi[i + 1] : i + 1;
   }
-  int64_t position(int64_t i) const { return i - seg_lo[i]; }
+  int64_t position(int64_t i) const { return i - w.seg_lo[i]; }
 
-  // Qr = rope(q) * scale (L x D); Kt = rope(k)^T (D x Lp, zero past L); key bias 0 / -inf.
-  void pack(const float* qkv, const float* mask, const float* segments, std::vector<float>* kr = nullptr) {
+  // Qr = rope(q) * scale and Kr = rope(k) (L x D each; the backward's dQ = dS K reads Kr),
+  // Kt = Kr^T (D x Lp, zero past L), V (L x D) and the key bias (0 / -inf).
+  void pack(const float* qkv, const float* mask, const float* segments) {
     const int64_t L = s.L, D = s.D;
     segment_bounds(segments);
-    qr.assign(L * D, 0.0f);
-    kt.assign(D * Lp, 0.0f);
-    if (kr != nullptr) kr->assign(L * D, 0.0f);
-    std::vector<float> row(D);
+    float *qr = room(w.qr, L * D), *kt = room(w.kt, D * Lp), *v = room(w.v, L * D);
+    float* kr = room(w.kr, L * D);
     for (int64_t i = 0; i < L; ++i) {
-      rope_row(qkv_row(qkv, i, 0), qr.data() + i * D, position(i), s, s.scale, 1.0f);
-      rope_row(qkv_row(qkv, i, 1), row.data(), position(i), s, 1.0f, 1.0f);
-      for (int64_t d = 0; d < D; ++d) kt[d * Lp + i] = row[d];
-      if (kr != nullptr) std::memcpy(kr->data() + i * D, row.data(), D * sizeof(float));
+      rope_row(qkv_row(qkv, i, 0), qr + i * D, position(i), s, s.scale, 1.0f);
+      rope_row(qkv_row(qkv, i, 1), kr + i * D, position(i), s, 1.0f, 1.0f);
+      std::memcpy(v + i * D, qkv_row(qkv, i, 2), D * sizeof(float));
     }
-    key_bias.assign(Lp, -INFINITY);
-    for (int64_t j = 0; j < L; ++j) key_bias[j] = mask[b * L + j] != 0.0f ? 0.0f : -INFINITY;
-    scores.assign(block * Lp, 0.0f);
+    transpose_rows(kr, kt);
+    float* kb = room(w.key_bias, Lp);
+    for (int64_t j = 0; j < Lp; ++j) kb[j] = (j < L && mask[b * L + j] != 0.0f) ? 0.0f : -INFINITY;
+    room(w.scores, block * Lp);
+  }
+
+  // rows (L x D) -> columns (D x Lp), zero past L
+  void transpose_rows(const float* rows, float* cols) const {
+    const int64_t L = s.L, D = s.D;
+    for (int64_t d = 0; d < D; ++d) {
+      float* col = cols + d * Lp;
+      for (int64_t i = 0; i < L; ++i) col[i] = rows[i * D + d];
+      std::memset(col + L, 0, (Lp - L) * sizeof(float));
+    }
   }
 
   // The keys row i sees: its segment, within the window; and the keys a block of rows sees.
   std::pair<int64_t, int64_t> row_range(int64_t i) const {
-    if (s.window < 0) return {seg_lo[i], seg_hi[i]};
-    return {std::max(seg_lo[i], i - s.window), std::min(seg_hi[i], i + s.window + 1)};
+    if (s.window < 0) return {w.seg_lo[i], w.seg_hi[i]};
+    return {std::max(w.seg_lo[i], i - s.window), std::min(w.seg_hi[i], i + s.window + 1)};
   }
   std::pair<int64_t, int64_t> key_range(int64_t i0, int64_t i1) const {
     int64_t k0 = s.L, k1 = 0;
@@ -200,42 +239,46 @@ struct HeadTask {
 
   // scores[r, :] = Qr[i0 + r] . Kt[:, k0 : k0 + width]
   void block_scores(int64_t i0, int64_t i1, int64_t k0, int64_t width) {
-    gemm(i1 - i0, width, s.D, qr.data() + i0 * s.D, s.D, 1, kt.data() + k0, Lp, scores.data(), Lp, false);
+    gemm(i1 - i0, width, s.D, w.qr.data() + i0 * s.D, s.D, 1, w.kt.data() + k0, Lp, w.scores.data(), Lp, false);
   }
 };
 
 inline void attention_forward(const float* qkv, const float* mask, const float* segments, float* out, float* lse,
                               const AttentionShape& s) {
-  parallel_rows(s.B * s.H, s.L * s.L * s.D, [&](int, int64_t t0, int64_t t1) {
+  std::unique_lock<std::mutex> guard;
+  auto& pool = scratch_pool(guard);
+  parallel_rows(s.B * s.H, s.L * s.L * s.D, [&](int slot, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      HeadTask task(s, t / s.H, t % s.H);
+      HeadTask task(s, pool[slot], t);
       task.pack(qkv, mask, segments);
-      const float* v = task.qkv_row(qkv, 0, 2);
       float* lse_bh = lse + t * s.L;
+      const float* kb = task.w.key_bias.data();
       for (int64_t i0 = 0; i0 < s.L; i0 += task.block) {
         const int64_t i1 = std::min(s.L, i0 + task.block);
         const auto [k0, k1] = task.key_range(i0, i1);
         const int64_t width = round_up(k1 - k0, kVec);
         task.block_scores(i0, i1, k0, width);
         for (int64_t i = i0; i < i1; ++i) {
-          float* p = task.scores.data() + (i - i0) * task.Lp;
+          float* p = task.w.scores.data() + (i - i0) * task.Lp;
           const auto [lo, hi] = task.row_range(i);
-          const float* kb = task.key_bias.data();
-          for (int64_t j = lo; j < hi; ++j) p[j - k0] += kb[j];
-          const float m = row_max(p + (lo - k0), hi - lo);
-          for (int64_t j = 0; j < width; ++j) p[j] = (k0 + j >= lo && k0 + j < hi) ? p[j] : -INFINITY;
+          float* row = p + (lo - k0);
+          const int64_t n = hi - lo;
+          for (int64_t j = 0; j < n; ++j) row[j] += kb[lo + j];
+          const float m = row_max(row, n);
+          std::memset(p, 0, (lo - k0) * sizeof(float));  // keys outside the row's range get exactly 0
+          std::memset(p + (hi - k0), 0, (width - (hi - k0)) * sizeof(float));
           if (m == -INFINITY) {  // no key visible: output 0, as torch SDPA does
-            std::memset(p, 0, width * sizeof(float));
+            std::memset(row, 0, n * sizeof(float));
             lse_bh[i] = INFINITY;
             continue;
           }
-          for (int64_t j = 0; j < width; ++j) p[j] = exp_vec(p[j] - m);
-          const float sum = row_sum(p, width);
+          for (int64_t j = 0; j < n; ++j) row[j] = exp_vec(row[j] - m);
+          const float sum = row_sum(row, n);
           const float inv = 1.0f / sum;
-          for (int64_t j = 0; j < width; ++j) p[j] *= inv;
+          for (int64_t j = 0; j < n; ++j) row[j] *= inv;
           lse_bh[i] = m + std::log(sum);
         }
-        gemm(i1 - i0, s.D, k1 - k0, task.scores.data(), task.Lp, 1, v + k0 * task.qkv_ld(), task.qkv_ld(),
+        gemm(i1 - i0, s.D, k1 - k0, task.w.scores.data(), task.Lp, 1, task.w.v.data() + k0 * s.D, s.D,
              out + task.out_offset(i0), s.H * s.D, false);
       }
     }
@@ -244,51 +287,57 @@ inline void attention_forward(const float* qkv, const float* mask, const float* 
 
 inline void attention_backward(const float* qkv, const float* mask, const float* segments, const float* out,
                                const float* lse, const float* d_out, float* d_qkv, const AttentionShape& s) {
-  parallel_rows(s.B * s.H, 3 * s.L * s.L * s.D, [&](int, int64_t t0, int64_t t1) {
-    const int64_t L = s.L, D = s.D, ld_out = s.H * s.D;
+  std::unique_lock<std::mutex> guard;
+  auto& pool = scratch_pool(guard);
+  parallel_rows(s.B * s.H, 3 * s.L * s.L * s.D, [&](int slot, int64_t t0, int64_t t1) {
+    const int64_t L = s.L, D = s.D;
     for (int64_t t = t0; t < t1; ++t) {
-      HeadTask task(s, t / s.H, t % s.H);
-      std::vector<float> kr, vt(D * task.Lp, 0.0f), dp(task.block * task.Lp, 0.0f);
-      std::vector<float> dq(L * D, 0.0f), dk(L * D, 0.0f), dv(L * D, 0.0f), delta(L), row(D);
-      task.pack(qkv, mask, segments, &kr);
-      for (int64_t i = 0; i < L; ++i) {
-        const float* vi = task.qkv_row(qkv, i, 2);
-        for (int64_t d = 0; d < D; ++d) vt[d * task.Lp + i] = vi[d];
-        delta[i] = row_dot(d_out + task.out_offset(i), out + task.out_offset(i), D);
+      HeadTask task(s, pool[slot], t);
+      Scratch& w = task.w;
+      task.pack(qkv, mask, segments);
+      float *vt = room(w.vt, D * task.Lp), *dp = room(w.dp, task.block * task.Lp);
+      float *dq = room(w.dq, L * D), *dk = room(w.dk, L * D), *dv = room(w.dv, L * D);
+      float *d_o = room(w.d_o, L * D), *delta = room(w.delta, L);
+      task.transpose_rows(w.v.data(), vt);
+      std::memset(dk, 0, L * D * sizeof(float));
+      std::memset(dv, 0, L * D * sizeof(float));
+      for (int64_t i = 0; i < L; ++i) {  // this head's output gradient, contiguous; delta = rowsum(dO * O)
+        std::memcpy(d_o + i * D, d_out + task.out_offset(i), D * sizeof(float));
+        delta[i] = row_dot(d_o + i * D, out + task.out_offset(i), D);
       }
       const float* lse_bh = lse + t * L;
-      const float* d_o = d_out + task.out_offset(0);
       for (int64_t i0 = 0; i0 < L; i0 += task.block) {
         const int64_t i1 = std::min(L, i0 + task.block), rows = i1 - i0;
         const auto [k0, k1] = task.key_range(i0, i1);
         const int64_t width = round_up(k1 - k0, kVec), keys = k1 - k0;
         task.block_scores(i0, i1, k0, width);
+        float* scores = w.scores.data();
         for (int64_t i = i0; i < i1; ++i) {  // P = exp(S + key bias - lse), 0 outside the row's keys
-          float* p = task.scores.data() + (i - i0) * task.Lp;
+          float* p = scores + (i - i0) * task.Lp;
           const auto [lo, hi] = task.row_range(i);
-          const float* kb = task.key_bias.data() + k0;
+          const float* kb = w.key_bias.data() + k0;
           const float l = lse_bh[i];
           for (int64_t j = 0; j < width; ++j)
             p[j] = (k0 + j >= lo && k0 + j < hi) ? exp_vec(p[j] + kb[j] - l) : 0.0f;
         }
         // dV[k0:k1] += P^T dO ; dP = dO V^T ; dS = P (dP - delta) ; dQ = dS K ; dK += dS^T Qr
-        gemm(keys, D, rows, task.scores.data(), 1, task.Lp, d_o + i0 * ld_out, ld_out, dv.data() + k0 * D, D, true);
-        gemm(rows, width, D, d_o + i0 * ld_out, ld_out, 1, vt.data() + k0, task.Lp, dp.data(), task.Lp, false);
+        gemm(keys, D, rows, scores, 1, task.Lp, d_o + i0 * D, D, dv + k0 * D, D, true);
+        gemm(rows, width, D, d_o + i0 * D, D, 1, vt + k0, task.Lp, dp, task.Lp, false);
         for (int64_t i = i0; i < i1; ++i) {
-          const float* p = task.scores.data() + (i - i0) * task.Lp;
-          float* g = dp.data() + (i - i0) * task.Lp;
+          const float* p = scores + (i - i0) * task.Lp;
+          float* g = dp + (i - i0) * task.Lp;
           const float di = delta[i];
           for (int64_t j = 0; j < width; ++j) g[j] = p[j] * (g[j] - di);
         }
-        gemm(rows, D, keys, dp.data(), task.Lp, 1, kr.data() + k0 * D, D, dq.data() + i0 * D, D, false);
-        gemm(keys, D, rows, dp.data(), 1, task.Lp, task.qr.data() + i0 * D, D, dk.data() + k0 * D, D, true);
+        gemm(rows, D, keys, dp, task.Lp, 1, w.kr.data() + k0 * D, D, dq + i0 * D, D, false);
+        gemm(keys, D, rows, dp, 1, task.Lp, w.qr.data() + i0 * D, D, dk + k0 * D, D, true);
       }
       const int64_t ld = task.qkv_ld();
       float* dq_out = d_qkv + (task.qkv_row(qkv, 0, 0) - qkv);
       for (int64_t i = 0; i < L; ++i) {  // undo RoPE (rotate by -angle); q carried the scale
-        rope_row(dq.data() + i * D, dq_out + i * ld, task.position(i), s, s.scale, -1.0f);
-        rope_row(dk.data() + i * D, dq_out + i * ld + s.H * D, task.position(i), s, 1.0f, -1.0f);
-        std::memcpy(dq_out + i * ld + 2 * s.H * D, dv.data() + i * D, D * sizeof(float));
+        rope_row(dq + i * D, dq_out + i * ld, task.position(i), s, s.scale, -1.0f);
+        rope_row(dk + i * D, dq_out + i * ld + s.H * D, task.position(i), s, 1.0f, -1.0f);
+        std::memcpy(dq_out + i * ld + 2 * s.H * D, dv + i * D, D * sizeof(float));
       }
     }
   });
