@@ -9,6 +9,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from .. import kernels
+
 
 def to_array(x) -> mx.array:
     """Lists of equal-length arrays are stacked, like PyLate's ``convert_to_tensor``."""
@@ -31,6 +33,11 @@ def colbert_scores(queries_embeddings, documents_embeddings, queries_mask=None, 
         q = q[None]
     if d.ndim == 2:
         d = d[None]
+    queries_mask = None if queries_mask is None else to_array(queries_mask)
+    documents_mask = None if documents_mask is None else to_array(documents_mask)
+    maxima = kernels.maxsim(q, d, queries_mask, documents_mask)  # (A, Lq, B): the CPU kernel
+    if maxima is not None:
+        return maxima.sum(axis=1)
     sims = mx.einsum("ash,bth->abst", q, d)
     if queries_mask is not None:
         sims = sims * to_array(queries_mask).astype(sims.dtype)[:, None, :, None]

@@ -217,6 +217,35 @@ def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_t
     return out
 
 
+# --- MaxSim ---------------------------------------------------------------------------------
+
+
+@mx.custom_function
+def _maxsim(q, d, q_mask, d_mask):
+    sims = (q.reshape(-1, q.shape[-1]) @ d.reshape(-1, d.shape[-1]).T).reshape(
+        q.shape[0], q.shape[1], d.shape[0], d.shape[1])  # (A, S, B, T): one GEMM, no transpose copy
+    return tuple(_state["module"].maxsim(sims, q_mask, d_mask))  # (maxima, argmax)
+
+
+@_maxsim.vjp
+def _maxsim_vjp(primals, cotangents, outputs):
+    q, d, q_mask, d_mask = primals
+    dq, dd = _state["module"].maxsim_backward(q, d, outputs[1], cotangents[0], q_mask, d_mask)
+    return dq, dd, mx.zeros_like(q_mask), mx.zeros_like(d_mask)
+
+
+def maxsim(q: mx.array, d: mx.array, q_mask: mx.array | None, d_mask: mx.array | None) -> mx.array | None:
+    """ColBERT's per-query-token maxima ``max_t (q[a, s] . d[b, t]) * q_mask[a, s] * d_mask[b, t]`` as
+    (A, S, B), for q (A, S, H) and d (B, T, H): PyLate's multiplicative masking (a masked
+    similarity is 0). The gradient reaches only each maximum's document token. None when the
+    kernels do not apply (the caller composes MLX ops)."""
+    if not applies(q, d) or q.ndim != 3 or d.ndim != 3 or d.shape[1] == 0:
+        return None
+    q_mask = mx.ones(q.shape[:2]) if q_mask is None else q_mask.astype(mx.float32)
+    d_mask = mx.ones(d.shape[:2]) if d_mask is None else d_mask.astype(mx.float32)
+    return _maxsim(q, d, q_mask, d_mask)[0]
+
+
 # --- AdamW ---------------------------------------------------------------------------------
 
 def sum_squares(x: mx.array) -> mx.array | None:

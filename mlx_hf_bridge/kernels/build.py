@@ -29,7 +29,7 @@ def _fingerprint() -> str:
     import mlx.core as mx
 
     digest = hashlib.sha1()
-    for name in ("cpu_kernels.cpp", "row_kernels.h", "attention.h", "CMakeLists.txt"):
+    for name in ("cpu_kernels.cpp", "row_kernels.h", "attention.h", "maxsim.h", "CMakeLists.txt"):
         digest.update((HERE / name).read_bytes())
     return f"{mx.__version__}\nsources {digest.hexdigest()[:16]}\n"
 

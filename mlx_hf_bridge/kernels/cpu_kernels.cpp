@@ -21,6 +21,7 @@
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
 #include "attention.h"
+#include "maxsim.h"
 #include "row_kernels.h"
 
 namespace mx = mlx::core;
@@ -43,7 +44,9 @@ enum class Op : int {
   LayerNorm,
   LayerNormBackward,
   SumSquares,
-  AdamW
+  AdamW,
+  MaxSim,
+  MaxSimBackward
 };
 
 const char* op_name(Op op) {
@@ -58,13 +61,16 @@ const char* op_name(Op op) {
     case Op::LayerNormBackward: return "BridgeLayerNormBackward";
     case Op::SumSquares: return "BridgeSumSquares";
     case Op::AdamW: return "BridgeAdamW";
+    case Op::MaxSim: return "BridgeMaxSim";
+    case Op::MaxSimBackward: return "BridgeMaxSimBackward";
   }
   return "BridgeKernel";
 }
 
 class RowKernel : public mx::Primitive {
  public:
-  // params: eps for LayerNorm; b1, b2, decay, step_size, bc2_sqrt, eps for AdamW.
+  // params: eps for LayerNorm; b1, b2, decay, step_size, bc2_sqrt, eps for AdamW; A, S, B, T (, H)
+  // for MaxSim (and its backward).
   RowKernel(mx::Stream stream, Op op, std::vector<float> params)
       : mx::Primitive(stream), op_(op), params_(std::move(params)) {}
 
@@ -114,6 +120,10 @@ class RowKernel : public mx::Primitive {
           break;
         case Op::SumSquares: sum_squares_flat(in[0], out[0], rows * n); break;
         case Op::AdamW: adamw_flat(in[0], in[1], in[2], in[3], in[4], out[0], out[1], out[2], rows * n, k); break;
+        case Op::MaxSim: maxsim_rows(in[0], in[1], in[2], out[0], out[1], k[0], k[1], k[2], k[3]); break;
+        case Op::MaxSimBackward:
+          maxsim_backward(in[0], in[1], in[2], in[3], in[4], in[5], out[0], out[1], k[0], k[1], k[2], k[3], k[4]);
+          break;
       }
     });
   }
@@ -261,6 +271,27 @@ NB_MODULE(_cpu_kernels, m) {
         return make(Op::LayerNormBackward, {x, w, g}, shapes, {eps});
       },
       nb::arg("x"), nb::arg("weight"), nb::arg("cotangent"), nb::arg("with_bias"), nb::arg("eps"));
+  m.def(
+      "maxsim",
+      [](const mx::array& sims, const mx::array& qmask, const mx::array& dmask) {
+        if (sims.ndim() != 4 || qmask.shape() != mx::Shape{sims.shape(0), sims.shape(1)} ||
+            dmask.shape() != mx::Shape{sims.shape(2), sims.shape(3)} || sims.shape(3) == 0)
+          throw std::invalid_argument("maxsim: sims (A, S, B, T) with masks (A, S) and (B, T)");
+        const mx::Shape out = {sims.shape(0), sims.shape(1), sims.shape(2)};
+        std::vector<float> k = {float(sims.shape(0)), float(sims.shape(1)), float(sims.shape(2)), float(sims.shape(3))};
+        return make(Op::MaxSim, {sims, qmask, dmask}, {out, out}, k);
+      },
+      nb::arg("sims"), nb::arg("query_mask"), nb::arg("document_mask"));
+  m.def(
+      "maxsim_backward",
+      [](const mx::array& q, const mx::array& d, const mx::array& argmax, const mx::array& g, const mx::array& qmask,
+         const mx::array& dmask) {
+        const int A = q.shape(0), S = q.shape(1), H = q.shape(2), B = d.shape(0), T = d.shape(1);
+        std::vector<float> k = {float(A), float(S), float(B), float(T), float(H)};
+        return make(Op::MaxSimBackward, {q, d, argmax, g, qmask, dmask}, {q.shape(), d.shape()}, k);
+      },
+      nb::arg("q"), nb::arg("d"), nb::arg("argmax"), nb::arg("cotangent"), nb::arg("query_mask"),
+      nb::arg("document_mask"));
   m.def(
       "sum_squares", [](const mx::array& x) { return make(Op::SumSquares, {mx::flatten(x)}, {mx::Shape{}})[0]; },
       nb::arg("x"));
