@@ -6,6 +6,8 @@ import mlx.core as mx
 import numpy as np
 from tqdm.auto import trange
 
+from .padding import packed_sequences
+
 
 def _text_length(text) -> int:
     # sentence-transformers' _text_length: characters for a string
@@ -86,7 +88,9 @@ class EncodeMixin:
             # ``model.padding_free = False`` pads them to document_length (same vectors)
             fixed = not is_query and not getattr(self, "padding_free", True)
             features = self.tokenize(sorted_sentences[start : start + batch_size], is_query=is_query, pad=fixed)
-            embeddings = self(features)["token_embeddings"]
+            # only documents' real tokens are returned, so their rows may run packed (no padding)
+            with packed_sequences(self, not is_query and not fixed and bool(output_value)):
+                embeddings = self(features)["token_embeddings"]
             if not is_query:
                 masks = self.skiplist_mask(features["input_ids"], self.skiplist) & features["attention_mask"].astype(mx.bool_)
             elif self.do_query_expansion:
