@@ -66,7 +66,8 @@ def torch_side(repeat, threads, model_dir):
 
 def mlx_side(repeat, threads, model_dir, use_kernels):
     """MLX's own ops (``use_kernels`` False, and the model runs with MLX_HF_BRIDGE_KERNELS=0), or the
-    bridge's compiled CPU kernels where it has one (softmax, GELU, LayerNorm, the attention core)."""
+    bridge's compiled CPU kernels where it has one (softmax, GELU, LayerNorm, the fused attention
+    core: RoPE + masked softmax(Q Kᵀ) V from the QKV projection, forward and backward)."""
     sys.modules.setdefault("torch", None)
     os.environ["MLX_HF_BRIDGE_KERNELS"] = "1" if use_kernels else "0"
     os.environ["MLX_HF_BRIDGE_THREADS"] = str(threads)
@@ -93,7 +94,14 @@ def mlx_side(repeat, threads, model_dir, use_kernels):
     def run(fn):
         return lambda: mx.eval(fn())
 
-    attention_grad = mx.grad(lambda q, k, v: attention(q, k, v, 0.125, None).sum(), argnums=(0, 1, 2))
+    if use_kernels:  # the fused kernel from the QKV projection (it applies RoPE too)
+        qkv = mx.concatenate([t.transpose(0, 2, 1, 3).reshape(B, L, H) for t in (q, k, v)], axis=-1)
+        mask = mx.ones((B, L))
+        mx.eval(qkv)
+        fused_grad = mx.grad(lambda x: kernels.attention(x, mask, HEADS, -1, 160000.0).sum())
+        attention_grad = lambda q, k, v: fused_grad(qkv)  # noqa: E731
+    else:
+        attention_grad = mx.grad(lambda q, k, v: attention(q, k, v, 0.125, None).sum(), argnums=(0, 1, 2))
     model = AutoModel.from_pretrained(model_dir)
     model.train()
     ids = mx.random.randint(5, 50000, (B, L))

@@ -140,3 +140,30 @@ def test_encoder_shapes_bounded_over_an_epoch(model):
     widths = {w for _, w in seen}
     assert widths <= {32, 64, 80, model.query_length}
     assert len(seen) <= 4  # rows are always the mini-batch size (8 rows / 4)
+
+
+def test_packed_shapes_bounded_over_an_epoch(tiny_modernbert_dir, monkeypatch):
+    """Where the backbone packs rows (ModernBERT on the fused CPU attention), the packed row is a
+    multiple of 32 tokens and never longer than the mini-batch it replaces."""
+    from mlx_hf_bridge import kernels
+    from mlx_hf_bridge.models import packing
+
+    assert kernels.available(), kernels.status()  # packing needs the fused CPU attention
+    model = models.ColBERT(str(tiny_modernbert_dir), query_length=16, document_length=80)
+    seen = []
+    original = packing.SequencePacking.plan.__func__
+
+    def recording(cls, attention_mask):
+        plan = original(cls, attention_mask)
+        if plan is not None:
+            seen.append((plan.key_mask.shape, attention_mask.shape))
+        return plan
+
+    monkeypatch.setattr(packing.SequencePacking, "plan", classmethod(recording))
+    rng = np.random.default_rng(12)
+    loss = losses.CachedContrastive(model, mini_batch_size=4)
+    for _ in range(4):
+        loss.value_and_grad(features(model, rng, batch=8, n_docs=1, doc_words=(2, 90)))
+    assert seen  # documents were packed
+    for (rows, T), (B, L) in seen:
+        assert rows == 1 and T % packing.MULTIPLE == 0 and T < B * L

@@ -40,9 +40,9 @@ def colbert_scores(queries_embeddings, documents_embeddings, queries_mask=None, 
         return maxima.sum(axis=1)
     sims = mx.einsum("ash,bth->abst", q, d)
     if queries_mask is not None:
-        sims = sims * to_array(queries_mask).astype(sims.dtype)[:, None, :, None]
+        sims = sims * queries_mask.astype(sims.dtype)[:, None, :, None]
     if documents_mask is not None:
-        sims = sims * to_array(documents_mask).astype(sims.dtype)[None, :, None, :]
+        sims = sims * documents_mask.astype(sims.dtype)[None, :, None, :]
     return sims.max(axis=-1).sum(axis=-1)
 
 
