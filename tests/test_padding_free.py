@@ -148,7 +148,8 @@ def test_packed_shapes_bounded_over_an_epoch(tiny_modernbert_dir, monkeypatch):
     from mlx_hf_bridge import kernels
     from mlx_hf_bridge.models import packing
 
-    assert kernels.available(), kernels.status()  # packing needs the fused CPU attention
+    if not kernels.available():  # built wherever setup builds them: test_cpu_kernels asserts that
+        pytest.skip(f"packing needs the fused CPU attention: {kernels.status()}")
     model = models.ColBERT(str(tiny_modernbert_dir), query_length=16, document_length=80)
     seen = []
     original = packing.SequencePacking.plan.__func__
