@@ -132,19 +132,15 @@ class StepRunner:
                 if on_substep_end is not None:
                     on_substep_end()
         norm = global_norm(acc)
-        mx.eval(acc_loss, norm)
+        coef = clip_coefficient(norm, self.max_grad_norm)  # applied inside the optimizer's update pass
+        new_params, moments = self.optimizer.compute(self.params, acc, lr_factor, grad_scale=coef)
+        mx.eval(acc_loss, norm, new_params, moments)
         loss_val, norm_val = acc_loss.item(), norm.item()
         if not (math.isfinite(loss_val) and math.isfinite(norm_val)):
             raise NonFiniteLossError(f"loss={loss_val}, grad_norm={norm_val}")
-        coef = clip_coefficient(norm, self.max_grad_norm)  # applied inside the optimizer's update pass
-        new_params, moments = self.optimizer.compute(self.params, acc, lr_factor, grad_scale=coef)
-        # Drop every reference to the old weights and moments before evaluating the update, so the
-        # AdamW kernel can write them in place (MLX donates buffers nothing else holds).
         self.optimizer.commit(moments)
         self.params = new_params
         _set(self.model, new_params)
-        del acc, moments
-        mx.eval(new_params, self.optimizer.arrays())
         return loss_val, norm_val
 
     def reload_from_model(self):

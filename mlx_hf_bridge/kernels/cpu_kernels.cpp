@@ -7,7 +7,6 @@
 // rows are split over the CPU cores. Gradients are wired in Python (mx.custom_function), so each
 // primitive only needs eval_cpu. float32 only; the Python side falls back to MLX ops otherwise.
 
-#include <array>
 #include <stdexcept>
 #include <vector>
 
@@ -16,7 +15,6 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
-#include "mlx/backend/common/utils.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
@@ -79,16 +77,7 @@ class RowKernel : public mx::Primitive {
       if (in.dtype() != mx::float32 || !in.flags().row_contiguous)
         throw std::invalid_argument(std::string(op_name(op_)) + ": inputs must be row-contiguous float32");
     }
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      // AdamW updates param / exp_avg / exp_avg_sq in place when nothing else holds them (the
-      // trainer drops its references first): no fresh 3 x table-sized buffers to page in per step.
-      const int source = op_ == Op::AdamW ? std::array<int, 3>{0, 2, 3}[i] : -1;
-      if (source >= 0 && mx::is_donatable(inputs[source], outputs[i])) {
-        outputs[i].copy_shared_buffer(inputs[source]);
-      } else {
-        outputs[i].set_data(mx::allocator::malloc(outputs[i].nbytes()));
-      }
-    }
+    for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
     auto& encoder = mx::cpu::get_command_encoder(stream());
     for (auto& in : inputs) encoder.set_input_array(in);
     for (auto& out : outputs) encoder.set_output_array(out);
@@ -145,8 +134,7 @@ class RowKernel : public mx::Primitive {
 };
 
 mx::array row_contiguous(const mx::array& a, const mx::Stream& s) {
-  // An evaluated, row-contiguous float32 input is used as it is: a copy node in between would hold
-  // a second reference to its buffer and stop AdamW from updating it in place.
+  // An evaluated, row-contiguous float32 input is used as it is (no copy node in the graph).
   if (a.is_available() && a.dtype() == mx::float32 && a.flags().row_contiguous) return a;
   return mx::contiguous(mx::astype(a, mx::float32, s), false, s);
 }

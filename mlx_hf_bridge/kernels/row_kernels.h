@@ -296,16 +296,15 @@ inline void sum_squares_flat(const float* __restrict x, float* out, int64_t size
 // torch.optim.AdamW's single-tensor step, op for op (lerp for exp_avg, addcmul for exp_avg_sq,
 // sqrt(v) / bc2_sqrt + eps, addcdiv), over flat parameter / gradient / moment buffers. The
 // gradient is first multiplied by grad_scale[0] (clip_grad_norm_'s coefficient; 1 without clipping),
-// as torch's in-place clipping does, without a separate pass. Outputs may alias p / m / v (in
-// place: element i is read before it is written).
+// as torch's in-place clipping does, without a separate pass.
 inline void adamw_flat(const float* p, const float* grad, const float* m, const float* v, const float* grad_scale,
                        float* p_out, float* m_out, float* v_out, int64_t size, const std::vector<float>& k) {
   const float b1 = k[0], b2 = k[1], decay = k[2], step_size = k[3], bc2_sqrt = k[4], eps = k[5];
   const float one_minus_b1 = 1.0f - b1, one_minus_b2 = 1.0f - b2, scale = grad_scale[0];
   parallel_rows(size / 4096 + (size % 4096 != 0), 4096, [=](int, int64_t r0, int64_t r1) {
     const int64_t end = std::min(size, r1 * 4096);
-    // 16-wide chunks through locals: the compiler vectorises them although the outputs may alias
-    // the inputs (each chunk is loaded whole before it is stored)
+    // 16-wide chunks through locals: GCC vectorises this form; the plain loop over the seven
+    // buffers compiled to scalar code (1.78 vs 0.97 ns per element in cache)
     constexpr int W = 16;
     int64_t i = r0 * 4096;
     for (; i + W <= end; i += W) {
