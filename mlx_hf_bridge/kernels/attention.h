@@ -104,25 +104,30 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t ras, i
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // HF's RoPE tables (rotate_half form), computed in float32 as transformers does:
-// inv_freq = 1 / theta^(2i / D), angle = pos * inv_freq. Cached per (L, D, theta).
-inline const std::vector<float>& rope_table(int64_t L, int64_t D, float theta) {
+// inv_freq = 1 / theta^(2i / D), angle = pos * inv_freq. Row i holds [cos (D/2) | sin (D/2)] of
+// position i, so a table serves every length up to its rows. Cached per (D, theta) at power-of-two
+// row counts: few tables whatever the (packed) lengths, and a table is never changed once made, so a
+// kernel still running on an older, shorter one is safe.
+inline const float* rope_table(int64_t L, int64_t D, float theta) {
   static std::mutex lock;
   static std::map<std::tuple<int64_t, int64_t, float>, std::vector<float>> tables;
+  int64_t rows = 64;
+  while (rows < L) rows *= 2;
   std::lock_guard<std::mutex> guard(lock);
-  auto& t = tables[{L, D, theta}];
+  auto& t = tables[{rows, D, theta}];
   if (t.empty()) {
     const int64_t half = D / 2;
-    t.resize(static_cast<size_t>(2 * L * half));  // [cos (L x half) | sin (L x half)]
+    t.resize(static_cast<size_t>(rows * D));
     for (int64_t d = 0; d < half; ++d) {
       const float inv = 1.0f / std::pow(theta, static_cast<float>(2 * d) / static_cast<float>(D));
-      for (int64_t i = 0; i < L; ++i) {
+      for (int64_t i = 0; i < rows; ++i) {
         const float angle = static_cast<float>(i) * inv;
-        t[i * half + d] = std::cos(angle);
-        t[L * half + i * half + d] = std::sin(angle);
+        t[i * D + d] = std::cos(angle);
+        t[i * D + half + d] = std::sin(angle);
       }
     }
   }
-  return t;
+  return t.data();
 }
 
 struct AttentionShape {
@@ -139,8 +144,8 @@ inline void rope_row(const float* x, float* out, int64_t i, const AttentionShape
     for (int64_t d = 0; d < s.D; ++d) out[d] = x[d] * scale;
     return;
   }
-  const float* cs = s.rope + i * half;
-  const float* sn = s.rope + s.L * half + i * half;
+  const float* cs = s.rope + i * s.D;
+  const float* sn = cs + half;
   for (int64_t d = 0; d < half; ++d) {
     const float x1 = x[d], x2 = x[d + half], sd = sign * sn[d];
     out[d] = (x1 * cs[d] - x2 * sd) * scale;

@@ -166,7 +166,7 @@ class AttentionKernel : public mx::Primitive {
     for (auto& out : outputs) encoder.set_output_array(out);
     const auto& qkv = inputs[0];
     const int64_t B = qkv.shape(0), L = qkv.shape(1), H = heads_, D = qkv.shape(2) / (3 * H);
-    const float* rope = theta_ > 0 ? rope_table(L, D, theta_).data() : nullptr;
+    const float* rope = theta_ > 0 ? rope_table(L, D, theta_) : nullptr;
     const AttentionShape shape{B, L, H, D, window_, 1.0f / std::sqrt(static_cast<float>(D)), rope};
     std::vector<const float*> in;
     for (auto& a : inputs) in.push_back(a.data<float>());
