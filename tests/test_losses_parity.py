@@ -297,7 +297,7 @@ def test_cached_contrastive_scatters_the_embedding_gradient_once(folders, monkey
     _, grads = loss.value_and_grad(features)
 
     with monkeypatch.context() as patch:  # the plain path: differentiate the lookup per slice
-        patch.setattr(embedding_grad, "_backbone", lambda model: None)
+        patch.setattr(embedding_grad, "encoder_backbone", lambda model: None)
         _, dense_grads = loss.value_and_grad(features)
     names = [n for n, _ in tree_flatten(mlx_model.trainable_parameters())]
     assert [n for n, _ in tree_flatten(grads)] == names == [n for n, _ in tree_flatten(dense_grads)]

@@ -16,6 +16,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from .padding import encoder_backbone
+
 
 class _RowsEmbedding(nn.Module):
     """Stands in for the token embedding while slices are re-encoded: returns rows looked up
@@ -32,10 +34,6 @@ class _RowsEmbedding(nn.Module):
         return self.rows
 
 
-def _backbone(model):
-    transformer = getattr(model, "transformer", None)
-    backbone = getattr(transformer, "auto_model", None)
-    return backbone if hasattr(backbone, "get_input_embeddings") else None
 
 
 def _param_name(model, array) -> str | None:
@@ -103,7 +101,7 @@ def scattered_embedding_grad(model):
     (one scatter-add of every slice's row gradients) at its place in the tree. Models without a standard
     backbone, or whose table is frozen, pass through unchanged.
     """
-    backbone = _backbone(model)
+    backbone = encoder_backbone(model)
     embedding = backbone.get_input_embeddings() if backbone is not None else None
     name = _param_name(model, embedding.weight) if isinstance(embedding, nn.Embedding) else None
     if name is None:

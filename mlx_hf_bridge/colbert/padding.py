@@ -67,11 +67,17 @@ def scoring_width(widths, full: int) -> int:
     return widest if widest >= full else widest + 1
 
 
+def encoder_backbone(model):
+    """The HF encoder inside a ColBERT (``model.transformer.auto_model``), or None."""
+    backbone = getattr(getattr(model, "transformer", None), "auto_model", None)
+    return backbone if hasattr(backbone, "get_input_embeddings") else None
+
+
 @contextmanager
 def packed_sequences(model, enabled: bool = True):
     """Within the block the model's backbone packs right-padded rows end to end where it can
     (ModernBERT with the fused CPU attention: ``models/packing.py``); a no-op otherwise."""
-    backbone = getattr(getattr(model, "transformer", None), "auto_model", None)
+    backbone = encoder_backbone(model)
     if not enabled or not hasattr(backbone, "pack_sequences"):
         yield
         return
