@@ -3,8 +3,9 @@
 MLX's x86 CPU backend runs transcendental elementwise ops one scalar at a time on one thread
 (``mx.exp`` ~76 M elements/s on the 2-core benchmark machine), so softmax, the exact GELU and
 LayerNorm cost more than the encoder's GEMMs (``benchmarks/op_profile.py``). ``cpu_kernels.cpp``
-implements them, and the whole encoder attention core (``attention.h``), as MLX primitives with
-vectorised, multi-threaded loops, built on the user's machine by ``python -m mlx_hf_bridge.kernels.build`` (``scripts/setup.sh`` does it on Linux).
+implements them, the whole encoder attention core (``attention.h``) and ColBERT MaxSim
+(``maxsim.h``) as MLX primitives with vectorised, multi-threaded loops, built on the user's machine
+by ``python -m mlx_hf_bridge.kernels.build`` (``scripts/setup.sh`` does it on Linux).
 
 Every function here is a drop-in for the MLX expression named in its docstring, with the same
 gradients (``mx.custom_function``). The kernels are used only for float32 on the CPU device; on a

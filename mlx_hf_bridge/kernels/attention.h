@@ -177,9 +177,10 @@ inline std::vector<Scratch>& scratch_pool(std::unique_lock<std::mutex>& guard) {
 struct HeadTask {
   const AttentionShape& s;
   Scratch& w;
-  int64_t b, h, Lp, block;
+  static constexpr int64_t block = 64;  // query rows per score block
+  int64_t b, h, Lp;
   HeadTask(const AttentionShape& shape, Scratch& scratch, int64_t t)
-      : s(shape), w(scratch), b(t / shape.H), h(t % shape.H), Lp(round_up(shape.L, kVec) + kNR), block(64) {}
+      : s(shape), w(scratch), b(t / shape.H), h(t % shape.H), Lp(round_up(shape.L, kVec) + kNR) {}
 
   const float* qkv_row(const float* qkv, int64_t i, int part) const {
     return qkv + ((b * s.L + i) * 3 + part) * s.H * s.D + h * s.D;

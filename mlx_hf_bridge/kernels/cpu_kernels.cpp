@@ -65,6 +65,29 @@ const char* op_name(Op op) {
   return "BridgeKernel";
 }
 
+// What every primitive here does first in eval_cpu: check the inputs, allocate the outputs, register
+// both with the CPU encoder, and hand back their float pointers for the dispatched loop.
+struct BoundArrays {
+  std::vector<const float*> in;
+  std::vector<float*> out;
+};
+
+BoundArrays bind_arrays(const std::string& name, const mx::Stream& stream, const std::vector<mx::array>& inputs,
+                        std::vector<mx::array>& outputs) {
+  for (auto& in : inputs) {
+    if (in.dtype() != mx::float32 || !in.flags().row_contiguous)
+      throw std::invalid_argument(name + ": inputs must be row-contiguous float32");
+  }
+  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream);
+  for (auto& in : inputs) encoder.set_input_array(in);
+  for (auto& out : outputs) encoder.set_output_array(out);
+  BoundArrays bound;
+  for (auto& a : inputs) bound.in.push_back(a.data<float>());
+  for (auto& a : outputs) bound.out.push_back(a.data<float>());
+  return bound;
+}
+
 class RowKernel : public mx::Primitive {
  public:
   // params: eps for LayerNorm; b1, b2, decay, step_size, bc2_sqrt, eps for AdamW; A, S, B, T (, H)
@@ -73,26 +96,16 @@ class RowKernel : public mx::Primitive {
       : mx::Primitive(stream), op_(op), params_(std::move(params)) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    for (auto& in : inputs) {
-      if (in.dtype() != mx::float32 || !in.flags().row_contiguous)
-        throw std::invalid_argument(std::string(op_name(op_)) + ": inputs must be row-contiguous float32");
-    }
-    for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& out : outputs) encoder.set_output_array(out);
-
-    std::vector<const float*> in;
-    for (auto& a : inputs) in.push_back(a.data<float>());
-    std::vector<float*> out;
-    for (auto& a : outputs) out.push_back(a.data<float>());
+    const BoundArrays bound = bind_arrays(op_name(op_), stream(), inputs, outputs);
+    const std::vector<const float*>& in = bound.in;
+    const std::vector<float*>& out = bound.out;
     const int64_t n = inputs[0].shape(-1);
     const int64_t rows = n == 0 ? 0 : static_cast<int64_t>(inputs[0].size()) / n;
     const Op op = op_;
     const std::vector<float> k = params_;
     const float eps = k.empty() ? 0.0f : k[0];
     const size_t n_in = inputs.size();
-    encoder.dispatch([in, out, n, rows, op, k, eps, n_in]() {
+    mx::cpu::get_command_encoder(stream()).dispatch([in, out, n, rows, op, k, eps, n_in]() {
       switch (op) {
         case Op::Softmax: softmax_rows(in[0], out[0], rows, n); break;
         case Op::SoftmaxBackward: softmax_backward_rows(in[0], in[1], out[0], rows, n); break;
@@ -156,24 +169,15 @@ class AttentionKernel : public mx::Primitive {
       : mx::Primitive(stream), backward_(backward), heads_(heads), window_(window), theta_(theta) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    for (auto& in : inputs) {
-      if (in.dtype() != mx::float32 || !in.flags().row_contiguous)
-        throw std::invalid_argument(std::string(name()) + ": inputs must be row-contiguous float32");
-    }
-    for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& out : outputs) encoder.set_output_array(out);
+    const BoundArrays bound = bind_arrays(name(), stream(), inputs, outputs);
+    const std::vector<const float*>& in = bound.in;
+    const std::vector<float*>& out = bound.out;
     const auto& qkv = inputs[0];
     const int64_t B = qkv.shape(0), L = qkv.shape(1), H = heads_, D = qkv.shape(2) / (3 * H);
     const float* rope = theta_ > 0 ? rope_table(L, D, theta_) : nullptr;
     const AttentionShape shape{B, L, H, D, window_, 1.0f / std::sqrt(static_cast<float>(D)), rope};
-    std::vector<const float*> in;
-    for (auto& a : inputs) in.push_back(a.data<float>());
-    std::vector<float*> out;
-    for (auto& a : outputs) out.push_back(a.data<float>());
     const bool backward = backward_;
-    encoder.dispatch([in, out, shape, backward]() {
+    mx::cpu::get_command_encoder(stream()).dispatch([in, out, shape, backward]() {
       if (backward) {
         attention_backward(in[0], in[1], in[2], in[3], in[4], in[5], out[0], shape);
       } else {
