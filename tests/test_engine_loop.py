@@ -260,3 +260,22 @@ def test_compiled_step_matches_eager(tmp_path):
     le = [h["loss"] for h in eager.state.log_history if "loss" in h]
     lc = [h["loss"] for h in comp.state.log_history if "loss" in h]
     assert np.allclose(le, lc, rtol=1e-4) and all(math.isfinite(x) for x in lc)
+
+
+def test_step_never_writes_arrays_the_caller_still_holds():
+    """The update runs in place only on buffers nothing else references (kernel donation): weights
+    and moments a caller kept from before the step keep their values."""
+    model = TinyEncoder(dropout=0.0)
+    loss = TinyContrastive(model)
+    feats = [model.tokenize(["a b", "c d"]), model.tokenize(["e f", "g h"])]
+    runner = StepRunner(model, AdamW.for_model(model, 1e-2), 1.0)
+    runner.step([(loss, feats, None)], 1.0)
+    held = dict(tree_flatten(model.trainable_parameters()))
+    held_moments = dict(runner.optimizer.exp_avg)
+    before = {k: np.array(v) for k, v in held.items()}
+    before_moments = {k: np.array(v) for k, v in held_moments.items()}
+    runner.step([(loss, feats, None)], 1.0)
+    after = dict(tree_flatten(model.trainable_parameters()))
+    assert all(np.array_equal(np.array(held[k]), before[k]) for k in held)
+    assert all(np.array_equal(np.array(held_moments[k]), before_moments[k]) for k in held_moments)
+    assert any(not np.array_equal(np.array(after[k]), before[k]) for k in after)  # the step did update

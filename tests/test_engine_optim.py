@@ -208,3 +208,31 @@ def test_decay_rule_on_names():
             self.proj = nn.Linear(2, 2, bias=False)
 
     assert sorted(decay_parameter_names(M())) == ["dense.weight", "proj.weight"]
+
+
+
+@pytest.mark.skipif(not kernels.available(), reason="the fused AdamW is a CPU kernel")
+def test_fused_adamw_reuses_buffers_only_nothing_else_holds():
+    n = 1 << 20  # 4 MiB per buffer
+    rng = np.random.default_rng(0)
+    p, g = (mx.array(rng.standard_normal(n).astype(np.float32)) for _ in range(2))
+    m, v = mx.zeros((n,)), mx.zeros((n,))
+    mx.eval(p, g, m, v)
+    args = ((0.9, 0.999), 1 - 1e-3, 1e-2, math.sqrt(1 - 0.999), 1e-8)
+    kept, kept_values = p, np.array(p)
+    p1, m1, v1 = kernels.adamw(p, g, m, v, *args)
+    del p, m, v
+    mx.eval(p1, m1, v1)
+    np.testing.assert_array_equal(np.array(kept), kept_values)  # a buffer someone holds is never written
+
+    held = [mx.array(np.array(x)) for x in (p1, m1, v1)]  # copies, held here: updated out of place
+    expected = kernels.adamw(held[0], g, held[1], held[2], *args)
+    mx.eval(expected)
+    mx.reset_peak_memory()
+    base = mx.get_active_memory()
+    p2, m2, v2 = kernels.adamw(p1, g, m1, v1, *args)
+    del p1, m1, v1  # nothing else holds them now
+    mx.eval(p2, m2, v2)
+    assert mx.get_peak_memory() < base + n * 4  # not one new buffer: updated in place
+    for ours, ref in zip((p2, m2, v2), expected):
+        np.testing.assert_array_equal(np.array(ours), np.array(ref))

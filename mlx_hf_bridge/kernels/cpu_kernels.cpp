@@ -72,13 +72,32 @@ struct BoundArrays {
   std::vector<float*> out;
 };
 
+// donors[i] >= 0: output i may take over input donors[i]'s buffer when nothing else holds it (MLX's
+// own donation rule), for kernels that read each element before writing it: an in-place update
+// instead of a fresh allocation, whose first touch costs a page fault per 4 KiB.
 BoundArrays bind_arrays(const std::string& name, const mx::Stream& stream, const std::vector<mx::array>& inputs,
-                        std::vector<mx::array>& outputs) {
+                        std::vector<mx::array>& outputs, const std::vector<int>& donors = {}) {
   for (auto& in : inputs) {
     if (in.dtype() != mx::float32 || !in.flags().row_contiguous)
       throw std::invalid_argument(name + ": inputs must be row-contiguous float32");
   }
-  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+  if (!donors.empty() && !outputs[0].is_tracer()) {
+    // Each output of a multi-output primitive holds its own copy of the inputs, so an input that
+    // nothing else holds still has one reference per output and is_donatable() says no. MLX drops
+    // all those copies right after eval (detach); the other outputs' copies go now instead.
+    for (auto& out : outputs) {
+      if (&out.inputs() != &inputs) out.inputs().clear();
+    }
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    auto& out = outputs[i];
+    const int donor = i < donors.size() ? donors[i] : -1;
+    if (donor >= 0 && inputs[donor].is_donatable() && inputs[donor].nbytes() == out.nbytes()) {
+      out.copy_shared_buffer(inputs[donor]);
+    } else {
+      out.set_data(mx::allocator::malloc(out.nbytes()));
+    }
+  }
   auto& encoder = mx::cpu::get_command_encoder(stream);
   for (auto& in : inputs) encoder.set_input_array(in);
   for (auto& out : outputs) encoder.set_output_array(out);
@@ -96,7 +115,9 @@ class RowKernel : public mx::Primitive {
       : mx::Primitive(stream), op_(op), params_(std::move(params)) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    const BoundArrays bound = bind_arrays(op_name(op_), stream(), inputs, outputs);
+    // AdamW reads p, m, v at an index before it writes p', m', v' there: it may update in place
+    const std::vector<int> donors = op_ == Op::AdamW ? std::vector<int>{0, 2, 3} : std::vector<int>{};
+    const BoundArrays bound = bind_arrays(op_name(op_), stream(), inputs, outputs, donors);
     const std::vector<const float*>& in = bound.in;
     const std::vector<float*>& out = bound.out;
     const int64_t n = inputs[0].shape(-1);
