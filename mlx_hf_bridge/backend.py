@@ -37,7 +37,12 @@ _BLAS_CANDIDATES = (
 # AVX2 + FMA one the Haswell sgemm, in any OpenBLAS since 0.3.
 _AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 
-_state = {"blas": None, "blas_name": "not loaded", "warned": False, "prepared": False}
+_state = {"blas": None, "blas_name": "not loaded", "warned": False, "prepared": False, "malloc": "not set"}
+
+# glibc mallopt parameters (malloc.h) and the values we set; see _retain_freed_memory.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for its dynamic threshold
+_TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt takes (an int)
 
 
 def _blas_name(path: str) -> str:
@@ -162,12 +167,40 @@ def _load_blas():
     return "Install one with `apt-get install libopenblas0-pthread` (or set MLX_HF_BRIDGE_BLAS=/path/to/libopenblas.so)."
 
 
+def _retain_freed_memory() -> str:
+    """Let glibc keep freed memory for reuse instead of handing it back to the kernel at once.
+
+    MLX's GPU allocators cache freed buffers; on the CPU it allocates straight from malloc. A
+    training step allocates and frees every mini-batch's activations (hundreds of MB), glibc trims
+    the freed top of its heap each time, and the next mini-batch faults the same memory back in a
+    page (4 KiB) at a time: ~300k faults, ~10 % of a step here. Keeping freed memory (a trim
+    threshold of 2 GiB, a fixed 32 MiB mmap threshold) makes the step fault-free after the first,
+    as a caching allocator would; peak RSS is unchanged, the process just does not shrink between
+    steps. The user's own MALLOC_* / GLIBC_TUNABLES settings win; MLX_HF_BRIDGE_MALLOC=default opts out.
+    """
+    if os.environ.get("MLX_HF_BRIDGE_MALLOC", "").lower() == "default":
+        return "glibc defaults (MLX_HF_BRIDGE_MALLOC=default)"
+    if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(
+        key in os.environ for key in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+    ):
+        return "the user's MALLOC_* / GLIBC_TUNABLES settings"
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return "not glibc: allocator unchanged"
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    if mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD):
+        return "glibc keeps freed memory for reuse (trim threshold 2 GiB, mmap threshold 32 MiB)"
+    return "glibc refused mallopt: allocator unchanged"
+
+
 def prepare():
     """Idempotent: preload BLAS (Linux only), import mlx.core and pick the default device."""
     if _state["prepared"]:
         return
     _state["prepared"] = True
     if sys.platform.startswith("linux"):
+        _state["malloc"] = _retain_freed_memory()
         fix = _load_blas()
         if fix and not _state["warned"]:  # fix == "": the reference BLAS was chosen, nothing to warn about
             _state["warned"] = True
@@ -186,6 +219,10 @@ def prepare():
 
 def blas_info() -> str:
     return _state["blas_name"]
+
+
+def malloc_info() -> str:
+    return _state["malloc"]
 
 
 def use_cpu():

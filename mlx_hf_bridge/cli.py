@@ -24,6 +24,7 @@ def cmd_env(args) -> int:
             print(f"{name:<16} not installed")
     print(f"device           {backend.device_name()}")
     print(f"BLAS             {backend.blas_info()}")
+    print(f"malloc           {backend.malloc_info()}")
     from . import kernels
 
     print(f"CPU kernels      {kernels.status()}")

@@ -55,7 +55,7 @@ def test_env_command_reports_blas_and_device():
         [sys.executable, "-m", "mlx_hf_bridge", "env"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    for key in ("mlx_hf_bridge", "mlx ", "device", "BLAS"):
+    for key in ("mlx_hf_bridge", "mlx ", "device", "BLAS", "malloc"):
         assert key in result.stdout
 
 
@@ -105,3 +105,41 @@ def test_openblas_core_reported_and_environment_left_as_found():
     assert left == "''"  # set only while OpenBLAS loads: numpy and children detect for themselves
     forced = run(code, env={"OPENBLAS_CORETYPE": "Haswell"})
     assert "Haswell kernels" in forced.stdout and "set for this" not in forced.stdout, forced.stdout
+
+
+_REUSE_FAULTS = """
+import resource, numpy as np, mlx_hf_bridge, mlx.core as mx
+from mlx_hf_bridge import backend
+mx.set_default_device(mx.cpu)
+sizes = [int(n) for n in np.random.default_rng(0).integers(1 << 16, 3 << 20, 48)]  # 256 KiB .. 12 MiB
+def round_trip():  # like a mini-batch's activations: allocated, written, freed
+    xs = [mx.full((n,), 1.0) for n in sizes]
+    mx.eval(xs)
+for _ in range(2):
+    round_trip()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+round_trip()
+print(backend.malloc_info()); print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(sizes) * 4 // 4096)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_memory_is_reused_without_page_faults():
+    kept = run(_REUSE_FAULTS)
+    assert kept.returncode == 0, kept.stderr
+    info, faults, pages = kept.stdout.strip().splitlines()
+    pages = int(pages)
+    assert info.startswith("glibc keeps freed memory"), info
+    assert int(faults) < pages // 20, faults  # the third round reuses the memory of the first two
+    default = run(_REUSE_FAULTS, env={"MLX_HF_BRIDGE_MALLOC": "default"})
+    info, faults, _ = default.stdout.strip().splitlines()
+    assert info.startswith("glibc defaults"), info
+    assert int(faults) > pages // 2, faults  # glibc trims the freed heap: every round faults again
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_users_own_malloc_settings_win():
+    result = run("import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.malloc_info())",
+                 env={"MALLOC_TRIM_THRESHOLD_": "131072"})
+    assert result.stdout.strip() == "the user's MALLOC_* / GLIBC_TUNABLES settings", result.stdout
