@@ -23,9 +23,17 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+# "torch-malloc": the torch fallback run with the glibc malloc settings mlx_hf_bridge makes for itself
+# (backend._retain_freed_memory), to show how much of the ratio that setting is
+TORCH_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**31 - 1), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+
 class Worker:
-    def __init__(self, side: str, env=None):
+    def __init__(self, side: str):
+        import os
+
         self.side = side
+        env = {**os.environ, **TORCH_MALLOC_ENV} if side == "torch-malloc" else None
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "worker.py"), side], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=open(HERE / f".{side}.log", "w"), text=True, env=env,
@@ -99,6 +107,8 @@ def summarize(args, results, cfg, per):
             "losses": [r.get("loss") for r in rs],
         }
     out = {"config": cfg, "per": per, "sides": rows, "machine": machine()}
+    if "torch-malloc" in rows and "mlx" in rows:
+        out["ratio_torch_malloc"] = rows["mlx"]["samples_per_s"] / rows["torch-malloc"]["samples_per_s"]
     if "torch" in rows and "mlx" in rows:
         out["ratio"] = rows["mlx"]["samples_per_s"] / rows["torch"]["samples_per_s"]
         if per == "step":
@@ -136,7 +146,7 @@ def main(argv=None):
     p.add_argument("--no-query-expansion", dest="do_query_expansion", action="store_false")
     p.add_argument("--encode-docs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sides", nargs="+", default=["torch", "mlx"])
+    p.add_argument("--sides", nargs="+", default=["torch", "mlx"], choices=["torch", "mlx", "torch-malloc"])
     p.add_argument("--json", type=Path, help="append the result as one JSON line to this file")
     args = p.parse_args(argv)
 

@@ -125,8 +125,8 @@ def main():
                 # mlx_hf_bridge, whose OpenBLAS preload (RTLD_GLOBAL) slows torch down in-process
                 rows = make_rows(cfg["n_rows"], cfg["document_length"], cfg["query_length"], cfg["seed"], cfg["fixed"],
                                  tokenizer_dir=cfg["model"])
-                side = (TorchSide if side_name == "torch" else MLXSide)(cfg)
-                if side_name == "torch" and "mlx_hf_bridge" in sys.modules:
+                side = (MLXSide if side_name == "mlx" else TorchSide)(cfg)  # "torch" or "torch-malloc"
+                if side_name != "mlx" and "mlx_hf_bridge" in sys.modules:
                     raise RuntimeError("the torch worker imported mlx_hf_bridge: its BLAS preload would skew torch")
                 reply = {"ok": True}
             elif msg["cmd"] == "step":
