@@ -307,6 +307,20 @@ def test_cached_contrastive_scatters_the_embedding_gradient_once(folders, monkey
     for name in names:
         np.testing.assert_allclose(np.array(scattered[name]), np.array(reference[name]), rtol=1e-5, atol=1e-7)
 
+    # rows folded into a running table whenever more than 5 are kept (bounded memory): the same sums
+    with monkeypatch.context() as patch:
+        original = embedding_grad._Finish.__init__
+
+        def small_fold(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            self.fold_rows = 5
+
+        patch.setattr(embedding_grad._Finish, "__init__", small_fold)
+        _, folded_grads = loss.value_and_grad(features)
+    folded = dict(tree_flatten(folded_grads))
+    assert [n for n, _ in tree_flatten(folded_grads)] == names
+    np.testing.assert_allclose(np.array(folded[table]), np.array(reference[table]), rtol=1e-5, atol=1e-7)
+
     mlx_model.transformer.auto_model.embeddings.tok_embeddings.freeze()
     _, frozen_grads = loss.value_and_grad(features)
     assert table not in dict(tree_flatten(frozen_grads))

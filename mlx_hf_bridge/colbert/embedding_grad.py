@@ -6,6 +6,8 @@ zero fill and a scatter), and GradCache then adds it into the running sum: for M
 the slices are re-encoded, the rows are looked up outside the differentiated function and passed
 in as an input; the gradient w.r.t. those rows is kept, and the table's gradient is one
 scatter-add of every slice's rows at the end (the same sum, in a different order: agreement ~1e-7 relative).
+Kept rows never outgrow the table: once they hold more rows than it, they are folded into a running
+table, so this memory stays bounded however large the batch (GradCache's point).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class _Finish:
         self.model, self.embedding, self.name = model, embedding, name
         self.stand_in = _RowsEmbedding()
         self.ids, self.row_grads = [], []
+        self.table, self.kept_rows = None, 0  # running table of folded rows; rows kept since
+        self.fold_rows = embedding.weight.shape[0] if embedding is not None else 0  # vocabulary size
         self.names = [n for n, _ in tree_flatten(model.trainable_parameters())] if name else []
 
     def value_and_grad(self, fn):
@@ -72,23 +76,31 @@ class _Finish:
             object.__setattr__(stand_in, "rows", None)
             self.ids.append(ids.reshape(-1))
             self.row_grads.append(row_grad.reshape(-1, row_grad.shape[-1]))
+            self.kept_rows += ids.size
+            if self.kept_rows > self.fold_rows:
+                self._fold()
             return value, grads
 
         return slice_value_and_grad
 
+    def _fold(self):
+        """Scatter-add the kept rows into the running table and drop them."""
+        table = self.table if self.table is not None else mx.zeros(self.embedding.weight.shape, dtype=mx.float32)
+        self.table = table.at[mx.concatenate(self.ids)].add(mx.concatenate(self.row_grads).astype(mx.float32))
+        self.ids, self.row_grads, self.kept_rows = [], [], 0
+
     def pending(self) -> list:
-        """The last slice's row gradient, to evaluate with its parameter gradients."""
-        return self.row_grads[-1:]
+        """The last slice's row gradient (and the running table), to evaluate with its parameter gradients."""
+        return self.row_grads[-1:] + ([self.table] if self.table is not None else [])
 
     def __call__(self, grads):
-        if self.name is None or not self.ids:
+        if self.name is None or (not self.ids and self.table is None):
             return grads
         weight = self.embedding.weight
-        table = mx.zeros(weight.shape, dtype=mx.float32).at[mx.concatenate(self.ids)].add(
-            mx.concatenate(self.row_grads).astype(mx.float32)
-        )
+        if self.ids:
+            self._fold()
         flat = dict(tree_flatten(grads)) if grads is not None else {}
-        flat[self.name] = table.astype(weight.dtype)
+        flat[self.name] = self.table.astype(weight.dtype)
         return tree_unflatten([(n, flat[n]) for n in self.names if n in flat])
 
 
