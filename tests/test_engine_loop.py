@@ -13,6 +13,7 @@ import pytest
 from mlx.utils import tree_flatten
 from test_engine_standin import Block, CountingVG, TinyContrastive, TinyEncoder, pairs, weights
 
+from mlx_hf_bridge import kernels
 from mlx_hf_bridge.engine import AdamW, NonFiniteLossError, Schedule, StepRunner, clip_by_global_norm
 from mlx_hf_bridge.engine.remat import find_layer_class, gradient_checkpointing
 from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -279,3 +280,31 @@ def test_step_never_writes_arrays_the_caller_still_holds():
     assert all(np.array_equal(np.array(held[k]), before[k]) for k in held)
     assert all(np.array_equal(np.array(held_moments[k]), before_moments[k]) for k in held_moments)
     assert any(not np.array_equal(np.array(after[k]), before[k]) for k in after)  # the step did update
+
+
+@pytest.mark.skipif(not kernels.available(), reason="the fused AdamW is a CPU kernel")
+def test_step_updates_weights_and_moments_in_place():
+    """After the first step nothing but the runner holds the weights and moments, so the update
+    allocates none of them anew: the step's peak is its forward product and gradient only."""
+    n = 1 << 21  # 8 MiB per buffer: far above everything else the step allocates
+
+    class Big(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = mx.random.normal((n,))
+
+    class Dot:
+        def __init__(self, model):
+            self.model = model
+
+        def __call__(self, features, labels):
+            return (self.model.weight * features).sum()
+
+    model, x = Big(), mx.random.normal((n,))
+    mx.eval(model.parameters(), x)
+    runner = StepRunner(model, AdamW.for_model(model, 1e-3), 1.0)
+    runner.step([(Dot(model), x, None)], 1.0)
+    mx.reset_peak_memory()
+    base = mx.get_active_memory()
+    runner.step([(Dot(model), x, None)], 1.0)
+    assert mx.get_peak_memory() - base < 3 * n * 4  # product + gradient; not 3 more for p, m, v

@@ -144,7 +144,6 @@ class StepRunner:
         self.optimizer.commit(moments)
         self.params = new_params
         _set(self.model, new_params)
-        del acc, moments
         mx.eval(new_params, self.optimizer.arrays())
         return loss_val, norm_val
 
