@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -30,8 +31,6 @@ TORCH_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**31 - 1), "MALLOC_MMAP_THRES
 
 class Worker:
     def __init__(self, side: str):
-        import os
-
         self.side = side
         env = {**os.environ, **TORCH_MALLOC_ENV} if side == "torch-malloc" else None
         self.proc = subprocess.Popen(
@@ -118,8 +117,6 @@ def summarize(args, results, cfg, per):
 
 
 def machine() -> dict:
-    import os
-
     info = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
     try:
         info["cpu"] = next(

@@ -210,7 +210,6 @@ def test_decay_rule_on_names():
     assert sorted(decay_parameter_names(M())) == ["dense.weight", "proj.weight"]
 
 
-
 @pytest.mark.skipif(not kernels.available(), reason="the fused AdamW is a CPU kernel")
 def test_fused_adamw_reuses_buffers_only_nothing_else_holds():
     n = 1 << 20  # 4 MiB per buffer

@@ -36,8 +36,6 @@ class _RowsEmbedding(nn.Module):
         return self.rows
 
 
-
-
 def _param_name(model, array) -> str | None:
     for name, value in tree_flatten(model.trainable_parameters()):
         if value is array:

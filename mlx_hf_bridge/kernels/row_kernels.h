@@ -296,7 +296,9 @@ inline void sum_squares_flat(const float* __restrict x, float* out, int64_t size
 // torch.optim.AdamW's single-tensor step, op for op (lerp for exp_avg, addcmul for exp_avg_sq,
 // sqrt(v) / bc2_sqrt + eps, addcdiv), over flat parameter / gradient / moment buffers. The
 // gradient is first multiplied by grad_scale[0] (clip_grad_norm_'s coefficient; 1 without clipping),
-// as torch's in-place clipping does, without a separate pass.
+// as torch's in-place clipping does, without a separate pass. The outputs may be the inputs' own
+// buffers (the primitive donates p, m, v): every index is read before it is written, and no pointer is
+// __restrict.
 inline void adamw_flat(const float* p, const float* grad, const float* m, const float* v, const float* grad_scale,
                        float* p_out, float* m_out, float* v_out, int64_t size, const std::vector<float>& k) {
   const float b1 = k[0], b2 = k[1], decay = k[2], step_size = k[3], bc2_sqrt = k[4], eps = k[5];
