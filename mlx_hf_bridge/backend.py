@@ -179,8 +179,12 @@ def _retain_freed_memory() -> str:
     RSS instead of 1.40 (peak 4.6 GB instead of 4.4). The user's own MALLOC_* / GLIBC_TUNABLES
     settings win; MLX_HF_BRIDGE_MALLOC=default opts out.
     """
-    if os.environ.get("MLX_HF_BRIDGE_MALLOC", "").lower() == "default":
+    choice = os.environ.get("MLX_HF_BRIDGE_MALLOC", "")
+    if choice.lower() == "default":
         return "glibc defaults (MLX_HF_BRIDGE_MALLOC=default)"
+    if choice:
+        warnings.warn(f"MLX_HF_BRIDGE_MALLOC={choice!r} is not understood: set it to 'default' to keep glibc's "
+                      "malloc settings, or unset it. Keeping freed memory for reuse.", RuntimeWarning, stacklevel=4)
     if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(
         key in os.environ for key in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
     ):

@@ -143,3 +143,12 @@ def test_users_own_malloc_settings_win():
     result = run("import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.malloc_info())",
                  env={"MALLOC_TRIM_THRESHOLD_": "131072"})
     assert result.stdout.strip() == "the user's MALLOC_* / GLIBC_TUNABLES settings", result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_unknown_malloc_choice_is_named():
+    result = run("import mlx_hf_bridge; from mlx_hf_bridge import backend; print(backend.malloc_info())",
+                 env={"MLX_HF_BRIDGE_MALLOC": "off"})
+    assert result.returncode == 0, result.stderr
+    assert "MLX_HF_BRIDGE_MALLOC='off' is not understood" in result.stderr and "'default'" in result.stderr
+    assert result.stdout.startswith("glibc keeps freed memory"), result.stdout
