@@ -1,5 +1,7 @@
 """Padding-free batching gives PyLate's fixed-padding losses and gradients (issue #5)."""
 
+import zlib
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -65,13 +67,34 @@ CASES = [
 def test_contrastive_losses_equal_fixed_padding(model, expansion, name, kwargs, doc_words):
     """Mixed lengths: short docs (one bucket), a long tail, and docs truncated at document_length."""
     model.do_query_expansion = expansion
-    rng = np.random.default_rng(hash((name, expansion, doc_words)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((name, expansion, doc_words)).encode()))  # same data every run
     feats = features(model, rng, batch=7, n_docs=2, doc_words=doc_words)
     cls = getattr(losses, name)
     fixed = value_and_grads(model, cls(model, padding_free=False, **kwargs), feats)
     free = value_and_grads(model, cls(model, padding_free=True, **kwargs), feats)
     assert_close(fixed, free)
     model.do_query_expansion = True
+
+
+@pytest.mark.parametrize("seed", [0, 32])  # 32: the largest float32 disagreement in 120 batches
+def test_padding_free_is_as_exact_as_fixed_padding(tiny_modernbert_dir, seed):
+    """Both layouts compute the same gradient in float32 with different rounding (packing changes
+    every GEMM's shape); on rare batches they then differ by ~1.6e-5 of the largest gradient. Against
+    the gradient in float64 (fixed padding, MLX ops), padding-free is as close as PyLate's layout."""
+    model = models.ColBERT(str(tiny_modernbert_dir), query_length=16, document_length=80)
+    model.train()
+    feats = features(model, np.random.default_rng(seed), batch=7, n_docs=2, doc_words=(40, 90))
+    fixed = value_and_grads(model, losses.CachedContrastive(model, padding_free=False, mini_batch_size=8), feats)
+    free = value_and_grads(model, losses.CachedContrastive(model, padding_free=True, mini_batch_size=8), feats)
+    model.set_dtype(mx.float64)
+    exact = value_and_grads(model, losses.CachedContrastive(model, padding_free=False, mini_batch_size=8), feats)
+    scale = max(float(mx.abs(g).max()) for g in exact[1].values())
+
+    def error(grads):
+        return max(float(mx.abs(exact[1][n] - grads[n].astype(mx.float64)).max()) for n in exact[1]) / scale
+
+    assert error(free[1]) <= 1.5 * error(fixed[1]), (error(free[1]), error(fixed[1]))
+    assert error(free[1]) < 1e-4  # float32 rounding, not a different gradient
 
 
 def test_exact_bucket_width_gets_pylates_zero_floor(model):
