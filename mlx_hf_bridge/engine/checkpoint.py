@@ -107,8 +107,12 @@ def _json_default(o):
 
 
 def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: TrainerState, args_dict: dict,
-                    save_only_model: bool = False, _before_commit=None) -> Path:
-    """Write everything into a temp folder, then rename it to ``path`` (atomic on one filesystem)."""
+                    save_only_model: bool = False, _before_commit=None, extra_json: dict | None = None) -> Path:
+    """Write everything into a temp folder, then rename it to ``path`` (atomic on one filesystem).
+
+    ``extra_json`` maps file names to JSON-able dicts written into the checkpoint before it is committed
+    (e.g. the weights' health record).
+    """
     path = Path(path)
     with atomic_dir(path) as tmp:
         model.save(str(tmp))
@@ -119,6 +123,8 @@ def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: Traine
             _write_json(tmp / "scheduler.json", scheduler_state)
             _write_json(tmp / "rng_state.json", get_rng_state())
         _write_json(tmp / "training_args.json", args_dict)
+        for name, data in (extra_json or {}).items():
+            _write_json(tmp / name, data)
         if _before_commit is not None:  # test hook: simulate a crash before the folder is committed
             _before_commit(tmp)
         (tmp / TRAINER_STATE).write_text(state.to_json_string(), encoding="utf-8")
