@@ -48,3 +48,31 @@ def atomic_dir(path):
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_folder(path, write_fn) -> Path:
+    """Save a model folder the way PyLate / ST / transformers do: overwrite the files the layout
+    owns, leave every other entry of ``path`` alone.
+
+    ``write_fn(tmp)`` writes the whole layout into a fresh temp folder beside the destination;
+    only when it succeeds are its entries moved into ``path`` (each file with one rename).
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".save.tmp-", dir=path))
+    try:
+        write_fn(tmp)
+        _move_entries(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _move_entries(src: Path, dst: Path):
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            target.mkdir(exist_ok=True)
+            _move_entries(entry, target)
+        else:
+            os.replace(entry, target)

@@ -9,7 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ..io_utils import atomic_dir
+from ..io_utils import save_folder
 from ..loading import resolve_path
 from . import layout, scores
 from .encode import EncodeMixin
@@ -248,11 +248,14 @@ class ColBERT(EncodeMixin, nn.Module):
 
     # --- persistence -----------------------------------------------------------------------
     def save(self, path, model_name=None, create_model_card=True, train_datasets=None, safe_serialization=True):
-        """Write the PyLate folder layout atomically (temp dir + rename)."""
-        with atomic_dir(Path(path)) as tmp:
+        """Write the PyLate folder layout into ``path``; other files there are left alone (as in PyLate)."""
+
+        def write(tmp):
             layout.write_folder(self, tmp)
             if create_model_card:
                 self._write_model_card(tmp, model_name, train_datasets)
+
+        save_folder(path, write)
 
     save_pretrained = save
 
