@@ -37,7 +37,7 @@ def require_key(data, key: str, path, what: str, fix: str = RESTORE):
     return data[key]
 
 
-def _describe(value) -> str:
+def describe(value) -> str:
     if value is None:
         return "None (a missing value)"
     if isinstance(value, float) and math.isnan(value):
@@ -46,14 +46,14 @@ def _describe(value) -> str:
     return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 
 
-def check_texts(texts, where: str = "texts") -> list:
+def check_texts(texts, where: str = "texts", unit: str = "row") -> list:
     """Refuse any text that is not a ``str`` (ST / PyLate raise for it; ``str()`` would train on "3",
-    "None" or "nan"). ``where`` names the input, e.g. ``"column 'query'"``."""
+    "None" or "nan"). ``where`` names the input, e.g. ``"column 'query'"``; ``unit`` its elements."""
     texts = list(texts)
     for row, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(
-                f"{where}, row {row}: expected a string, got {_describe(text)}. Every text must be a str: "
+                f"{where}, {unit} {row}: expected a string, got {describe(text)}. Every text must be a str: "
                 "drop or fill those rows first (e.g. dataset.filter(...) or df.dropna()), or convert them "
                 "explicitly with str() if that text is really meant."
             )

@@ -9,10 +9,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .io_utils import atomic_dir, atomic_file
+from .errors import InvalidFileError, read_json, require_key
+from .io_utils import atomic_file, save_folder, write_safetensors
 from .models import SUPPORTED_MODEL_TYPES, get_architecture
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+RESTORE_CONFIG = "Restore config.json from the original model (re-download it or re-save the model)"
 
 
 def resolve_path(name_or_path, revision=None, token=None, cache_folder=None, local_files_only=False) -> Path:
@@ -48,14 +50,36 @@ def resolve_path(name_or_path, revision=None, token=None, cache_folder=None, loc
         ) from exc
 
 
-def _read_safetensors(path: Path) -> dict:
+SAFETENSORS_FIX = "re-download or re-save the model"
+
+
+def read_safetensors(path: Path, fix: str = SAFETENSORS_FIX) -> dict:
     try:
         return mx.load(str(path))
     except Exception as exc:
         raise ValueError(
-            f"Could not read {path} ({exc}). The file is truncated or not a safetensors file; "
-            "re-download or re-save the model."
+            f"Could not read {path} ({exc}). The file is truncated or not a safetensors file; {fix}."
         ) from exc
+
+
+def check_safetensors_complete(path: Path, fix: str = SAFETENSORS_FIX):
+    """Header-only check (no tensor is read): the header parses and the file holds every byte it lists."""
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if size < 8 or header_len > size - 8:
+                raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
+            header = json.loads(f.read(header_len))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"Could not read {path} ({exc}). The file is truncated or not a safetensors file; {fix}.") from None
+    if 8 + header_len + end > size:
+        raise ValueError(
+            f"{path} is truncated: its header lists {8 + header_len + end} bytes, the file has {size} "
+            f"(an interrupted copy or a full disk?); {fix}."
+        )
 
 
 def load_weights(folder: Path) -> dict[str, mx.array]:
@@ -64,12 +88,20 @@ def load_weights(folder: Path) -> dict[str, mx.array]:
     single = folder / "model.safetensors"
     index = folder / "model.safetensors.index.json"
     if single.exists():
-        return _read_safetensors(single)
+        return read_safetensors(single)
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = require_key(read_json(index, "the index of the sharded weights"), "weight_map", index,
+                                 "the index of the sharded weights")
+        shards = sorted(set(weight_map.values()))
+        missing = [shard for shard in shards if not (folder / shard).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{index} lists shard(s) that are not in {folder}: {', '.join(missing)}. The download or copy "
+                "is incomplete; fetch the missing shard files (or re-save the model)."
+            )
         weights = {}
         for shard in shards:
-            weights.update(_read_safetensors(folder / shard))
+            weights.update(read_safetensors(folder / shard))
         return weights
     binary = folder / "pytorch_model.bin"
     if binary.exists():
@@ -82,17 +114,70 @@ def load_weights(folder: Path) -> dict[str, mx.array]:
     )
 
 
-def load_config(folder: Path):
-    """The transformers config object (configs and tokenizers are all we use transformers for)."""
+def nonfinite_tensors(folder: Path) -> list[str]:
+    """``"<file>: <tensor> (n NaN, m inf of size)"`` for every weight tensor under ``folder`` holding
+    NaN or inf (optimizer state is not a weight and is skipped)."""
+    folder = Path(folder)
+    found = []
+    for path in sorted(folder.rglob("*.safetensors")):
+        rel = path.relative_to(folder)
+        if path.name == "optimizer.safetensors" or any(part.startswith(".") for part in rel.parts):
+            continue
+        for name, tensor in read_safetensors(path).items():
+            if not mx.issubdtype(tensor.dtype, mx.floating):
+                continue
+            nans, infs = int(mx.isnan(tensor).sum().item()), int(mx.isinf(tensor).sum().item())
+            if nans or infs:
+                found.append(f"{rel}: {name} ({nans} NaN, {infs} inf of {tensor.size})")
+    return found
+
+
+def load_config(folder: Path, trust_remote_code: bool = False):
+    """The transformers config object (configs and tokenizers are all we use transformers for).
+
+    A config whose ``auto_map`` points at custom modeling code loads the built-in class of its
+    ``model_type`` without ``trust_remote_code`` (as transformers does); with it, the custom torch
+    code was asked for, and it cannot run on MLX: refused, naming the entry.
+    """
     cfg_path = Path(folder) / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"No config.json in {folder}; it is not a Hugging Face model folder.")
-    model_type = json.loads(cfg_path.read_text()).get("model_type")
+    raw = read_json(cfg_path, "the model config")
+    if not isinstance(raw, dict):
+        raise InvalidFileError(f"{cfg_path} (the model config) holds a JSON {type(raw).__name__}, not an object. {RESTORE_CONFIG}.")
+    model_type, auto_map = raw.get("model_type"), raw.get("auto_map")
+    if auto_map and (trust_remote_code or model_type not in SUPPORTED_MODEL_TYPES):
+        raise ValueError(
+            f"{cfg_path}: auto_map {auto_map!r} (model_type {model_type!r}) points at custom modeling code"
+            f"{', and trust_remote_code=True asks to run it' if trust_remote_code else ''}. Custom code is torch code "
+            f"and cannot run on MLX; mlx_hf_bridge supports the built-in model types {', '.join(SUPPORTED_MODEL_TYPES)}. "
+            + (f"Pass trust_remote_code=False to load the built-in {model_type!r} class instead (not the folder's code), "
+               if model_type in SUPPORTED_MODEL_TYPES else "")
+            + "or run this model with the torch library."
+        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         get_architecture(model_type)  # raises the error that lists the supported types
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(folder))
+
+
+def check_remote_code(folder: Path, trust_remote_code: bool):
+    """The ``trust_remote_code`` refusal of :func:`load_config` for a PyLate / ST folder, before
+    anything is read: the backbone's ``config.json`` is at the root or in the first module's folder."""
+    if not trust_remote_code:
+        return
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.exists() and (folder / "modules.json").exists():
+        modules = read_json(folder / "modules.json", "the sentence-transformers module list")
+        if isinstance(modules, list) and modules and isinstance(modules[0], dict):
+            config_path = folder / modules[0].get("path", "") / "config.json"
+    if config_path.exists():
+        load_config(config_path.parent, trust_remote_code=True)
+
+
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 
 def load_tokenizer(folder: Path, **kwargs):
@@ -102,9 +187,37 @@ def load_tokenizer(folder: Path, **kwargs):
             f"No tokenizer in {folder} (tokenizer.json, tokenizer_config.json or vocab.txt). "
             "Copy the base model's tokenizer files into the folder."
         )
+    for name in TOKENIZER_JSON_FILES:  # transformers' parse errors name neither the file nor the fix
+        if (folder / name).exists():
+            read_json(folder / name, "a tokenizer file", "Copy the tokenizer files of the base model into the folder")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(folder), **kwargs)
+
+
+def _check_weight_names_and_shapes(model, weights: dict, source):
+    """MLX's strict load names a tensor but not the file or the cause; say both, before loading."""
+    from mlx.utils import tree_flatten
+
+    expected = {k: v.shape for k, v in tree_flatten(model.parameters())}
+    where = f"the weights in {source}" if source else "the weights"
+    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k])} from config.json"
+             for k, v in weights.items() if k in expected and tuple(v.shape) != tuple(expected[k])]
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if wrong or missing or extra:
+        details = "; ".join(
+            part for part in (
+                f"wrong shape: {', '.join(wrong[:5])}" if wrong else "",
+                f"missing: {', '.join(missing[:5])}" if missing else "",
+                f"unexpected: {', '.join(extra[:5])}" if extra else "",
+            ) if part
+        )
+        raise ValueError(
+            f"config.json and {where} disagree ({details}). The config (e.g. hidden_size, vocab_size, "
+            "num_hidden_layers) and the weights must come from the same model: restore the original "
+            "config.json or weights, or re-save the model."
+        )
 
 
 def build_model(config, weights: dict | None = None, dtype=mx.float32):
@@ -116,6 +229,7 @@ def build_model(config, weights: dict | None = None, dtype=mx.float32):
         weights = arch.Model.sanitize(weights)
         if "pooler" in model and not arch.Model.has_pooler(weights):
             del model["pooler"]
+        _check_weight_names_and_shapes(model, weights, getattr(config, "_name_or_path", None))
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
         model.load_weights(list(weights.items()), strict=True)
     model.config = config
@@ -124,10 +238,10 @@ def build_model(config, weights: dict | None = None, dtype=mx.float32):
     return model
 
 
-def load_encoder(name_or_path, dtype=mx.float32, tokenizer_kwargs=None, **hub_kwargs):
+def load_encoder(name_or_path, dtype=mx.float32, tokenizer_kwargs=None, trust_remote_code=False, **hub_kwargs):
     """Returns ``(model, config, tokenizer, folder)``; bad input fails before weights are read."""
     folder = resolve_path(name_or_path, **hub_kwargs)
-    config = load_config(folder)
+    config = load_config(folder, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(folder, **(tokenizer_kwargs or {}))
     weights = load_weights(folder)
     model = build_model(config, weights, dtype)
@@ -142,15 +256,17 @@ def encoder_state(model) -> dict[str, mx.array]:
 
 
 def save_safetensors(path: Path, tensors: dict[str, mx.array]):
-    """Write safetensors atomically with the metadata torch loaders expect."""
+    """Write safetensors atomically with the metadata torch loaders expect (a full disk is a SaveError)."""
     with atomic_file(path) as tmp:
-        mx.save_safetensors(str(tmp), tensors, metadata={"format": "pt"})
+        write_safetensors(tmp, tensors, metadata={"format": "pt"})
 
 
 def save_encoder(model, folder, tokenizer=None):
-    """Write an HF folder (config.json + model.safetensors [+ tokenizer]) that transformers loads."""
-    with atomic_dir(folder) as tmp:
-        write_encoder_files(model, tmp, tokenizer)
+    """Write an HF folder (config.json + model.safetensors [+ tokenizer]) that transformers loads.
+
+    As ``PreTrainedModel.save_pretrained``: the folder's other files are left alone (see
+    ``io_utils.save_folder`` for what a kill mid-save leaves)."""
+    save_folder(folder, lambda tmp: write_encoder_files(model, tmp, tokenizer))
 
 
 def write_encoder_files(model, folder: Path, tokenizer=None):
@@ -158,7 +274,7 @@ def write_encoder_files(model, folder: Path, tokenizer=None):
     config = model.config
     config.vocab_size = int(model.get_input_embeddings().weight.shape[0])
     config.save_pretrained(str(folder))
-    mx.save_safetensors(str(Path(folder) / "model.safetensors"), state, metadata={"format": "pt"})
+    write_safetensors(Path(folder) / "model.safetensors", state, metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
 

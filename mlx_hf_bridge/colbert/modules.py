@@ -9,6 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ..errors import check_texts
 from ..loading import load_weights, save_safetensors
 
 IDENTITY = "torch.nn.modules.linear.Identity"
@@ -38,8 +39,11 @@ class Transformer(nn.Module):
         return int(self.auto_model.args.hidden_size)
 
     def tokenize(self, texts, padding=True):
-        """ST's Transformer.tokenize: strip, optional lowercase, truncate at ``max_seq_length``."""
-        texts = [str(t).strip() for t in texts]
+        """ST's Transformer.tokenize: strip, optional lowercase, truncate at ``max_seq_length``.
+
+        Non-string texts are refused: ST raises for one in the first row but ``str()``-converts later
+        ones ("3", "None", "nan"), training on text nobody wrote."""
+        texts = [t.strip() for t in check_texts(texts)]
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
         return dict(
@@ -108,15 +112,20 @@ class Dense(nn.Module):
         }
 
     def save(self, output_path):
-        output_path = Path(output_path)
-        output_path.mkdir(parents=True, exist_ok=True)
-        (output_path / "config.json").write_text(json.dumps(self.get_config_dict(), indent=2))
+        """PyLate's ``Dense.save``: ``config.json`` + ``model.safetensors``; other files in the folder stay."""
+        from ..io_utils import save_folder
+
         tensors = {"linear.weight": self.linear.weight}
         if self.bias:
             tensors["linear.bias"] = self.linear.bias
         if "residual" in self:
             tensors["residual.weight"] = self.residual.weight
-        save_safetensors(output_path / "model.safetensors", tensors)
+
+        def write(folder: Path):
+            (folder / "config.json").write_text(json.dumps(self.get_config_dict(), indent=2))
+            save_safetensors(folder / "model.safetensors", tensors)
+
+        save_folder(output_path, write)
 
     @staticmethod
     def load(input_path) -> "Dense":

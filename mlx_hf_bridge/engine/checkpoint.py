@@ -145,19 +145,40 @@ def _fsync_dir(path: Path):
         os.close(fd)
 
 
+_RESUME_FIX = "Resume from another checkpoint-N folder (or start a new run); this one is damaged"
+
+
 def load_trainer_state(path) -> TrainerState:
-    return TrainerState.from_json_string((Path(path) / TRAINER_STATE).read_text(encoding="utf-8"))
+    """The saved ``TrainerState``; first checks every resume file parses (the model is loaded between
+    here and :func:`load_optimizer`, so a damaged file must be named before anything changes)."""
+    path = Path(path)
+    from ..errors import read_json
+    from ..loading import check_safetensors_complete
+
+    for name, what in (("optimizer.json", "the optimizer settings"), ("scheduler.json", "the LR scheduler state"),
+                       ("rng_state.json", "the random-number state")):
+        if (path / name).exists():
+            read_json(path / name, what, _RESUME_FIX)
+    if (path / "optimizer.safetensors").exists():
+        check_safetensors_complete(path / "optimizer.safetensors", _RESUME_FIX)
+    data = read_json(path / TRAINER_STATE, "the trainer state", _RESUME_FIX)
+    return TrainerState.from_json_string(json.dumps(data))
 
 
 def load_optimizer(path, optimizer):
+    from ..errors import read_json
+    from ..loading import read_safetensors
+
     path = Path(path)
-    meta = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
-    tensors = {k: v for k, v in mx.load(str(path / "optimizer.safetensors")).items() if k != "__empty__"}
-    optimizer.load_state(meta, tensors)
+    meta = read_json(path / "optimizer.json", "the optimizer settings", _RESUME_FIX)
+    tensors = read_safetensors(path / "optimizer.safetensors", _RESUME_FIX)
+    optimizer.load_state(meta, {k: v for k, v in tensors.items() if k != "__empty__"})
 
 
 def load_rng(path):
-    set_rng_state(json.loads((Path(path) / "rng_state.json").read_text(encoding="utf-8")))
+    from ..errors import read_json
+
+    set_rng_state(read_json(Path(path) / "rng_state.json", "the random-number state", _RESUME_FIX))
 
 
 def load_model_weights(model, path):

@@ -161,6 +161,11 @@ class Model(nn.Module):
     def layers(self):
         return self.encoder.layer
 
+    @property
+    def max_positions(self) -> int:
+        """The longest sequence the position table holds (MLX would read past it, torch raises)."""
+        return int(self.args.max_position_embeddings)
+
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
         x = self.embeddings(input_ids, token_type_ids)
         bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)

@@ -218,6 +218,8 @@ class Model(nn.Module):
     """
 
     pack_sequences = False
+    # RoPE has no table: transformers' ModernBERT (and so PyLate) runs past max_position_embeddings
+    max_positions = None
 
     def __init__(self, args: ModelArgs):
         super().__init__()

@@ -8,7 +8,6 @@ The collator follows PyLate 1.6's column rules exactly (pylate-api.md §6.1); it
 from __future__ import annotations
 
 import ast
-import itertools
 import logging
 from typing import Callable
 
@@ -17,6 +16,7 @@ import numpy as np
 import tqdm
 
 from ..colbert.distributed import all_gather, all_gather_with_gradients, get_rank, get_world_size
+from ..errors import check_texts, describe
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ColBERTCollator:
 
         for label_column in self.valid_label_columns:
             if label_column in column_names:
-                batch["label"] = mx.array([row[label_column] for row in features])
+                batch["label"] = _label_array(features, label_column)
                 column_names.remove(label_column)
                 break
 
@@ -193,9 +193,7 @@ class ColBERTCollator:
             if "_id" in column_name:
                 continue
             task = router_mapping.get(column_name, None)
-            texts = [row[column_name] for row in features]
-            if isinstance(texts[0], list):  # KD: a list of documents per row
-                texts = list(itertools.chain(*texts))
+            texts = _column_texts(features, column_name)
 
             prompt = None
             if isinstance(prompts, str):
@@ -264,6 +262,35 @@ class ColBERTCollator:
                 )
                 break
         self._warned_columns.add(tuple(column_names))
+
+
+def _column_texts(features: list[dict], column: str) -> list[str]:
+    """A column's texts, flattened when its rows are lists (KD documents). Anything else than a
+    str (or, for list rows, a list of str) is refused, naming the column, the row and the type."""
+    values = [row[column] for row in features]
+    if not isinstance(values[0], list):
+        return check_texts(values, f"column {column!r}")
+    texts = []
+    for row, value in enumerate(values):
+        if not isinstance(value, list):
+            raise TypeError(
+                f"column {column!r}, row {row}: expected a list of texts (row 0 is a list), got {describe(value)}. "
+                "A column holds either one text per row or a list of texts per row (Distillation's documents)."
+            )
+        texts.extend(check_texts(value, f"column {column!r}, row {row}", unit="item"))
+    return texts
+
+
+def _label_array(features: list[dict], column: str) -> mx.array:
+    values = [row[column] for row in features]
+    try:
+        return mx.array(values)
+    except (ValueError, TypeError) as exc:
+        lengths = sorted({len(v) if isinstance(v, (list, tuple)) else 1 for v in values})
+        raise ValueError(
+            f"label column {column!r} cannot form one array ({exc}; row lengths {lengths}). Every row needs "
+            "the same number of numbers, e.g. Distillation's scores one per document of that row."
+        ) from None
 
 
 # --- knowledge-distillation processing -----------------------------------------------------------
