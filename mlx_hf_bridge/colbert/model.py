@@ -10,7 +10,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..io_utils import save_folder
-from ..loading import resolve_path
+from ..loading import check_remote_code, resolve_path
 from . import layout, scores
 from .encode import EncodeMixin
 from .modules import Dense, resize_token_embeddings
@@ -81,6 +81,7 @@ class ColBERT(EncodeMixin, nn.Module):
         else:
             folder = resolve_path(model_name_or_path, revision, token or use_auth_token, cache_folder, local_files_only)
             self.folder = folder
+            check_remote_code(folder, trust_remote_code)
             if (folder / "modules.json").exists():
                 self.transformer, denses, saved = layout.read_modules(folder, tokenizer_kwargs)
                 self.prompts = self.prompts or saved.get("prompts") or {}
@@ -118,6 +119,8 @@ class ColBERT(EncodeMixin, nn.Module):
         self._set_pad_token()
         self.document_length = resolve("document_length", document_length, "doc_maxlen", 180)
         self.query_length = resolve("query_length", query_length, "query_maxlen", 32)
+        for name in ("document_length", "query_length"):
+            self._check_length(name, getattr(self, name), f"pass {name}={{limit}} (or less) to ColBERT(...)")
         self.skiplist_words = resolve("skiplist_words", skiplist_words, None, list(layout.DEFAULT_SKIPLIST))
         self.skiplist = [self.tokenizer.convert_tokens_to_ids(w) for w in self.skiplist_words]
         self.do_query_expansion = resolve("do_query_expansion", do_query_expansion, None, True)
@@ -151,6 +154,18 @@ class ColBERT(EncodeMixin, nn.Module):
         else:
             raise NotImplementedError(
                 "The tokenizer has no MASK, EOS or pad token to use for query expansion padding."
+            )
+
+    def _check_length(self, name: str, length, fix: str):
+        """A length past BERT's position table would read garbage rows on MLX (torch raises at the first
+        text that long); refused up front. RoPE models (ModernBERT) have no table and no limit."""
+        limit = getattr(self.transformer.auto_model, "max_positions", None)
+        if limit is not None and length is not None and int(length) > limit:
+            raise ValueError(
+                f"{name}={length} is longer than the model's position table (max_position_embeddings={limit} "
+                f"in the config.json of {self.model_name_or_path or 'the backbone'}): tokens past position {limit} "
+                f"have no position embedding, so PyLate on torch fails with an index error on the first text that "
+                f"long. Fix: {fix.format(limit=limit)}."
             )
 
     # --- sentence-transformers surface ----------------------------------------------------
@@ -214,6 +229,8 @@ class ColBERT(EncodeMixin, nn.Module):
     def tokenize(self, texts, is_query: bool = True, pad: bool = False, task=None) -> dict:
         """PyLate's tokenize: prefix id inserted at position 1; queries padded when expanding."""
         max_length = self.query_length if is_query else self.document_length
+        name = "query_length" if is_query else "document_length"
+        self._check_length(name, max_length, f"set model.{name} = {{limit}} (or less)")
         prefix_id = self.query_prefix_id if is_query else self.document_prefix_id
         use_prefix = prefix_id is not None
         # PyLate mutates max_seq_length here; it leaks into sentence_bert_config.json on save.
