@@ -1,4 +1,4 @@
-"""One optimizer step: micro-batch gradients, accumulation, clipping, AdamW, a finite-loss guard.
+"""One optimizer step: micro-batch gradients, accumulation, clipping, AdamW, a non-finite guard.
 
 Loss protocol: ``loss(sentence_features, labels) -> scalar`` differentiable w.r.t.
 ``loss.model``'s trainable parameters; if the loss has ``value_and_grad(features, labels) ->
@@ -20,7 +20,43 @@ _warned: set[str] = set()
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when a step's loss or gradient norm is NaN/inf; that step's update is not applied."""
+    """A step's loss or gradient norm was NaN/inf (``cause`` "loss" / "grad_norm"): the update was not
+    applied, so the weights are those the step started from. ``cause`` "weights": see the subclass."""
+
+    def __init__(self, message, cause="loss", loss=None, grad_norm=None, applied=False):
+        super().__init__(message)
+        self.cause, self.loss, self.grad_norm, self.applied = cause, loss, grad_norm, applied
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The loss and gradient norm were finite but the update made weights NaN/inf (e.g. a huge lr).
+
+    The fused AdamW updates in place, so the previous weights are gone: the model in memory is
+    damaged (``model_is_damaged(model)``) and must not be saved; resume from a checkpoint instead.
+    """
+
+
+_DAMAGED = "_mlx_hf_bridge_damaged"
+
+
+def mark_damaged(model, reason: str):
+    object.__setattr__(model, _DAMAGED, reason)  # not an MLX child: a plain attribute
+
+
+def model_is_damaged(model) -> str | None:
+    """Why ``model``'s weights are unusable (a non-finite update), or None. The mark is re-checked
+    against the weights, so it goes away once finite weights were loaded back (by any means)."""
+    reason = getattr(model, _DAMAGED, None)
+    if reason is not None and _all_finite(dict(tree_flatten(model.parameters()))).item():
+        object.__delattr__(model, _DAMAGED)
+        return None
+    return reason
+
+
+def _all_finite(params: dict):
+    """One boolean reduction per floating array, combined lazily (True when every weight is finite)."""
+    flags = [mx.isfinite(v).all() for v in params.values() if mx.issubdtype(v.dtype, mx.floating)]
+    return mx.all(mx.stack(flags)) if flags else mx.array(True)
 
 
 def warn_once(key: str, message: str):
@@ -115,8 +151,10 @@ class StepRunner:
         Each micro-batch loss is divided by the window size, as HF does (so the last, shorter
         window of an epoch is averaged over its own length). One ``mx.eval`` per micro-batch
         bounds memory. The loss and gradient norm are checked before the update, which then runs
-        in place where the optimizer's kernel allows. Returns (loss, grad_norm before clipping) as
-        floats, or raises NonFiniteLossError before updating.
+        in place where the optimizer's kernel allows; the updated weights are checked after it (one
+        boolean reduction). Returns (loss, grad_norm before clipping) as floats; raises
+        NonFiniteLossError before updating, or NonFiniteWeightsError after an update that overflowed
+        (the model is then marked damaged: the old weights were overwritten in place).
         """
         micro_batches = list(micro_batches)
         n = len(micro_batches)
@@ -136,7 +174,8 @@ class StepRunner:
         mx.eval(acc_loss, norm)
         loss_val, norm_val = acc_loss.item(), norm.item()
         if not (math.isfinite(loss_val) and math.isfinite(norm_val)):
-            raise NonFiniteLossError(f"loss={loss_val}, grad_norm={norm_val}")
+            cause = "loss" if not math.isfinite(loss_val) else "grad_norm"
+            raise NonFiniteLossError(f"loss={loss_val}, grad_norm={norm_val}", cause, loss_val, norm_val)
         coef = clip_coefficient(norm, self.max_grad_norm)  # applied inside the optimizer's update pass
         new_params, moments = self.optimizer.compute(self.params, acc, lr_factor, grad_scale=coef)
         # Only the lazy results are referenced when they are evaluated, so the fused AdamW updates
@@ -144,7 +183,14 @@ class StepRunner:
         self.optimizer.commit(moments)
         self.params = new_params
         _set(self.model, new_params)
-        mx.eval(new_params, self.optimizer.arrays())
+        finite = _all_finite(new_params)  # reads the results only: the in-place update is unaffected
+        mx.eval(new_params, self.optimizer.arrays(), finite)
+        if not finite.item():
+            bad = [k for k, v in new_params.items() if mx.issubdtype(v.dtype, mx.floating) and not mx.isfinite(v).all().item()]
+            message = (f"the update made {len(bad)} weight arrays non-finite (e.g. {bad[:3]}) although loss={loss_val} "
+                       f"and grad_norm={norm_val} were finite")
+            mark_damaged(self.model, message)
+            raise NonFiniteWeightsError(message, "weights", loss_val, norm_val, applied=True)
         return loss_val, norm_val
 
     def reload_from_model(self):

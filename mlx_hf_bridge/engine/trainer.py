@@ -18,11 +18,12 @@ from pathlib import Path
 
 from .. import backend
 from . import checkpoint as ckpt
+from . import health, lock
 from .callbacks import CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback
 from .optim import AdamW, Schedule, warmup_steps_for
 from .remat import gradient_checkpointing
 from .state import TrainerControl, TrainerState, TrainOutput
-from .step import NonFiniteLossError, StepRunner, resolve_compute_dtype
+from .step import NonFiniteLossError, StepRunner, model_is_damaged, resolve_compute_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +94,7 @@ class Trainer:
 
     # --- set-up ----------------------------------------------------------------------------------
     def _resolve_resume(self, resume_from_checkpoint):
-        if resume_from_checkpoint in (None, False):
-            return None
-        if resume_from_checkpoint is True:
-            found = ckpt.latest_checkpoint(self.args.output_dir)
-            if found is None:
-                raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
-            return found
-        return ckpt.check_checkpoint(resume_from_checkpoint)
+        return health.resolve_resume(resume_from_checkpoint, self.args.output_dir)
 
     def create_optimizer_and_scheduler(self, num_training_steps: int):
         args = self.args
@@ -124,7 +118,19 @@ class Trainer:
         if kwargs:
             raise TypeError(f"train() got unexpected keyword arguments: {', '.join(kwargs)}")
         args = self.args
+        save_only = bool(getattr(args, "save_only_model", False))
+        lock.check_output_dir(args.output_dir, lock.checkpoint_bytes(self.model, save_only),
+                              will_save=str(_plain(args.save_strategy)) != "no")
+        with lock.output_dir_lock(args.output_dir):  # before anything reads or cleans output_dir
+            return self._train_locked(resume_from_checkpoint, ignore_keys_for_eval)
+
+    def _train_locked(self, resume_from_checkpoint, ignore_keys_for_eval):
+        args = self.args
         resume = self._resolve_resume(resume_from_checkpoint)
+        damage = model_is_damaged(self.model)
+        if damage is not None and resume is None:
+            raise ValueError(f"The model's weights are not finite ({damage}). Fix: resume_from_checkpoint=True "
+                             "(the latest good checkpoint) or load the model again.")
         self.validate_train_setup()
         backend.seed_everything(args.seed)
         sampler = self.get_train_batch_sampler()
@@ -159,6 +165,7 @@ class Trainer:
         if resume is not None:
             ckpt.load_model_weights(self.model, resume)
             ckpt.load_optimizer(resume, self.optimizer)
+        self._unverified = resume  # the next step's loss tells whether its weights can be trained from
         self.runner = StepRunner(self.model, self.optimizer, args.max_grad_norm,
                                  resolve_compute_dtype(args.bf16, args.fp16),
                                  compile=bool(getattr(args, "torch_compile", False)))
@@ -237,16 +244,15 @@ class Trainer:
     def _optimizer_step(self, window):
         factor = self.lr_scheduler.factor(self.state.global_step)
         micro = ((self.loss_inputs(self.collate(idx))) for idx in window)
+        step = self.state.global_step + 1
         try:
             loss, grad_norm = self.runner.step(micro, factor, on_substep_end=self._substep_end)
         except NonFiniteLossError as err:
-            last = ckpt.latest_checkpoint(self.args.output_dir)
-            raise NonFiniteLossError(
-                f"Training stopped: non-finite {err} at step {self.state.global_step + 1} "
-                f"(epoch {self.state.epoch or 0:.2f}); that update was not applied. Last good checkpoint: "
-                f"{last or 'none saved yet'}. Fix: lower learning_rate, keep max_grad_norm > 0, check the data "
-                "for empty texts or NaN labels, then resume_from_checkpoint=True."
-            ) from None
+            # a weights overflow comes after a finite loss: the checkpoint trained fine from its weights
+            self._verify_checkpoint(step, err.loss, err.grad_norm, ok=err.cause == "weights")
+            raise type(err)(health.stop_message(err, step, self.state.epoch or 0, self.args),
+                            err.cause, err.loss, err.grad_norm, err.applied) from None
+        self._verify_checkpoint(step, loss, grad_norm, ok=True)
         self.control = self._event("on_pre_optimizer_step")
         self.control = self._event("on_optimizer_step")
         self._last_lr = self.optimizer.groups[0]["lr"] * factor  # the lr this step used (what HF logs)
@@ -254,6 +260,12 @@ class Trainer:
         return loss, grad_norm
 
     _last_grad_norm = None
+    _unverified = None  # the checkpoint the next step starts from, until that step ran
+
+    def _verify_checkpoint(self, step, loss, grad_norm, ok):
+        if self._unverified is not None:
+            health.record_next_step(self._unverified, step, loss, grad_norm, ok)
+            self._unverified = None
 
     def _substep_end(self):
         self.control = self._event("on_substep_end")
@@ -321,7 +333,9 @@ class Trainer:
         sched = self.lr_scheduler.state_json(self.state.global_step, [g["lr"] for g in self.optimizer.groups])
         ckpt.save_checkpoint(path, self.model, self.optimizer, sched, self.state, self._args_dict(),
                              save_only_model=bool(getattr(self.args, "save_only_model", False)),
-                             _before_commit=getattr(self, "_before_commit_hook", None))
+                             _before_commit=getattr(self, "_before_commit_hook", None),
+                             extra_json={health.HEALTH_FILE: health.weights_record(self.model, self.state.global_step)})
+        self._unverified = path
         ckpt.rotate_checkpoints(out, self.args.save_total_limit, keep=self.state.best_model_checkpoint)
         return path
 
