@@ -20,6 +20,18 @@ def _text_length(text) -> int:
     return sum(len(t) for t in text)
 
 
+def encode_in_length_order(texts, batch_size: int, encode_batch, desc: str, show_progress_bar: bool = False) -> list:
+    """The encode loop PyLate and ST share: longest texts first (one padding width per batch),
+    ``encode_batch(texts) -> [per-text output]`` on each slice, results back in input order."""
+    order = np.argsort([-_text_length(t) for t in texts])
+    sorted_texts = [texts[int(i)] for i in order]
+    results = []
+    for start in trange(0, len(texts), batch_size, desc=desc, disable=not show_progress_bar):
+        results.extend(encode_batch(sorted_texts[start : start + batch_size]))
+    inverse = np.argsort(order)
+    return [results[int(i)] for i in inverse]
+
+
 class EncodeMixin:
     def encode(
         self,
@@ -77,17 +89,12 @@ class EncodeMixin:
             sentences = [prompt + s for s in sentences]
 
         keys = ("token_embeddings",) if output_value else ("token_embeddings", "input_ids", "attention_mask", "masks")
-        outputs = {k: [] for k in keys}
-        order = np.argsort([-_text_length(s) for s in sentences])
-        sorted_sentences = [sentences[int(i)] for i in order]
-        if show_progress_bar is None:
-            show_progress_bar = False
-        desc = f"Encoding {'queries' if is_query else 'documents'} (bs={batch_size})"
-        for start in trange(0, len(sentences), batch_size, desc=desc, disable=not show_progress_bar):
+
+        def encode_batch(batch):
             # padding-free (the default) pads documents to the batch's longest, as PyLate does;
             # ``model.padding_free = False`` pads them to document_length (same vectors)
             fixed = not is_query and not getattr(self, "padding_free", True)
-            features = self.tokenize(sorted_sentences[start : start + batch_size], is_query=is_query, pad=fixed)
+            features = self.tokenize(batch, is_query=is_query, pad=fixed)
             # only documents' real tokens are returned, so their rows may run packed (no padding)
             with packed_sequences(self, not is_query and not fixed and bool(output_value)):
                 embeddings = self(features)["token_embeddings"]
@@ -103,16 +110,16 @@ class EncodeMixin:
             mx.eval(embeddings, masks)
             emb_np = np.array(embeddings.astype(mx.float32))
             mask_np = np.array(masks)
-            for i in range(emb_np.shape[0]):
-                if output_value:
-                    outputs["token_embeddings"].append(emb_np[i][mask_np[i]])
-                else:
-                    outputs["token_embeddings"].append(emb_np[i])
-                    outputs["input_ids"].append(np.array(features["input_ids"][i]))
-                    outputs["attention_mask"].append(np.array(features["attention_mask"][i]))
-                    outputs["masks"].append(mask_np[i])
-        inverse = np.argsort(order)
-        outputs = {k: [v[int(i)] for i in inverse] for k, v in outputs.items()}
+            if output_value:
+                return [(emb_np[i][mask_np[i]],) for i in range(emb_np.shape[0])]
+            return [
+                (emb_np[i], np.array(features["input_ids"][i]), np.array(features["attention_mask"][i]), mask_np[i])
+                for i in range(emb_np.shape[0])
+            ]
+
+        desc = f"Encoding {'queries' if is_query else 'documents'} (bs={batch_size})"
+        items = encode_in_length_order(sentences, batch_size, encode_batch, desc, bool(show_progress_bar))
+        outputs = {k: [item[j] for item in items] for j, k in enumerate(keys)}
         if padding:
             pad_values = {"token_embeddings": 0, "masks": 0, "attention_mask": 0, "input_ids": self.tokenizer.pad_token_id or 0}
             for key, values in outputs.items():

@@ -11,6 +11,7 @@ import mlx.core as mx
 from .. import __version__
 from ..loading import build_model, load_config, load_tokenizer, load_weights, write_encoder_files
 from ..models import get_architecture
+from ..modules import layout as module_layout
 from .modules import Dense, Transformer
 
 COLBERT_KEYS = (
@@ -22,28 +23,35 @@ COLBERT_KEYS = (
     "skiplist_words",
     "do_query_expansion",
 )
-TRANSFORMER_TYPES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Transformer.Transformer")
 
 
 def read_modules(folder: Path, tokenizer_kwargs=None):
-    """An ST/PyLate folder -> (Transformer, [Dense...], colbert_config). Pooling/Normalize are dropped."""
-    entries = json.loads((folder / "modules.json").read_text())
+    """An ST 5 / PyLate folder -> (Transformer, [Dense...], colbert_config). Pooling/Normalize are dropped,
+    as PyLate does. Unknown module types, mixed layouts, missing or unlisted module folders and
+    sentence-transformers 6 folders are refused (``modules.layout``) before any weights are read."""
+    found = module_layout.read_layout(folder)
+    if found.dialect == "st6":
+        raise module_layout.LayoutError(
+            f"{folder} was saved by sentence-transformers 6 ({found.model_type or 'SentenceTransformer'}; modules.json "
+            f"types {', '.join(e['type'] for _, _, e in found.modules)}). PyLate's ColBERT would read it with its own "
+            "defaults ([Q]/[D] prefixes, 32-token query expansion, punctuation skiplist), not the settings saved "
+            "in it. Load it with mlx_hf_bridge.sentence_transformers.MultiVectorEncoder(path), which reads "
+            "ST 6's query expansion, prompts, MultiVectorMask and Normalize exactly."
+        )
     transformer, denses = None, []
-    for entry in sorted(entries, key=lambda e: int(e["idx"])):
-        path = folder / entry.get("path", "")
-        kind = entry["type"]
+    for kind, path, entry in found.modules:
         if transformer is None:
-            if not (kind in TRANSFORMER_TYPES or kind.endswith(".Transformer")):
-                raise ValueError(f"{folder}: first module is {kind}, expected a Transformer.")
-            transformer = load_transformer(path, tokenizer_kwargs)
-        elif kind.endswith("Dense"):
-            denses.append(Dense.load(path))
-        # Pooling, Normalize and other modules are dropped, as PyLate does.
+            if kind != "Transformer":
+                raise ValueError(f"{folder}: first module is {entry['type']}, expected a Transformer.")
+            transformer = load_transformer(folder / path, tokenizer_kwargs)
+        elif kind == "Dense":
+            denses.append(Dense.load(folder / path))
+        elif kind == "Transformer":
+            raise module_layout.LayoutError(f"{folder}/modules.json lists a second Transformer ({entry['name']!r}).")
+        # Pooling and Normalize are dropped, as PyLate does.
     if transformer is None:
         raise ValueError(f"{folder}/modules.json lists no Transformer module.")
-    config_path = folder / "config_sentence_transformers.json"
-    model_config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    return transformer, denses, model_config
+    return transformer, denses, found.model_config
 
 
 def load_transformer(path: Path, tokenizer_kwargs=None) -> Transformer:

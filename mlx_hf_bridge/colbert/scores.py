@@ -84,3 +84,95 @@ def skiplist_mask(input_ids, skiplist) -> mx.array:
     for token_id in set(skiplist):
         mask = mask & (ids != token_id)
     return mask
+
+
+# --- sentence-transformers 6's MaxSim (util.similarity.maxsim) ------------------------------------
+# ST 6 masks differently from PyLate: a masked document token is excluded from the max (filled with
+# the dtype minimum, not multiplied by 0), and a document with no token left scores EMPTY_DOCUMENT_SCORE.
+EMPTY_DOCUMENT_SCORE = -1e9
+
+
+def _multi_vector_side(embeddings, mask):
+    """One side of an ST 6 scoring call -> (B, T, H) array and its (B, T) mask or None.
+
+    A list of (n_i, H) items is zero-padded with a length mask, a bare 2D input is one item, a 3D
+    input without a mask is masked by its all-zero rows (ST 6's ``_zero_row_mask``)."""
+    if isinstance(mask, (list, tuple)):
+        rows = [np.asarray(to_array(m)) for m in mask]
+        width = max((len(r) for r in rows), default=0)
+        mask = mx.array(np.stack([np.pad(r, (0, width - len(r))) for r in rows]))
+    elif mask is not None:
+        mask = to_array(mask)
+    if isinstance(embeddings, (list, tuple)):
+        items = [to_array(e).astype(mx.float32) for e in embeddings]
+        lengths = [int(e.shape[0]) for e in items]
+        width, dim = max(lengths, default=0), next((int(e.shape[-1]) for e in items if e.shape[0]), 1)
+        padded = mx.stack([mx.pad(e.reshape(-1, dim), [(0, width - n), (0, 0)]) for e, n in zip(items, lengths)])
+        if mask is None:
+            mask = mx.arange(width)[None, :] < mx.array(lengths)[:, None]
+        return padded, mask
+    x = to_array(embeddings)
+    if not mx.issubdtype(x.dtype, mx.floating):
+        x = x.astype(mx.float32)
+    if x.ndim == 2:
+        x = x[None]
+        mask = mask[None] if mask is not None and mask.ndim == 1 else mask
+    if mask is None:
+        mask = mx.any(x != 0, axis=-1)
+    return x, mask
+
+
+def _fit_width(mask, width: int, name: str):
+    if mask.shape[-1] != width:
+        raise ValueError(f"`{name}` covers {mask.shape[-1]} tokens, but the padded embeddings have {width}.")
+    return mask
+
+
+def _query_counts(a_mask):
+    return mx.maximum(a_mask.astype(mx.bool_).sum(axis=-1), 1).astype(mx.float32)
+
+
+def maxsim(a, b, a_mask=None, b_mask=None, length_normalize: bool = False, **_ignored):
+    """ST 6's ``maxsim``: (A, B) scores, sum over query tokens of the max over document tokens."""
+    a, a_mask = _multi_vector_side(a, a_mask)
+    b, b_mask = _multi_vector_side(b, b_mask)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return mx.zeros((a.shape[0], b.shape[0]), dtype=mx.float32)
+    a_mask = _fit_width(a_mask, a.shape[1], "a_mask")
+    b_mask = _fit_width(b_mask, b.shape[1], "b_mask").astype(mx.bool_)
+    if b.shape[1] == 0:
+        return mx.full((a.shape[0], b.shape[0]), EMPTY_DOCUMENT_SCORE, dtype=mx.float32)
+    sims = mx.einsum("ash,bth->abst", a, b)
+    sims = mx.where(b_mask[None, :, None, :], sims, mx.finfo(sims.dtype).min)
+    best = sims.max(axis=-1).astype(mx.float32) * a_mask.astype(mx.float32)[:, None, :]
+    scores = mx.where(mx.any(b_mask, axis=-1)[None, :], best.sum(axis=-1), EMPTY_DOCUMENT_SCORE)
+    return scores / _query_counts(a_mask)[:, None] if length_normalize else scores
+
+
+def maxsim_pairwise(a, b, a_mask=None, b_mask=None, length_normalize: bool = False, **_ignored):
+    """ST 6's ``maxsim_pairwise``: (B,) scores of query i against document i."""
+    a, a_mask = _multi_vector_side(a, a_mask)
+    b, b_mask = _multi_vector_side(b, b_mask)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"`a` and `b` must hold the same number of items to score as pairs, got {a.shape[0]} and {b.shape[0]}."
+        )
+    if a.shape[0] == 0:
+        return mx.zeros((0,), dtype=mx.float32)
+    a_mask = _fit_width(a_mask, a.shape[1], "a_mask")
+    b_mask = _fit_width(b_mask, b.shape[1], "b_mask").astype(mx.bool_)
+    if b.shape[1] == 0:
+        return mx.full((a.shape[0],), EMPTY_DOCUMENT_SCORE, dtype=mx.float32)
+    sims = mx.einsum("bsh,bth->bst", a, b)
+    sims = mx.where(b_mask[:, None, :], sims, mx.finfo(sims.dtype).min)
+    best = sims.max(axis=-1).astype(mx.float32) * a_mask.astype(mx.float32)
+    scores = mx.where(mx.any(b_mask, axis=-1), best.sum(axis=-1), EMPTY_DOCUMENT_SCORE)
+    return scores / _query_counts(a_mask) if length_normalize else scores
+
+
+def mean_maxsim(a, b, a_mask=None, b_mask=None, length_normalize: bool = True, **kwargs):
+    return maxsim(a, b, a_mask, b_mask, length_normalize=length_normalize, **kwargs)
+
+
+def mean_maxsim_pairwise(a, b, a_mask=None, b_mask=None, length_normalize: bool = True, **kwargs):
+    return maxsim_pairwise(a, b, a_mask, b_mask, length_normalize=length_normalize, **kwargs)

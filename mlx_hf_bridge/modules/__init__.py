@@ -1,0 +1,9 @@
+"""sentence-transformers 6's module kinds on MLX, one file each, and ``layout`` (which library wrote
+a folder, and whether the bridge can read it exactly)."""
+
+from .dense import Dense
+from .multi_vector_mask import MultiVectorMask
+from .normalize import Normalize
+from .transformer import QUERY_EXPANSION_STRATEGIES, Transformer
+
+__all__ = ["Dense", "MultiVectorMask", "Normalize", "QUERY_EXPANSION_STRATEGIES", "Transformer"]

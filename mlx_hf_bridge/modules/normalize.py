@@ -1,0 +1,46 @@
+"""sentence-transformers 6's ``base.modules.Normalize``: L2 over the last axis of one feature."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..errors import read_json
+
+
+class Normalize(nn.Module):
+    """``Normalize(module_input_name="sentence_embedding", module_output_name=None)``.
+
+    As in ST 6, a missing input feature is a no-op (a multi-vector model has no ``sentence_embedding``)."""
+
+    def __init__(self, module_input_name: str = "sentence_embedding", module_output_name: str | None = None):
+        super().__init__()
+        self.module_input_name = module_input_name
+        self.module_output_name = module_output_name if module_output_name is not None else module_input_name
+
+    def __call__(self, features: dict, task=None) -> dict:
+        x = features.get(self.module_input_name)
+        if x is None:
+            return features
+        # torch's F.normalize: x / max(||x||, 1e-12)
+        return {**features, self.module_output_name: x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)}
+
+    def get_config_dict(self) -> dict:
+        return {"module_input_name": self.module_input_name, "module_output_name": self.module_output_name}
+
+    def save(self, output_path):
+        Path(output_path).mkdir(parents=True, exist_ok=True)
+        (Path(output_path) / "config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
+
+    @staticmethod
+    def load(input_path) -> "Normalize":
+        path = Path(input_path) / "config.json"
+        # ST 6 builds the default Normalize when the folder has no config (e.g. a Hub repo without the empty folder)
+        config = read_json(path, "the Normalize module's settings") if path.exists() else {}
+        unknown = sorted(set(config) - {"module_input_name", "module_output_name"})
+        if unknown:
+            raise ValueError(f"{path}: unknown Normalize setting(s) {unknown}; ST 6 accepts module_input_name, module_output_name.")
+        return Normalize(**config)

@@ -1,0 +1,5 @@
+"""The multi-vector (late-interaction) family in sentence-transformers 6's spelling."""
+
+from .encoder import MultiVectorEncoder
+
+__all__ = ["MultiVectorEncoder"]

@@ -1,0 +1,350 @@
+"""sentence-transformers 6.2's ``MultiVectorEncoder`` on MLX.
+
+A sequential pipeline ``Transformer -> [Dense ...] -> MultiVectorMask -> [Normalize]`` (ST 6's module
+kinds, ``mlx_hf_bridge.modules``), loaded from and saved to ST 6's folder layout. It shares PyLate
+``ColBERT``'s machinery: the length-ordered encode loop (``colbert.encode``), the backbones and
+Dense (``colbert.modules``), MaxSim (``colbert.scores``, ST 6's masking rules) and the atomic
+folder save (``io_utils.save_folder``); only the names, defaults and the layout are ST 6's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ..colbert import scores
+from ..colbert.encode import encode_in_length_order
+from ..errors import check_texts
+from ..io_utils import save_folder
+from ..loading import resolve_path
+from ..modules import Dense, MultiVectorMask, Normalize, Transformer
+from ..modules import layout as module_layout
+
+logger = logging.getLogger(__name__)
+
+SIMILARITY_FNS = {
+    "maxsim": (scores.maxsim, scores.maxsim_pairwise),
+    "meanmaxsim": (scores.mean_maxsim, scores.mean_maxsim_pairwise),
+}
+_OTHER_DIALECTS = {
+    "pylate": "a PyLate ColBERT save",
+    "st5": "a sentence-transformers 5 (dense SentenceTransformer) save",
+    "stanford": "a Stanford-NLP ColBERT (HF_ColBERT) checkpoint",
+}
+
+
+class MultiVectorEncoder(nn.Module):
+    """``MultiVectorEncoder(model_name_or_path=None, *, modules=None, prompts=None, default_prompt_name=None,
+    ..., similarity_fn_name=None)`` with ST 6.2's signature and defaults.
+
+    Reads ST 6 multi-vector folders exactly (the Transformer's ``query_length`` / ``document_length`` /
+    ``query_expansion``, prompts prepended as text, ``MultiVectorMask``, ``Normalize`` only where saved)
+    and plain HF folders (ST 6's default pipeline: a random 128-d projection, no skiplist, Normalize).
+    Folders it cannot read as ST 6 does raise a ``ValueError`` that names what they are.
+    """
+
+    model_type = "MultiVectorEncoder"
+    SUPPORTED_SIMILARITY_FN_NAMES = ("maxsim", "meanmaxsim")
+
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        *,
+        modules=None,
+        device=None,
+        prompts=None,
+        default_prompt_name=None,
+        cache_folder=None,
+        trust_remote_code: bool = False,
+        revision=None,
+        local_files_only: bool = False,
+        token=None,
+        model_kwargs=None,
+        processor_kwargs=None,
+        config_kwargs=None,
+        model_card_data=None,
+        backend: str = "torch",
+        similarity_fn_name=None,
+    ):
+        super().__init__()
+        if backend != "torch":
+            raise ValueError(f"backend={backend!r}: the bridge runs on MLX; leave backend at its default.")
+        self._similarity_fn_name = None
+        self.similarity_fn_name = similarity_fn_name
+        self.prompts = {"query": None, "document": None, **(prompts or {})}
+        self.default_prompt_name = default_prompt_name
+        self.model_card_data = model_card_data
+        self.model_name_or_path = str(model_name_or_path) if model_name_or_path is not None else None
+        if model_name_or_path is not None:
+            if modules is not None:
+                logger.warning("Both `model_name_or_path` and `modules` were provided; the modules are loaded from the path.")
+            folder = resolve_path(model_name_or_path, revision, token, cache_folder, local_files_only)
+            modules = self._load_folder(folder, model_kwargs, processor_kwargs, config_kwargs)
+        if not modules:
+            raise ValueError(
+                "MultiVectorEncoder needs model_name_or_path (an ST 6 multi-vector or plain HF folder, or a hub id) "
+                "or a non-empty modules=[Transformer(...), Dense(...), MultiVectorMask(), Normalize(...)]."
+            )
+        modules = list(modules)
+        if not isinstance(modules[0], Transformer):
+            raise ValueError(
+                f"The first module must be mlx_hf_bridge's ST 6 Transformer, got {type(modules[0]).__name__}."
+            )
+        self.transformer, self.heads = modules[0], modules[1:]
+        self._validate_prompts()
+        for module in self.heads:
+            if isinstance(module, MultiVectorMask):
+                module.resolve_with_tokenizer(self.tokenizer)
+        if self.transformer.query_expansion is not None and not any(isinstance(m, MultiVectorMask) for m in self.heads):
+            logger.warning(
+                "query_expansion is set on the Transformer module, but no MultiVectorMask module follows it. "
+                "MultiVectorMask is what includes the expansion tokens in the scoring mask, so without one they "
+                "will not be scored. Add a MultiVectorMask module after the Transformer."
+            )
+        self.eval()
+
+    def __setattr__(self, key, value):
+        # settings, not children: nn.Module would file a dict or list under its parameter tree
+        if key in ("prompts", "model_card_data"):
+            object.__setattr__(self, key, value)
+        else:
+            super().__setattr__(key, value)
+
+    # --- loading -----------------------------------------------------------------------------------
+    def _load_folder(self, folder, model_kwargs, processor_kwargs, config_kwargs) -> list:
+        layout = module_layout.read_layout(folder)
+        kwargs = dict(model_kwargs=model_kwargs, processor_kwargs=processor_kwargs, config_kwargs=config_kwargs)
+        if layout.dialect == "hf":
+            transformer = Transformer(folder, **kwargs)
+            hidden = transformer.get_embedding_dimension()
+            logger.info("No ColBERT checkpoint detected: added a randomly-initialised projection of (%d, 128).", hidden)
+            return [
+                transformer,
+                Dense(hidden, 128, bias=False, activation_function=None, module_input_name="token_embeddings"),
+                MultiVectorMask(),
+                Normalize(module_input_name="token_embeddings"),
+            ]
+        if layout.dialect != "st6":
+            raise module_layout.LayoutError(
+                f"{folder} is {_OTHER_DIALECTS[layout.dialect]}. sentence-transformers 6 converts such folders "
+                "(legacy prefixes, expansion and skiplist translated into its modules); the bridge does not "
+                "reproduce that conversion yet. Load it with mlx_hf_bridge.pylate.models.ColBERT (PyLate's "
+                "behaviour), or convert it once with the real sentence-transformers 6 "
+                "(MultiVectorEncoder(path).save_pretrained(new_path)) and load the new folder."
+            )
+        if layout.model_type != self.model_type:
+            raise module_layout.LayoutError(
+                f"{folder} is a sentence-transformers 6 {layout.model_type or 'SentenceTransformer'} save "
+                "(config_sentence_transformers.json model_type); the bridge loads ST 6 MultiVectorEncoder "
+                "folders only. Convert it with the real sentence-transformers 6 first."
+            )
+        if any(kwargs.values()):
+            raise ValueError("model_kwargs / processor_kwargs / config_kwargs are not applied to saved ST 6 folders yet; drop them.")
+        modules = module_layout.load_st6_modules(layout)
+        config = layout.model_config
+        for name, text in (config.get("prompts") or {}).items():  # the caller's prompts win
+            if self.prompts.get(name) is None:
+                self.prompts[name] = text
+        if self.default_prompt_name is None:
+            self.default_prompt_name = config.get("default_prompt_name")
+        saved_similarity = config.get("similarity_fn_name")
+        if self._similarity_fn_name is None and saved_similarity in self.SUPPORTED_SIMILARITY_FN_NAMES:
+            self.similarity_fn_name = saved_similarity
+        return modules
+
+    def _validate_prompts(self):
+        for key, value in self.prompts.items():
+            if value is None:
+                self.prompts[key] = ""
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"Default prompt name '{self.default_prompt_name}' not found in the configured prompts "
+                f"dictionary with keys {list(self.prompts.keys())!r}."
+            )
+
+    # --- the sequential model ----------------------------------------------------------------------
+    def __iter__(self):
+        return iter([self.transformer, *self.heads])
+
+    def __len__(self) -> int:
+        return 1 + len(self.heads)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, str):  # nn.Module is a dict: keep key access working
+            return super().__getitem__(idx)
+        return [self.transformer, *self.heads][idx]
+
+    @property
+    def tokenizer(self):
+        return self.transformer.tokenizer
+
+    @property
+    def max_seq_length(self):
+        return self.transformer.max_seq_length
+
+    @property
+    def dense(self) -> list:
+        return [m for m in self.heads if isinstance(m, Dense)]
+
+    @property
+    def device(self) -> str:
+        return "gpu" if mx.default_device() == mx.gpu else "cpu"
+
+    def get_embedding_dimension(self):
+        for module in reversed(list(self)):
+            if hasattr(module, "get_embedding_dimension"):
+                return module.get_embedding_dimension()
+        return None
+
+    def to(self, *args, **kwargs):
+        return self
+
+    def preprocess(self, inputs, prompt=None, task=None, **kwargs) -> dict:
+        return self.transformer.preprocess(check_texts(inputs), prompt=prompt, task=task, **kwargs)
+
+    tokenize = preprocess
+
+    def __call__(self, features: dict, task=None) -> dict:
+        out = self.transformer(features)
+        for module in self.heads:
+            out = module(out, task=task)
+        return out
+
+    forward = __call__
+
+    # --- encoding ----------------------------------------------------------------------------------
+    def encode_query(self, inputs, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
+                     output_value="token_embeddings", convert_to_numpy: bool = False, device=None,
+                     normalize_embeddings: bool = False, pool=None, chunk_size=None, token_pooling=None, **kwargs):
+        """``encode`` with ``task="query"`` and the ``"query"`` prompt when none is given."""
+        if prompt_name is None and prompt is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(inputs, prompt_name, prompt, batch_size, show_progress_bar, output_value, convert_to_numpy,
+                           device, normalize_embeddings, pool, chunk_size, token_pooling, task="query", **kwargs)
+
+    def encode_document(self, inputs, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
+                        output_value="token_embeddings", convert_to_numpy: bool = False, device=None,
+                        normalize_embeddings: bool = False, pool=None, chunk_size=None, token_pooling=None, **kwargs):
+        """``encode`` with ``task="document"`` and the first of the document / passage / corpus prompts."""
+        if prompt_name is None and prompt is None:
+            prompt_name = next((c for c in ("document", "passage", "corpus") if c in self.prompts), None)
+        return self.encode(inputs, prompt_name, prompt, batch_size, show_progress_bar, output_value, convert_to_numpy,
+                           device, normalize_embeddings, pool, chunk_size, token_pooling, task="document", **kwargs)
+
+    def encode(self, inputs, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
+               output_value="token_embeddings", convert_to_numpy: bool = False, device=None,
+               normalize_embeddings: bool = False, pool=None, chunk_size=None, token_pooling=None, task=None, **kwargs):
+        """Per-text token embeddings sliced by the scoring mask: a list of (n_i, dim) ``mx.array``
+        (numpy with ``convert_to_numpy=True``); ``output_value=None`` gives each text's raw features."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        if output_value not in ("token_embeddings", None):
+            raise ValueError(
+                f'output_value must be "token_embeddings" or None (raw per-input feature dicts), got {output_value!r}.'
+            )
+        if "convert_to_tensor" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__}.encode() has no `convert_to_tensor`: multi-vector embeddings are "
+                "variable-length, so there is nothing to stack. Encoding already returns a list of arrays. Drop the "
+                "argument, or pass `convert_to_numpy=True` for a list of numpy arrays."
+            )
+        if kwargs:
+            raise ValueError(
+                f"{type(self).__name__}.encode() has been called with additional keyword arguments that "
+                f"this model does not use: {list(kwargs)}."
+            )
+        for name, value in (("pool", pool), ("token_pooling", token_pooling)):
+            if value is not None:
+                raise NotImplementedError(f"{name}= is not supported on MLX yet (one process, no token pooling).")
+        if isinstance(device, list):
+            raise NotImplementedError("A list of devices (multi-process encoding) is not supported on MLX.")
+        single = isinstance(inputs, str)
+        texts = check_texts([inputs] if single else inputs, "inputs")
+        prompt = self._resolve_prompt(prompt, prompt_name)
+        self.eval()
+
+        def encode_batch(batch):
+            features = self.transformer.preprocess(batch, prompt=prompt, task=task)
+            out = self(features, task=task)
+            if output_value is None:
+                mx.eval(out)
+                return [{k: (v[i] if isinstance(v, mx.array) and v.ndim and v.shape[0] == len(batch) else v)
+                         for k, v in out.items()} for i in range(len(batch))]
+            embeddings, masks = out["token_embeddings"], out["attention_mask"].astype(mx.bool_)
+            mx.eval(embeddings, masks)
+            emb_np, mask_np = np.array(embeddings.astype(mx.float32)), np.array(masks)
+            rows = [emb_np[i][mask_np[i]] for i in range(len(batch))]
+            if normalize_embeddings:
+                rows = [r / np.maximum(np.linalg.norm(r, axis=-1, keepdims=True), 1e-12) for r in rows]
+            return rows if convert_to_numpy else [mx.array(r) for r in rows]
+
+        desc = f"Encoding {'queries' if task == 'query' else 'documents'}"
+        result = encode_in_length_order(texts, batch_size, encode_batch, desc, bool(show_progress_bar))
+        return result[0] if single else result
+
+    def _resolve_prompt(self, prompt, prompt_name):
+        if prompt is None:
+            if prompt_name is not None:
+                if prompt_name not in self.prompts:
+                    raise ValueError(
+                        f"Prompt name '{prompt_name}' not found in the configured prompts dictionary with keys "
+                        f"{list(self.prompts.keys())!r}."
+                    )
+                return self.prompts[prompt_name]
+            if self.default_prompt_name is not None:
+                return self.prompts.get(self.default_prompt_name)
+        elif prompt_name is not None:
+            logger.warning("Provide either a `prompt`, a `prompt_name`, or neither, but not both. Ignoring the `prompt_name`.")
+        return prompt
+
+    # --- scoring -----------------------------------------------------------------------------------
+    @property
+    def similarity_fn_name(self) -> str:
+        if self._similarity_fn_name is None:
+            self.similarity_fn_name = "maxsim"
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value):
+        value = getattr(value, "value", value)  # a SimilarityFunction enum member
+        if value is not None and value not in self.SUPPORTED_SIMILARITY_FN_NAMES:
+            raise ValueError(
+                f"MultiVectorEncoder only supports {self.SUPPORTED_SIMILARITY_FN_NAMES}, got {value!r}. "
+                "Cosine / dot / euclidean / manhattan are defined on single vectors and don't compose "
+                "with ragged per-token embeddings."
+            )
+        object.__setattr__(self, "_similarity_fn_name", value)
+
+    def similarity(self, embeddings1, embeddings2, **kwargs) -> mx.array:
+        """All-pairs (queries x documents) scores with ST 6's MaxSim (or MeanMaxSim)."""
+        return SIMILARITY_FNS[self.similarity_fn_name][0](embeddings1, embeddings2, **kwargs)
+
+    def similarity_pairwise(self, embeddings1, embeddings2, **kwargs) -> mx.array:
+        return SIMILARITY_FNS[self.similarity_fn_name][1](embeddings1, embeddings2, **kwargs)
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self, path, model_name=None, create_model_card: bool = True, train_datasets=None,
+             safe_serialization: bool = True):
+        """Write ST 6's folder layout into ``path``; other files there are left alone (as ST 6 does).
+        No README model card is written yet (``create_model_card`` is accepted for ST 6's signature)."""
+        if path is None:
+            return
+        save_folder(path, lambda tmp: module_layout.write_st6_folder(self, tmp))
+
+    save_pretrained = save
+
+    def push_to_hub(self, repo_id: str, token=None, private=None, safe_serialization: bool = True, commit_message=None,
+                    local_model_path=None, exist_ok: bool = False, replace_model_card: bool = False,
+                    train_datasets=None, revision=None, create_pr: bool = False) -> str:
+        """Save ST 6's layout, then upload it (``hub.push_to_hub``: the save is kept if the upload fails)."""
+        from .. import hub
+
+        return hub.push_to_hub(
+            lambda folder: self.save(folder, model_name=repo_id, create_model_card=False),
+            repo_id, token=token, private=private, commit_message=commit_message,
+            local_model_path=local_model_path, exist_ok=exist_ok, replace_model_card=replace_model_card,
+            revision=revision, create_pr=create_pr, model_class="MultiVectorEncoder",
+        )
