@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .io_utils import SaveError, map_errors, owned_name, owner_alive
+
 __all__ = ["HubPushError", "push_to_hub"]
 
 
@@ -112,6 +114,22 @@ def _explain(exc: BaseException, api, repo_id: str, local_path: Path, token, sta
     return HubPushError(msg, local_path=local_path, status_code=status)
 
 
+STAGING_STEM = "mlx-hf-bridge-push-"
+
+
+def _new_staging_folder(repo_id: str) -> Path:
+    """A temp folder named for this process; first removes those of pushes killed earlier (dead owners)."""
+    root = Path(tempfile.gettempdir())
+    for entry in root.glob(f"{STAGING_STEM}*"):
+        if entry.is_dir() and owner_alive(entry) is False:
+            shutil.rmtree(entry, ignore_errors=True)
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", repo_id).strip("-") or "model"
+    folder = root / owned_name(f"{STAGING_STEM}{slug}.")
+    with map_errors(folder):
+        folder.mkdir(mode=0o700)
+    return folder
+
+
 def _default_commit_message(model_class: str) -> str:
     return f"Add new {model_class} model"
 
@@ -152,11 +170,14 @@ def push_to_hub(
         create_pr: open a pull request instead of committing to the branch.
         card_fn: ``card_fn(folder, repo_id)`` writes README.md into the saved folder after
             ``save_fn``, knowing the final repo id (used in the card's usage snippets).
-        save_dir: where to save before uploading. It is kept. Default: a new temporary folder
-            that is deleted after a *successful* push and kept (and named) after a failure.
+        save_dir: where to save before uploading. It is kept (other files in it are left alone).
+            Default: a new temporary folder named for this process, deleted after a *successful*
+            push and kept (and named) after a failed upload; temp folders of pushes killed earlier
+            are removed by the next push.
         model_class: used in the default commit message.
 
     Raises:
+        SaveError: the local save hit a full, read-only or forbidden disk (nothing half-written kept).
         HubPushError: any Hub failure (401, 403, 404, 409, 5xx, connection, offline mode); the
             message names ``local_path`` (the saved folder) and how to retry.
     """
@@ -176,11 +197,19 @@ def push_to_hub(
             folder = Path(save_dir)
             folder.mkdir(parents=True, exist_ok=True)
         else:
-            slug = re.sub(r"[^A-Za-z0-9._-]+", "-", repo_id).strip("-") or "model"
-            folder = Path(tempfile.mkdtemp(prefix=f"mlx-hf-bridge-push-{slug}-"))
+            folder = _new_staging_folder(repo_id)
             created_tmp = True
         try:
             save_fn(str(folder))
+        except SaveError as exc:
+            if created_tmp:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise SaveError(exc.errno, exc.filename, exc.needed, exc.free,
+                                f"push_to_hub saves to a temp folder first; set TMPDIR to a disk with room "
+                                f"or pass save_dir=... ({exc.detail})" if exc.detail else
+                                "push_to_hub saves to a temp folder first; set TMPDIR to a disk with room",
+                                exc.needed_at_least) from exc
+            raise
         except BaseException:
             if created_tmp:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -265,14 +265,21 @@ class ColBERT(EncodeMixin, nn.Module):
 
     # --- persistence -----------------------------------------------------------------------
     def save(self, path, model_name=None, create_model_card=True, train_datasets=None, safe_serialization=True):
-        """Write the PyLate folder layout into ``path``; other files there are left alone (as in PyLate)."""
+        """Write the PyLate folder layout into ``path``; other files there are left alone (as in PyLate).
+
+        Crash-safe (``io_utils.save_folder``: a kill leaves the old files or, after the next save,
+        the new ones); a full, read-only or forbidden disk raises ``io_utils.SaveError`` naming the
+        file, with nothing half-written left.
+        """
+        from mlx.utils import tree_flatten
 
         def write(tmp):
             layout.write_folder(self, tmp)
             if create_model_card:
                 self._write_model_card(tmp, model_name, train_datasets)
 
-        save_folder(path, write)
+        size = sum(int(v.nbytes) for _, v in tree_flatten(self.parameters()))
+        save_folder(path, write, size_hint=size)
 
     save_pretrained = save
 

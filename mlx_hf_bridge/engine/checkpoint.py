@@ -2,8 +2,9 @@
 
 Layout (HF names, MLX formats): the model folder (``model.save``), ``optimizer.safetensors`` +
 ``optimizer.json``, ``scheduler.json``, ``rng_state.json``, ``trainer_state.json``,
-``training_args.json``. ``trainer_state.json`` is written last; the folder only appears (one
-rename) once everything is on disk, so a kill mid-save leaves earlier checkpoints untouched.
+``training_args.json``, and last the manifest ``mlx_hf_bridge_checkpoint.json`` (the files the
+bridge wrote: rotation deletes nothing else). The folder only appears (one rename) once everything
+is on disk, so a kill mid-save leaves earlier checkpoints untouched.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import json
 import os
 import random
 import re
-import shutil
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from ..io_utils import atomic_dir
+from ..io_utils import new_folder, save_folder, write_safetensors
+from . import checkpoint_files
 from .state import TrainerState
 
 PREFIX = "checkpoint"
@@ -85,12 +86,9 @@ def check_checkpoint(path) -> Path:
 
 
 def clean_stale_temps(output_dir):
-    """Remove temp folders a killed save left behind (they never replace a real checkpoint)."""
-    out = Path(output_dir)
-    if out.is_dir():
-        for p in out.glob(f".*{PREFIX}-*"):
-            if ".tmp-" in p.name or ".old-" in p.name or ".del-" in p.name:
-                shutil.rmtree(p, ignore_errors=True)
+    """Tidy what killed saves left behind: temps whose owner process is dead (never a live run's
+    save in progress); a checkpoint moved aside by an interrupted replacement is put back."""
+    return checkpoint_files.clean_temps(output_dir)
 
 
 # --- save / load ----------------------------------------------------------------------------------
@@ -111,14 +109,18 @@ def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: Traine
     """Write everything into a temp folder, then rename it to ``path`` (atomic on one filesystem).
 
     ``extra_json`` maps file names to JSON-able dicts written into the checkpoint before it is committed
-    (e.g. the weights' health record).
+    (e.g. the weights' health record). An existing ``path`` the bridge wrote (only its own files) is
+    replaced by a swap of two renames (a kill between them is undone by :func:`clean_stale_temps`);
+    an existing folder with other files keeps them (the checkpoint's files are written into it).
+    A full or read-only disk raises ``io_utils.SaveError`` and leaves no temp behind.
     """
     path = Path(path)
-    with atomic_dir(path) as tmp:
+
+    def write(tmp: Path):
         model.save(str(tmp))
         if not save_only_model:
             tensors = optimizer.state_tensors()
-            mx.save_safetensors(str(tmp / "optimizer.safetensors"), tensors or {"__empty__": mx.zeros((0,))})
+            write_safetensors(tmp / "optimizer.safetensors", tensors or {"__empty__": mx.zeros((0,))})
             _write_json(tmp / "optimizer.json", optimizer.state_json())
             _write_json(tmp / "scheduler.json", scheduler_state)
             _write_json(tmp / "rng_state.json", get_rng_state())
@@ -128,21 +130,16 @@ def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: Traine
         if _before_commit is not None:  # test hook: simulate a crash before the folder is committed
             _before_commit(tmp)
         (tmp / TRAINER_STATE).write_text(state.to_json_string(), encoding="utf-8")
-        _fsync_dir(tmp)
+        checkpoint_files.write_manifest(tmp)
+
+    if path.exists() and not checkpoint_files.only_own_files(path):
+        save_folder(path, write)  # not (only) ours: overwrite the checkpoint's names, keep the rest
+    else:
+        with new_folder(path, replace_existing=True) as tmp:
+            write(tmp)
     return path
 
 
-def _fsync_dir(path: Path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 _RESUME_FIX = "Resume from another checkpoint-N folder (or start a new run); this one is damaged"
@@ -203,10 +200,14 @@ def load_model_weights(model, path):
 
 
 def rotate_checkpoints(output_dir, save_total_limit, keep=None) -> list[Path]:
-    """Delete the oldest checkpoints beyond ``save_total_limit``; never ``keep`` (the best one)."""
+    """Delete the oldest checkpoints beyond ``save_total_limit``; never ``keep`` (the best one).
+
+    Only checkpoints this bridge wrote (with its manifest) count and are deleted; a user's folder
+    that merely has a ``checkpoint-N`` name is left alone (see ``checkpoint_files``).
+    """
     if not save_total_limit or save_total_limit <= 0:
         return []
-    ckpts = list_checkpoints(output_dir, resumable=False)
+    ckpts = [p for p in list_checkpoints(output_dir, resumable=False) if checkpoint_files.manifest(p) is not None]
     keep = Path(keep).resolve() if keep else None
     limit = save_total_limit
     if keep is not None and save_total_limit == 1 and ckpts and ckpts[-1].resolve() != keep:
@@ -215,9 +216,7 @@ def rotate_checkpoints(output_dir, save_total_limit, keep=None) -> list[Path]:
     deleted = []
     while len(ckpts) - len(deleted) > limit and removable:
         victim = removable.pop(0)
-        # rename first so a half-deleted folder is never mistaken for a checkpoint
-        trash = victim.parent / f".{victim.name}.del-{os.getpid()}"
-        os.replace(victim, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        deleted.append(victim)
+        # renamed away in one step (or only its listed files removed), so never seen half deleted
+        if checkpoint_files.remove_checkpoint(victim):
+            deleted.append(victim)
     return deleted

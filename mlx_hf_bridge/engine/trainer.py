@@ -365,28 +365,13 @@ class Trainer:
     def save_model(self, output_dir=None, _internal_call: bool = False):
         """Write the model folder (``model.save``) plus ``training_args.json`` into ``output_dir``.
 
-        The folder may already hold checkpoints (the default is ``args.output_dir``), so the model
-        is written to a temp folder first and its entries are moved in one by one (each a rename);
-        other content of ``output_dir`` is left alone.
+        As ST / transformers: the layout's files are overwritten and everything else in the folder
+        (``checkpoint-*/``, the user's files) is left alone; crash-safe as ``io_utils.save_folder``.
         """
-        import json
-        import os
-        import shutil
-        import tempfile
+        from ..io_utils import save_folder
 
-        out = Path(output_dir if output_dir is not None else self.args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".save_model.tmp-", dir=out))
-        try:
-            staged = tmp / "model"
-            self.model.save(str(staged))
-            (staged / "training_args.json").write_text(
-                json.dumps(self._args_dict(), indent=2, sort_keys=True, default=ckpt._json_default) + "\n")
-            for entry in staged.iterdir():
-                dest = out / entry.name
-                if dest.is_dir() and not dest.is_symlink():
-                    aside = tmp / f"old-{entry.name}"
-                    os.replace(dest, aside)
-                os.replace(entry, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        def write(folder):
+            self.model.save(str(folder))
+            ckpt._write_json(folder / "training_args.json", self._args_dict())
+
+        save_folder(Path(output_dir if output_dir is not None else self.args.output_dir), write)

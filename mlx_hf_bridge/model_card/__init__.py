@@ -9,7 +9,6 @@ plain Python (no Jinja, no torch); everything it cannot find is simply left out.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .facts import PYLATE_TAGS, framework_versions, hub_id_and_revision
@@ -55,11 +54,11 @@ def write_model_card(folder, info: dict | None = None) -> Path:
       hyperparameters or dataset size is known). When on, the tags gain
       ``generated_from_trainer``, ``dataset_size:N`` and ``loss:<Name>``.
     """
+    from ..io_utils import atomic_file
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     text = render_model_card(folder, info)
     path = folder / "README.md"
-    tmp = folder / ".README.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:  # a temp named for this process, renamed over README.md
+        tmp.write_text(text, encoding="utf-8")
     return path
