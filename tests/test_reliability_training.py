@@ -288,3 +288,70 @@ def test_too_little_free_space_is_refused_before_any_step_and_only_warned_withou
     assert counter.steps == 2
     assert any("a final save_model() would fail" in r.message for r in caplog.records)
     assert listing(small) == []
+
+
+# --- the reported case, on a real PyLate ColBERT (BERT written by transformers) ---------------------
+def test_colbert_lr_1e30_stop_names_a_checkpoint_that_resumes_finitely(tmp_path, tiny_bert_dir):
+    from mlx_hf_bridge.pylate import losses, models
+
+    out = tmp_path / "out"
+
+    def trainer(lr, model=None):
+        model = model or models.ColBERT(str(tiny_bert_dir), query_length=8, document_length=12)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(out), per_device_train_batch_size=2, num_train_epochs=1, learning_rate=lr, warmup_steps=2,
+            lr_scheduler_type="linear", logging_steps=1, save_strategy="steps", save_steps=1, disable_tqdm=True)
+        return SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs(8, negatives=True),
+                                          loss=losses.Contrastive(model))
+
+    first = trainer(1e30)
+    estimate = lock.checkpoint_bytes(first.model)
+    with pytest.raises(NonFiniteLossError) as info:
+        first.train()
+    msg = str(info.value)
+    last_good = Path(msg.split("Last good checkpoint: ")[1].split(" (")[0])
+    assert last_good.name == "checkpoint-1"  # lr 0 at step 1: its weights are the initial ones
+    exploded = [p for p in sorted(out.glob("checkpoint-*")) if record(p)["verified"] == "failed"]
+    assert exploded and all(record(p)["weights_finite"] and record(p)["max_abs_weight"] > 1e20 for p in exploded)
+    assert all(f"{p.name}: the step after it" in msg for p in exploded)
+    saved = sum(f.stat().st_size for f in (out / "checkpoint-1").rglob("*") if f.is_file())
+    # an upper bound, not a wild one: ~64 bytes per vocabulary entry covers tokenizer.json + vocab.txt
+    assert saved <= estimate < 1.25 * saved + 2 * (1 << 20)
+
+    second = trainer(1e-4)
+    result = second.train(resume_from_checkpoint=True)
+    assert result.global_step == 4
+    losses_after = [h["loss"] for h in second.state.log_history if "loss" in h and h["step"] > 1]
+    assert len(losses_after) == 3 and all(np.isfinite(losses_after))
+
+
+def test_weights_check_is_exact_for_huge_finite_weights_and_a_single_nan():
+    import mlx.nn as nn
+
+    from mlx_hf_bridge.engine import AdamW, StepRunner
+
+    class Vec(nn.Module):
+        def __init__(self, values):
+            super().__init__()
+            self.weight = mx.array(values, dtype=mx.float32)
+
+    class Zero:  # finite loss, zero gradient: AdamW leaves the weights as they are
+        def __init__(self, model):
+            self.model = model
+
+        def __call__(self, features, labels):
+            return (self.model.weight * features).sum()
+
+    huge = Vec([3e38] * 4)  # finite, but their sum overflows to inf: the quick check must not fire alone
+    runner = StepRunner(huge, AdamW.for_model(huge, 1e-3), 1.0)
+    runner.step([(Zero(huge), mx.zeros((4,)), None)], 1.0)
+    assert np.array_equal(np.array(huge.weight), np.full(4, 3e38, dtype=np.float32))
+    assert model_is_damaged(huge) is None
+
+    grows = Vec([1.0, 2.0, 3.0, 3.4e38])
+    runner = StepRunner(grows, AdamW.for_model(grows, 1e38), 1.0)  # the last weight overflows to inf
+    with pytest.raises(NonFiniteWeightsError, match=r"1 weight arrays non-finite \(e\.g\. \['weight'\]\)"):
+        runner.step([(Zero(grows), -mx.ones((4,)), None)], 1.0)
+    assert model_is_damaged(grows)
+    grows.weight = mx.ones((4,))  # finite weights put back by any means clear the mark
+    assert model_is_damaged(grows) is None

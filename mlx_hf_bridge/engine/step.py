@@ -47,16 +47,23 @@ def model_is_damaged(model) -> str | None:
     """Why ``model``'s weights are unusable (a non-finite update), or None. The mark is re-checked
     against the weights, so it goes away once finite weights were loaded back (by any means)."""
     reason = getattr(model, _DAMAGED, None)
-    if reason is not None and _all_finite(dict(tree_flatten(model.parameters()))).item():
+    if reason is not None and not _non_finite_arrays(dict(tree_flatten(model.parameters()))):
         object.__delattr__(model, _DAMAGED)
         return None
     return reason
 
 
-def _all_finite(params: dict):
-    """One boolean reduction per floating array, combined lazily (True when every weight is finite)."""
-    flags = [mx.isfinite(v).all() for v in params.values() if mx.issubdtype(v.dtype, mx.floating)]
-    return mx.all(mx.stack(flags)) if flags else mx.array(True)
+def _sums_finite(params: dict):
+    """Lazy flag: True when the sum of every floating array is finite. A NaN or inf anywhere makes its
+    sum non-finite (IEEE), so True proves all weights finite; one plain sum per array, no temporaries
+    (~4x cheaper than isfinite().all()). False may be a sum overflow: confirm with _non_finite_arrays."""
+    sums = [v.sum() for v in params.values() if mx.issubdtype(v.dtype, mx.floating)]
+    return mx.isfinite(mx.stack(sums).astype(mx.float32)).all() if sums else mx.array(True)
+
+
+def _non_finite_arrays(params: dict) -> list[str]:
+    """The names of the arrays holding a NaN or inf (exact, one isfinite pass per array)."""
+    return [k for k, v in params.items() if mx.issubdtype(v.dtype, mx.floating) and not mx.isfinite(v).all().item()]
 
 
 def warn_once(key: str, message: str):
@@ -183,10 +190,10 @@ class StepRunner:
         self.optimizer.commit(moments)
         self.params = new_params
         _set(self.model, new_params)
-        finite = _all_finite(new_params)  # reads the results only: the in-place update is unaffected
+        finite = _sums_finite(new_params)  # reads the results only: the in-place update is unaffected
         mx.eval(new_params, self.optimizer.arrays(), finite)
-        if not finite.item():
-            bad = [k for k, v in new_params.items() if mx.issubdtype(v.dtype, mx.floating) and not mx.isfinite(v).all().item()]
+        bad = [] if finite.item() else _non_finite_arrays(new_params)
+        if bad:
             message = (f"the update made {len(bad)} weight arrays non-finite (e.g. {bad[:3]}) although loss={loss_val} "
                        f"and grad_norm={norm_val} were finite")
             mark_damaged(self.model, message)
