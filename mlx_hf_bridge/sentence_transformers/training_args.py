@@ -1,9 +1,21 @@
-"""``SentenceTransformerTrainingArguments`` for MLX: every field of ST 5.3 / transformers 5.3, same defaults.
+"""``SentenceTransformerTrainingArguments`` / ``MultiVectorEncoderTrainingArguments`` for MLX.
 
-Fields the MLX engine acts on are listed in ``USED``; torch/accelerate/hub knobs are accepted and
-stored so existing scripts run unchanged, and a few that would change results warn once when set.
-Arguments transformers 5 removed (``no_cuda``, ``use_mps_device``, ``overwrite_output_dir``,
+The fields are exactly those of the *installed* transformers' ``TrainingArguments`` (read from its
+source by ``hf_fields``, without importing torch: see there why) plus sentence-transformers' own,
+with the same defaults. So a script written for transformers 5.3 or 5.24 gets the arguments that
+version has: 5.24's ``activation_checkpointing`` works (and, like 5.24, keeps the deprecated
+``gradient_checkpointing`` mirrored, which is what the engine reads), while ``logging_dir``, removed
+in 5.24, raises TypeError with the fix. ``__post_init__`` repeats the real classes' normalisation and
+validation that does not depend on torch devices (strategies, step multiples for
+``load_best_model_at_end``, fp16 + bf16, ...); tests/test_st_trainer_args.py checks each against the
+real classes on both tested transformers.
+
+Fields the MLX engine acts on are used; torch/accelerate/hub knobs are accepted and stored so
+existing scripts run unchanged, and a few that would change results warn once when set. Arguments
+transformers 5 removed (``no_cuda``, ``use_mps_device``, ``overwrite_output_dir``,
 ``evaluation_strategy``) are accepted with a one-line warning instead of a TypeError.
+``MultiVectorEncoderTrainingArguments`` (ST 6) subclasses ours, so the trainer accepts it; in ST 6
+both subclass ``BaseTrainingArguments`` instead (``base.training_args`` spells that name too).
 """
 
 from __future__ import annotations
@@ -12,9 +24,11 @@ import dataclasses
 import difflib
 import json
 import logging
-from dataclasses import dataclass, field
+import os
+import warnings
 from enum import Enum
-from typing import Any
+
+from .hf_fields import FieldSpec, installed_fields, transformers_version
 
 logger = logging.getLogger(__name__)
 
@@ -43,151 +57,65 @@ REMOVED = {  # transformers 5 removed these; old PyLate scripts still pass them
     "overwrite_output_dir": "overwrite_output_dir was removed in transformers 5 (ignored; existing checkpoints are kept).",
     "evaluation_strategy": "evaluation_strategy was renamed eval_strategy in transformers 5; using it as eval_strategy.",
 }
+# Removed later in 5.x: the real class raises TypeError, and so do we, with the replacement.
+GONE = {
+    "logging_dir": "it was removed in transformers 5.2 (deprecated in 5.0); set the TENSORBOARD_LOGGING_DIR "
+                   "environment variable instead",
+}
 # Accepted but without an MLX equivalent; these would change results, so setting them warns.
 WARN_IF_SET = {
     "label_smoothing_factor": 0.0, "neftune_noise_alpha": None, "auto_find_batch_size": False,
     "use_liger_kernel": False, "deepspeed": None, "fsdp": None, "optim_target_modules": None,
     "push_to_hub": False, "average_tokens_across_devices": True, "optim_args": None,
 }
-
-
-@dataclass
-class _Fields:
-    output_dir: str | None = None
-    per_device_train_batch_size: int = 8
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    learning_rate: float = 5e-05
-    lr_scheduler_type: str = "linear"
-    lr_scheduler_kwargs: dict | str | None = None
-    warmup_steps: float = 0
-    optim: str = "adamw_torch_fused"
-    optim_args: str | None = None
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-08
-    optim_target_modules: Any = None
-    gradient_accumulation_steps: int = 1
-    average_tokens_across_devices: bool = True
-    max_grad_norm: float = 1.0
-    label_smoothing_factor: float = 0.0
-    bf16: bool = False
-    fp16: bool = False
-    bf16_full_eval: bool = False
-    fp16_full_eval: bool = False
-    tf32: bool | None = None
-    gradient_checkpointing: bool = False
-    gradient_checkpointing_kwargs: dict | str | None = None
-    torch_compile: bool = False  # on MLX: mx.compile the gradient step
-    torch_compile_backend: str | None = None
-    torch_compile_mode: str | None = None
-    use_liger_kernel: bool = False
-    liger_kernel_config: dict | None = None
-    use_cache: bool = False
-    neftune_noise_alpha: float | None = None
-    torch_empty_cache_steps: int | None = None
-    auto_find_batch_size: bool = False
-    logging_strategy: str = "steps"
-    logging_steps: float = 500
-    logging_first_step: bool = False
-    log_on_each_node: bool = True
-    logging_nan_inf_filter: bool = True
-    include_num_input_tokens_seen: str | bool = "no"
-    log_level: str = "passive"
-    log_level_replica: str = "warning"
-    disable_tqdm: bool | None = None
-    report_to: str | list[str] | None = "none"
-    run_name: str | None = None
-    project: str = "huggingface"
-    trackio_space_id: str | None = "trackio"
-    eval_strategy: str = "no"
-    eval_steps: float | None = None
-    eval_delay: float = 0
-    per_device_eval_batch_size: int = 8
-    prediction_loss_only: bool = False
-    eval_on_start: bool = False
-    eval_do_concat_batches: bool = True
-    eval_use_gather_object: bool = False
-    eval_accumulation_steps: int | None = None
-    include_for_metrics: list[str] = field(default_factory=list)
-    batch_eval_metrics: bool = False
-    save_only_model: bool = False
-    save_strategy: str = "steps"
-    save_steps: float = 500
-    save_on_each_node: bool = False
-    save_total_limit: int | None = None
-    enable_jit_checkpoint: bool = False
-    push_to_hub: bool = False
-    hub_token: str | None = None
-    hub_private_repo: bool | None = None
-    hub_model_id: str | None = None
-    hub_strategy: str = "every_save"
-    hub_always_push: bool = False
-    hub_revision: str | None = None
-    load_best_model_at_end: bool = False
-    metric_for_best_model: str | None = None
-    greater_is_better: bool | None = None
-    ignore_data_skip: bool = False
-    restore_callback_states_from_checkpoint: bool = False
-    full_determinism: bool = False
-    seed: int = 42
-    data_seed: int | None = None
-    use_cpu: bool = False
-    accelerator_config: Any = None
-    parallelism_config: Any = None
-    dataloader_drop_last: bool = False
-    dataloader_num_workers: int = 0
-    dataloader_pin_memory: bool = True
-    dataloader_persistent_workers: bool = False
-    dataloader_prefetch_factor: int | None = None
-    remove_unused_columns: bool = True
-    label_names: list[str] | None = None
-    train_sampling_strategy: str = "random"
-    length_column_name: str = "length"
-    ddp_find_unused_parameters: bool | None = None
-    ddp_bucket_cap_mb: int | None = None
-    ddp_broadcast_buffers: bool | None = None
-    ddp_backend: str | None = None
-    ddp_timeout: int = 1800
-    fsdp: Any = None
-    fsdp_config: Any = None
-    deepspeed: Any = None
-    debug: Any = ""
-    skip_memory_metrics: bool = True
-    do_train: bool = False
-    do_eval: bool = False
-    do_predict: bool = False
-    resume_from_checkpoint: str | None = None
-    warmup_ratio: float | None = None
-    logging_dir: str | None = None
-    local_rank: int = -1
-    # sentence-transformers extras
-    prompts: Any = None
-    batch_sampler: Any = BatchSamplers.BATCH_SAMPLER
-    multi_dataset_batch_sampler: Any = MultiDatasetBatchSamplers.PROPORTIONAL
-    router_mapping: Any = field(default_factory=dict)
-    learning_rate_mapping: Any = field(default_factory=dict)
-
-
-_FIELD_NAMES = [f.name for f in dataclasses.fields(_Fields)]
-_DICT_FIELDS = ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs", "prompts", "router_mapping", "learning_rate_mapping")
+# sentence-transformers' own fields (ST 5.3 and 6.2 alike); warmup_ratio is ST's re-added copy.
+ST_FIELDS = (
+    FieldSpec("prompts", "str | dict | None", default=None),
+    FieldSpec("batch_sampler", "BatchSamplers | str | Callable", default=BatchSamplers.BATCH_SAMPLER),
+    FieldSpec("multi_dataset_batch_sampler", "MultiDatasetBatchSamplers | str | Callable",
+              default=MultiDatasetBatchSamplers.PROPORTIONAL),
+    FieldSpec("router_mapping", "str | dict | None", default_factory=dict),
+    FieldSpec("learning_rate_mapping", "str | dict | None", default_factory=dict),
+    FieldSpec("warmup_ratio", "float | None", default=None),
+)
+MULTI_VECTOR_FIELDS = (FieldSpec("max_length", "int | dict[str, int] | None", default=None),)
+_DICT_FIELDS = ("accelerator_config", "fsdp_config", "deepspeed", "gradient_checkpointing_kwargs",
+                "activation_checkpointing_kwargs", "lr_scheduler_kwargs", "learning_rate_mapping", "prompts",
+                "router_mapping", "max_length")
 _STRATEGIES = {"logging_strategy": ("no", "steps", "epoch"), "eval_strategy": ("no", "steps", "epoch"),
                "save_strategy": ("no", "steps", "epoch", "best")}
+
+
+def _make_fields(name: str, specs, base=None) -> type:
+    """A dataclass of transformers' fields in their order, ST's replacing or following them."""
+    merged = {} if base else {s.name: s for s in installed_fields() if s.init}
+    merged.update({s.name: s for s in specs})
+    fields = [(s.name, s.annotation, s.as_field()) for s in merged.values()]
+    cls = dataclasses.make_dataclass(name, fields, bases=(base,) if base else ())
+    cls.__module__ = __name__
+    return cls
+
+
+# transformers <= 5.3 turned an unset ``fsdp`` into [] (a list of options); 5.24 types it ``str | None``
+# and leaves it unset.
+_FSDP_IS_A_LIST = "list" in {s.name: s.annotation for s in installed_fields()}.get("fsdp", "")
+_Fields = _make_fields("_Fields", ST_FIELDS)
+_MultiVectorFields = _make_fields("_MultiVectorFields", MULTI_VECTOR_FIELDS, base=_Fields)
 
 
 class SentenceTransformerTrainingArguments(_Fields):
     """Drop-in for ``sentence_transformers.SentenceTransformerTrainingArguments`` on MLX."""
 
     def __init__(self, *args, **kwargs):
-        legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in REMOVED}
-        unknown = [k for k in kwargs if k not in _FIELD_NAMES]
+        names = {f.name for f in dataclasses.fields(self)}
+        legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in REMOVED and k not in names}
+        unknown = [k for k in kwargs if k not in names]
         if unknown:
-            hint = difflib.get_close_matches(unknown[0], _FIELD_NAMES, n=1)
-            raise TypeError(
-                f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}"
-                + (f"; did you mean {hint[0]!r}?" if hint else "")
-            )
+            prefix = f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}"
+            if unknown[0] in GONE:
+                raise TypeError(f"{prefix}: {GONE[unknown[0]]} (installed: transformers {transformers_version()}).")
+            hint = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+            raise TypeError(prefix + (f"; did you mean {hint[0]!r}?" if hint else ""))
         for name in legacy:
             logger.warning(REMOVED[name])
         if "evaluation_strategy" in legacy and "eval_strategy" not in kwargs:
@@ -196,73 +124,140 @@ class SentenceTransformerTrainingArguments(_Fields):
         self.__post_init__()
 
     def __post_init__(self):
+        # ST: on transformers 5 a warmup_ratio folds into warmup_steps (a float < 1 is a ratio)
+        if self.warmup_ratio is not None and self.warmup_steps == 0:
+            logger.warning("warmup_ratio is deprecated in Transformers v5+; use warmup_steps (as a float) instead.")
+            self.warmup_steps, self.warmup_ratio = self.warmup_ratio, None
         if self.output_dir is None:
             self.output_dir = "trainer_output"
+        self.output_dir = os.path.expanduser(self.output_dir)
+        for name in _DICT_FIELDS:
+            value = getattr(self, name, None)
+            if isinstance(value, str) and value.startswith("{"):
+                setattr(self, name, json.loads(value))
+        self._resolve_checkpointing_alias()
+        if self.disable_tqdm is None:
+            self.disable_tqdm = logging.getLogger("transformers").getEffectiveLevel() > logging.WARNING
+        if isinstance(self.include_num_input_tokens_seen, bool):
+            self.include_num_input_tokens_seen = "all" if self.include_num_input_tokens_seen else "no"
         for name in ("lr_scheduler_type", "optim", "hub_strategy", *_STRATEGIES):
             value = getattr(self, name)
             setattr(self, name, str(getattr(value, "value", value)))
         for name, allowed in _STRATEGIES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; use one of {list(allowed)}.")
-        for name in _DICT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, str) and value.strip().startswith("{"):
-                setattr(self, name, json.loads(value))
-        # ST 5.3 on transformers 5: warmup_ratio folds into warmup_steps (a float < 1 is a ratio)
-        if self.warmup_ratio is not None and self.warmup_steps == 0:
-            logger.warning("warmup_ratio is deprecated in Transformers v5+; use warmup_steps (as a float) instead.")
-            self.warmup_steps, self.warmup_ratio = self.warmup_ratio, None
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps}: use an integer >= 0 or a ratio in [0, 1).")
-        if self.gradient_accumulation_steps < 1:
-            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be >= 1.")
-        if self.logging_strategy == "steps" and self.logging_steps <= 0:
-            raise ValueError(f"logging strategy 'steps' requires a positive logging_steps, got {self.logging_steps}.")
+        self.debug = self.debug.split() if isinstance(self.debug, str) else list(self.debug or [])
+        if self.eval_strategy != "no":
+            self.do_eval = True
         if self.eval_strategy == "steps" and not self.eval_steps:
             if self.logging_steps <= 0:
                 raise ValueError("eval_strategy='steps' requires eval_steps or a positive logging_steps.")
             self.eval_steps = self.logging_steps
-        if self.load_best_model_at_end:
-            if self.metric_for_best_model is None:
-                self.metric_for_best_model = "loss"
-            if self.save_strategy != "best" and self.eval_strategy != self.save_strategy:
-                raise ValueError(
-                    "load_best_model_at_end requires the save and eval strategy to match, got "
-                    f"eval_strategy={self.eval_strategy!r} and save_strategy={self.save_strategy!r}."
-                )
+        needs_metric = self.load_best_model_at_end or self.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy")
+        if needs_metric and self.metric_for_best_model is None:
+            self.metric_for_best_model = "loss"
         if self.greater_is_better is None and self.metric_for_best_model is not None:
             self.greater_is_better = not self.metric_for_best_model.endswith("loss")
-        if self.disable_tqdm is None:
-            self.disable_tqdm = logging.getLogger("transformers").getEffectiveLevel() > logging.WARNING
-        if isinstance(self.report_to, str):
-            self.report_to = [self.report_to]
-        self.report_to = [] if self.report_to in (None, ["none"]) else list(self.report_to)
-        if self.report_to and self.report_to != ["all"]:
-            logger.warning("report_to=%s: MLX training logs to the console and log_history only.", self.report_to)
-        self.report_to = [] if self.report_to == ["all"] else self.report_to
-        self.fsdp = [] if not self.fsdp else self.fsdp
-        self.debug = [] if not self.debug else self.debug
+        self._normalise_report_to()
+        self._validate()
+        if (self.torch_compile_mode is not None or self.torch_compile_backend is not None) and not self.torch_compile:
+            self.torch_compile = True
+        if self.use_cpu:
+            self.dataloader_pin_memory = False
+        if not self.fsdp and _FSDP_IS_A_LIST:
+            self.fsdp = []
         for name, default in WARN_IF_SET.items():
             value = getattr(self, name)
             if value != default and value not in ([], ""):
                 logger.warning("%s=%r has no effect on MLX and is ignored.", name, value)
-        if not isinstance(self.batch_sampler, BatchSamplers) and isinstance(self.batch_sampler, str):
-            self.batch_sampler = BatchSamplers(self.batch_sampler)
-        if not isinstance(self.multi_dataset_batch_sampler, MultiDatasetBatchSamplers) and isinstance(
-            self.multi_dataset_batch_sampler, str
-        ):
-            self.multi_dataset_batch_sampler = MultiDatasetBatchSamplers(self.multi_dataset_batch_sampler)
-        self.router_mapping = {} if self.router_mapping is None else self.router_mapping
-        self.learning_rate_mapping = {} if self.learning_rate_mapping is None else self.learning_rate_mapping
-        for name in ("router_mapping", "learning_rate_mapping"):
-            if not isinstance(getattr(self, name), dict):
-                raise ValueError(f"{name} must be a dict (a JSON string of a dict also works).")
-        self.prediction_loss_only = True  # as ST: losses give no logits
-        self.ddp_broadcast_buffers = False
+        self._sentence_transformers_post_init()
         if self.use_cpu:
             from .. import backend
 
             backend.use_cpu()
+
+    def _resolve_checkpointing_alias(self):
+        """transformers >= 5.24: ``gradient_checkpointing*`` are deprecated aliases of ``activation_checkpointing*``."""
+        if not hasattr(self, "activation_checkpointing"):
+            return
+        for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                         ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+            if getattr(self, new) is None and getattr(self, old) is not None:
+                warnings.warn(f"`{old}` is deprecated and will be removed in v6. Use `{new}` instead.", FutureWarning)
+                setattr(self, new, getattr(self, old))
+            setattr(self, old, getattr(self, new))
+        if self.activation_checkpointing is None:
+            self.activation_checkpointing = self.gradient_checkpointing = False
+
+    def _normalise_report_to(self):
+        if self.report_to in ("none", ["none"], None):
+            self.report_to = []
+        elif self.report_to in ("all", ["all"]):
+            self.report_to = []  # transformers: every installed integration; MLX training has none
+        else:
+            self.report_to = list(self.report_to) if isinstance(self.report_to, list) else [self.report_to]
+            logger.warning("report_to=%s: MLX training logs to the console and log_history only.", self.report_to)
+
+    def _validate(self):
+        """transformers' ``_validate_args`` (the checks that do not depend on torch devices)."""
+        if self.torch_empty_cache_steps is not None and not (
+            isinstance(self.torch_empty_cache_steps, int) and self.torch_empty_cache_steps > 0
+        ):
+            raise ValueError(f"torch_empty_cache_steps must be an integer > 0, got {self.torch_empty_cache_steps}.")
+        if self.logging_strategy == "steps" and self.logging_steps == 0:
+            raise ValueError("logging_strategy='steps' requires a non-zero logging_steps.")
+        for strategy, steps in (("logging_strategy", "logging_steps"), ("eval_strategy", "eval_steps"),
+                                ("save_strategy", "save_steps")):
+            value = getattr(self, steps)
+            if getattr(self, strategy) == "steps" and value > 1:
+                if value != int(value):
+                    raise ValueError(f"{steps}={value}: use an integer when it is bigger than 1 (a float < 1 is a ratio).")
+                setattr(self, steps, int(value))
+        if self.load_best_model_at_end and self.save_strategy != "best":
+            if self.eval_strategy != self.save_strategy:
+                raise ValueError(
+                    "load_best_model_at_end requires the save and eval strategy to match (or save_strategy='best'), "
+                    f"got eval_strategy={self.eval_strategy!r} and save_strategy={self.save_strategy!r}."
+                )
+            if self.eval_strategy == "steps" and not _is_multiple(self.save_steps, self.eval_steps):
+                raise ValueError(
+                    f"load_best_model_at_end requires save_steps ({self.save_steps}) to be a round multiple of "
+                    f"eval_steps ({self.eval_steps}); both as steps or both as ratios. Set e.g. "
+                    f"save_steps={self.eval_steps}."
+                )
+        if self.fp16 and self.bf16:
+            raise ValueError("At most one of fp16 and bf16 can be True, but not both.")
+        if self.fp16_full_eval and self.bf16_full_eval:
+            raise ValueError("At most one of fp16_full_eval and bf16_full_eval can be True, but not both.")
+        if self.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy") and self.eval_strategy == "no":
+            raise ValueError(f"lr_scheduler_type={self.lr_scheduler_type!r} requires an eval_strategy other than 'no'.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps}: use an integer >= 0 or a ratio in [0, 1).")
+        if self.dataloader_num_workers == 0 and self.dataloader_prefetch_factor is not None:
+            raise ValueError("dataloader_prefetch_factor can only be set with dataloader_num_workers > 0.")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be >= 1.")
+
+    def _sentence_transformers_post_init(self):
+        if isinstance(self.batch_sampler, str) and not isinstance(self.batch_sampler, BatchSamplers):
+            self.batch_sampler = BatchSamplers(self.batch_sampler)
+        if isinstance(self.multi_dataset_batch_sampler, str) and not isinstance(
+            self.multi_dataset_batch_sampler, MultiDatasetBatchSamplers
+        ):
+            self.multi_dataset_batch_sampler = MultiDatasetBatchSamplers(self.multi_dataset_batch_sampler)
+        for name in ("router_mapping", "learning_rate_mapping"):
+            value = getattr(self, name)
+            value = {} if value is None else value
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    value = None
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a dict (a JSON string of a dict also works), got {getattr(self, name)!r}.")
+            setattr(self, name, value)
+        self.prediction_loss_only = True  # as ST: losses give no logits
+        self.ddp_broadcast_buffers = False
 
     # --- transformers' helpers ---------------------------------------------------------------
     @property
@@ -284,15 +279,15 @@ class SentenceTransformerTrainingArguments(_Fields):
 
     def to_dict(self) -> dict:
         out = {}
-        for name in _FIELD_NAMES:
-            value = getattr(self, name)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if isinstance(value, Enum):
                 value = value.value
             elif callable(value) and not isinstance(value, (dict, list)):
                 value = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
-            if name.endswith("_token") and value is not None:
-                value = f"<{name.upper()}>"
-            out[name] = value
+            if f.name.endswith("_token") and value is not None:
+                value = f"<{f.name.upper()}>"
+            out[f.name] = value
         return out
 
     def to_json_string(self) -> str:
@@ -303,3 +298,26 @@ class SentenceTransformerTrainingArguments(_Fields):
         return f"{type(self).__name__}(\n{body}\n)"
 
     __str__ = __repr__
+
+
+def _is_multiple(save_steps, eval_steps) -> bool:
+    """transformers' rule: both steps, or both ratios, compared after scaling by 1e6 as transformers does
+    (0.3 % 0.1 is not 0 in floats, 300000.0 % 100000.0 is)."""
+    if save_steps % eval_steps == 0:
+        return True
+    if eval_steps < 1 and save_steps < 1:
+        return (save_steps * 1_000_000) % (eval_steps * 1_000_000) == 0
+    return False
+
+
+class MultiVectorEncoderTrainingArguments(SentenceTransformerTrainingArguments, _MultiVectorFields):
+    """Drop-in for ST 6's ``MultiVectorEncoderTrainingArguments``: adds ``max_length`` (an int or
+    ``{"query": n, "document": m}``), the cap applied when the trainer tokenizes training batches."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_length is not None and not isinstance(self.max_length, (int, dict)):
+            raise ValueError(f"max_length must be an int or a dict of task -> int, got {self.max_length!r}.")
+
+
+BaseTrainingArguments = SentenceTransformerTrainingArguments  # ST 6's common base (see the module docstring)
