@@ -211,6 +211,19 @@ def test_lock_held_in_this_process_refuses_another_trainer_before_any_step(tmp_p
     assert counter.steps == 0 and listing(out) is None  # the folder the lock created is gone again
 
 
+def test_a_file_system_without_flock_trains_unlocked_with_a_warning(tmp_path, monkeypatch, caplog):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level(logging.WARNING, logger="mlx_hf_bridge.engine.lock"):
+        assert make(tmp_path / "out", max_steps=1).train().global_step == 1
+    assert any("not guarded against a second training run" in r.message for r in caplog.records)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint-1"]
+
+
 # --- pre-flight ---------------------------------------------------------------------------------
 def assert_refused_before_any_step(out, exc_type, pattern, root, **kw):
     before = listing(root)

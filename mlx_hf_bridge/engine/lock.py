@@ -64,7 +64,15 @@ def output_dir_lock(output_dir):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):  # e.g. ENOLCK on some NFS
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                logger.warning("Cannot lock %s (%s): output_dir is not guarded against a second training run.",
+                               path, err.strerror)
+                yield
+                return
             holder = _holder_text(os.read(fd, 4096).decode("utf-8", "replace"))
             os.close(fd)
             raise OutputDirInUseError(
