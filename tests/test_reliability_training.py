@@ -97,7 +97,7 @@ def math_finite(x):
     return isinstance(x, float) and np.isfinite(x)
 
 
-def test_no_good_checkpoint_is_named_none_and_resume_true_refuses(tmp_path):
+def test_no_good_checkpoint_is_named_none_and_resume_true_refuses(tmp_path, caplog):
     out = tmp_path / "out"
     with pytest.raises(NonFiniteLossError, match=r"Last good checkpoint: none \(not good: checkpoint-1: the step "
                                                  r"after it \(step 2\)") as info:
@@ -105,6 +105,12 @@ def test_no_good_checkpoint_is_named_none_and_resume_true_refuses(tmp_path):
     assert "start a new run" in str(info.value)
     with pytest.raises(ValueError, match=r"No good checkpoint in .*checkpoint-1: .*resume_from_checkpoint=None"):
         make(out, learning_rate=1e-3).train(resume_from_checkpoint=True)
+    # naming the bad one explicitly is allowed, with a warning, and fails as the record said
+    with caplog.at_level(logging.WARNING, logger="mlx_hf_bridge.engine.health"):
+        with pytest.raises(NonFiniteLossError, match=r"Training stopped at step 2 .*loss=nan"):
+            make(out, learning_rate=1e-3).train(resume_from_checkpoint=str(out / "checkpoint-1"))
+    assert any("Resuming from" in r.message and "although the step after it (step 2)" in r.message
+               for r in caplog.records)
 
 
 def test_finite_loss_but_overflowing_update_raises_weights_error_and_marks_the_model(tmp_path):
