@@ -10,8 +10,9 @@ from pathlib import Path
 RESTORE = "Restore it from the original model (re-download it or re-save the model)"
 
 
-class InvalidFileError(ValueError):
-    """A file the bridge reads is unreadable or malformed (a ``ValueError``, as the parsers raise)."""
+class InvalidFileError(OSError, ValueError):
+    """A file the bridge reads is unreadable or malformed. Both an ``OSError`` (what transformers raises
+    for a bad config.json) and a ``ValueError`` (what ``json`` / tokenizers raise), so either ``except`` works."""
 
 
 def read_json(path, what: str, fix: str = RESTORE):

@@ -177,6 +177,26 @@ def check_remote_code(folder: Path, trust_remote_code: bool):
         load_config(config_path.parent, trust_remote_code=True)
 
 
+LAYOUT_JSON_FILES = {
+    "modules.json": "the sentence-transformers module list",
+    "config_sentence_transformers.json": "the sentence-transformers / PyLate model config",
+    "sentence_bert_config.json": "the Transformer module config",
+}
+
+
+def check_layout_json(folder: Path):
+    """Parse every JSON file of an ST / PyLate layout (root and module folders, e.g. ``1_Dense/config.json``)
+    before anything is loaded: a damaged one is named with the parser's position and the fix."""
+    folder = Path(folder)
+    parsed = {name: read_json(folder / name, what) for name, what in LAYOUT_JSON_FILES.items() if (folder / name).exists()}
+    entries = parsed.get("modules.json")
+    for entry in entries if isinstance(entries, list) else []:
+        sub = entry.get("path") if isinstance(entry, dict) else None
+        for name in ("config.json", "sentence_bert_config.json") if sub else ():
+            if (folder / sub / name).is_file():
+                read_json(folder / sub / name, f"the config of module {sub}")
+
+
 TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 

@@ -240,6 +240,10 @@ def mlx_side(kind: str, folder, queries: list[str], documents: list[str], torch_
         from mlx_hf_bridge.transformers import AutoModel
 
         model = AutoModel.from_pretrained(str(folder))
+        if torch_arrays is None:  # before the torch side: the same tokenizer call as torch_side's
+            limits = [512, getattr(model.tokenizer, "model_max_length", None), model.args.max_position_embeddings]
+            torch_arrays = dict(model.tokenizer(texts, padding=True, truncation=True,
+                                                max_length=min(int(x) for x in limits if x), return_tensors="np"))
         args = [mx.array(torch_arrays["input_ids"]), mx.array(torch_arrays["attention_mask"])]
         if "token_type_ids" in torch_arrays:
             args.append(mx.array(torch_arrays["token_type_ids"]))
@@ -324,20 +328,36 @@ def verify_folder(folder, tolerance: float = 1e-5, probe_texts=None, reference=N
         return finish("error", "no probe texts", EXIT_ERROR)
     if kind == SENTENCE_TRANSFORMERS and _bridge_sentence_transformer() is None:
         return finish("unsupported", f"{folder} is a sentence-transformers (non-ColBERT) folder: not supported by the bridge yet.", EXIT_ERROR)
+    # A broken model must fail, not pass because torch computes the same NaN: weights, then outputs,
+    # before the (slow) torch side runs.
+    from mlx_hf_bridge.loading import nonfinite_tensors
+
+    try:
+        bad = nonfinite_tensors(folder)
+    except ValueError as exc:  # an unreadable weight file
+        return finish("error", f"bridge side: {exc}", EXIT_ERROR)
+    if bad:
+        return finish("failed", f"non-finite weights in {len(bad)} tensor(s): {'; '.join(bad[:8])}. The model is "
+                      "broken (a diverged run?): export an earlier checkpoint whose weights are finite.", EXIT_MISMATCH)
     try:
         t0 = time.perf_counter()
-        torch_arrays, _meta = run_torch_side(kind, reference or folder, queries, documents, timeout=timeout)
-        report["torch_seconds"] = round(time.perf_counter() - t0, 2)
-    except Exception as exc:
-        return finish("error", f"torch side: {exc}", EXIT_ERROR)
-    try:
-        t0 = time.perf_counter()
-        mlx_arrays = mlx_side(kind, folder, queries, documents, torch_arrays)
+        mlx_arrays = mlx_side(kind, folder, queries, documents, None)
         report["mlx_seconds"] = round(time.perf_counter() - t0, 2)
     except NotImplementedError as exc:
         return finish("unsupported", str(exc), EXIT_ERROR)
     except Exception as exc:
         return finish("error", f"bridge side: {type(exc).__name__}: {exc}", EXIT_ERROR)
+    if bad := [k for k, v in mlx_arrays.items() if not np.isfinite(v).all()]:
+        return finish("failed", f"non-finite outputs ({', '.join(bad[:8])}) from finite weights: activations overflow "
+                      "float32; the weights are unusable as saved (re-export from a healthy checkpoint).", EXIT_MISMATCH)
+    try:
+        t0 = time.perf_counter()
+        torch_arrays, _meta = run_torch_side(kind, reference or folder, queries, documents, timeout=timeout)
+        report["torch_seconds"] = round(time.perf_counter() - t0, 2)
+        if kind == HF:  # compare on exactly the torch side's token ids
+            mlx_arrays = mlx_side(kind, folder, queries, documents, torch_arrays)
+    except Exception as exc:
+        return finish("error", f"torch side: {exc}", EXIT_ERROR)
     report["results"] = compare(kind, torch_arrays, mlx_arrays, report["n_texts"])
     bad = {name: r for name, r in report["results"].items() if r["shape_mismatches"] or not r["max_abs_diff"] <= tolerance}
     if bad:

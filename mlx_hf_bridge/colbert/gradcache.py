@@ -24,6 +24,7 @@ from .loss_common import (
     _gather_masks,
     _GatherWarning,
     _model_attr,
+    check_contrastive_inputs,
     cross_entropy,
     extract_skiplist_mask,
     fit_for_scoring,
@@ -362,6 +363,7 @@ class CachedContrastive:
         ``model.trainable_parameters()``), computed with GradCache. See the class docstring for
         the gradient scale."""
         sentence_features = list(sentence_features)
+        check_contrastive_inputs(type(self).__name__, sentence_features)
         masks = extract_skiplist_mask(sentence_features, _model_attr(self.model, "skiplist"))
         encoding = self._encoding_order(sentence_features)
         reps = self._embed_all(encoding)
@@ -373,6 +375,7 @@ class CachedContrastive:
     def __call__(self, sentence_features: Iterable[dict], labels=None) -> mx.array:
         """The loss value (pass 1 + scoring, no gradients; PyLate's ``no_grad`` path)."""
         sentence_features = list(sentence_features)
+        check_contrastive_inputs(type(self).__name__, sentence_features)
         masks = extract_skiplist_mask(sentence_features, _model_attr(self.model, "skiplist"))
         reps = self._embed_all(self._encoding_order(sentence_features))
         loss = mx.stop_gradient(self.calculate_loss(reps, masks))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import mlx.core as mx
+import numpy as np
 
 from . import distributed, padding
 from .scores import skiplist_mask
@@ -94,6 +95,53 @@ class _GatherWarning:
         return world
 
 
+
+
+# --- input checks: a wrong batch names its column and the expected shape (MLX's own errors,
+# ``[broadcast_shapes]`` / ``[stack]``, name neither) ---------------------------------------------
+def _rows(feature) -> int:
+    return int(feature["input_ids"].shape[0])
+
+
+def check_contrastive_inputs(loss_name: str, sentence_features: list[dict]):
+    """(query, positive[, negative...]): one text per row in every column."""
+    if len(sentence_features) < 2:
+        raise ValueError(
+            f"{loss_name} needs at least 2 text columns (query, positive[, negative, ...]); got "
+            f"{len(sentence_features)}. Add the positive document column to the dataset."
+        )
+    batch = _rows(sentence_features[0])
+    for column, feature in enumerate(sentence_features[1:], start=1):
+        rows = _rows(feature)
+        if rows != batch:
+            hint = (f" ({rows // batch} texts per row: a list-valued column, which the collator flattens)"
+                    if rows % batch == 0 and rows > batch else "")
+            raise ValueError(
+                f"{loss_name}: text column {column} has {rows} rows for {batch} queries{hint}; every column must "
+                f"hold one text per row (expected shape ({batch},)). Give each document its own column "
+                "(positive, negative_1, ...), or use losses.Distillation for a list of documents per query."
+            )
+
+
+def check_distillation_inputs(sentence_features: list[dict], labels):
+    """(query, documents as a list per row) + labels (B, n_ways), one score per document."""
+    if len(sentence_features) != 2:
+        raise ValueError(
+            f"Distillation takes 2 text columns (query, documents) and a 'scores' label column; got "
+            f"{len(sentence_features)} text columns. Put each query's documents in one list-valued column."
+        )
+    if labels is None:
+        raise ValueError("Distillation needs the teacher scores: a 'scores' (or 'label') column, one score per document.")
+    batch, docs = _rows(sentence_features[0]), _rows(sentence_features[1])
+    shape = tuple(getattr(labels, "shape", None) or np.shape(labels))
+    per_row = docs // batch if batch and docs % batch == 0 else None
+    if per_row is None or len(shape) != 2 or shape != (batch, per_row):
+        expected = f"({batch}, {per_row})" if per_row is not None else f"({batch}, n) with {docs} documents = {batch} x n"
+        raise ValueError(
+            f"Distillation: the labels (scores column) have shape {shape}, the batch has {batch} queries and {docs} "
+            f"documents (column 1); expected labels of shape {expected}: one teacher score per document of each "
+            "row, and the same number of documents in every row (KDProcessing(n_ways=...) trims both)."
+        )
 
 
 # --- padding-free (see padding.py for why the results equal PyLate's fixed padding) ------------

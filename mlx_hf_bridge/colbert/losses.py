@@ -36,6 +36,8 @@ from .loss_common import (
     _gather_masks,
     _GatherWarning,
     _model_attr,
+    check_contrastive_inputs,
+    check_distillation_inputs,
     column_width,
     cross_entropy,
     extract_skiplist_mask,
@@ -133,6 +135,7 @@ class Contrastive:
 
     def __call__(self, sentence_features: Iterable[dict], labels=None) -> mx.array:
         sentence_features = list(sentence_features)
+        check_contrastive_inputs(type(self).__name__, sentence_features)
         embeddings = []
         for column, feature in enumerate(sentence_features):
             trims = trims_column(self.model, column, self.padding_free)
@@ -261,6 +264,7 @@ class Distillation:
 
     def __call__(self, sentence_features: Iterable[dict], labels) -> mx.array:
         sentence_features = list(sentence_features)
+        check_distillation_inputs(sentence_features, labels)
         trims = [trims_column(self.model, i, self.padding_free) for i in range(len(sentence_features))]
         widths = [column_width(f, t) for f, t in zip(sentence_features, trims)]
         queries_embeddings = _embed(self.model, trim(sentence_features[0], widths[0]), packed=trims[0])

@@ -10,7 +10,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..io_utils import save_folder
-from ..loading import check_remote_code, resolve_path
+from ..loading import check_layout_json, check_remote_code, resolve_path
 from . import layout, scores
 from .encode import EncodeMixin
 from .modules import Dense, resize_token_embeddings
@@ -81,6 +81,7 @@ class ColBERT(EncodeMixin, nn.Module):
         else:
             folder = resolve_path(model_name_or_path, revision, token or use_auth_token, cache_folder, local_files_only)
             self.folder = folder
+            check_layout_json(folder)  # before anything is read, a damaged file is named
             check_remote_code(folder, trust_remote_code)
             if (folder / "modules.json").exists():
                 self.transformer, denses, saved = layout.read_modules(folder, tokenizer_kwargs)
