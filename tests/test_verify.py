@@ -103,10 +103,14 @@ def test_bridge_misreading_a_weight_fails(tiny_bert_dir, monkeypatch):
 
 
 def test_torch_side_failure_is_an_error_not_a_crash(tmp_path, tiny_bert_dir):
+    # the bridge reads the weights first (the non-finite check), so a broken file is named by it ...
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bert_dir, broken)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     report = verify.verify_folder(broken)
+    assert report["exit_code"] == 2 and report["status"] == "error" and "model.safetensors" in report["message"]
+    # ... and a torch side that cannot load its reference is an error too, not a crash
+    report = verify.verify_folder(tiny_bert_dir, reference=tmp_path / "missing")
     assert report["exit_code"] == 2 and report["status"] == "error" and "torch side" in report["message"]
 
 
