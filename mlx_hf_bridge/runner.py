@@ -15,9 +15,12 @@ version.
 torch: PyLate's examples call ``model = torch.compile(model)``. With torch installed, ``torch`` is
 imported only if the script imports it, and then ``torch.compile`` returns MLX modules unchanged
 (anything else goes to the real ``torch.compile``). Without torch, a script's ``import torch`` gets
-a minimal stub with the few names PyLate scripts touch (``compile``, ``manual_seed``,
-``cuda.is_available``, ``backends.mps.is_available``...); any other name fails and says so.
-Libraries never see the stub unless the script imported it first.
+a stub that computes nothing: the names PyLate / ST scripts and ``datasets`` touch (``compile``,
+``manual_seed``, ``no_grad``, ``cuda.is_available``, ``backends.mps.is_available``, ``Tensor`` /
+``Generator`` / ``nn.Module`` as types nothing is an instance of, ``utils.data.get_worker_info``; the
+list is ``torch_stub.PROVIDED``); any other name, or making one of those types, fails and says so.
+Libraries never see the stub unless the script imported it first, and ``datasets`` decides that
+torch is absent before the stub can exist.
 
 ``fp16=True`` / ``bf16=True`` are handled by the bridge's ``SentenceTransformerTrainingArguments``.
 

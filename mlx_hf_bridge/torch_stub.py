@@ -66,20 +66,44 @@ def _script_is_importing() -> bool:
     return False
 
 
+def _needs_torch(what: str) -> str:
+    return (
+        f"`{what}` is not available: torch is not installed, and `mlx-hf-bridge run` (mlx_hf_bridge "
+        f"{bridge_version()}) only provides a stub `torch` that computes nothing ({', '.join(PROVIDED)}). "
+        "Install torch, or remove this use from the script."
+    )
+
+
 class _StubModule(types.ModuleType):
     """A stub torch (sub)module: any name it does not define fails and says why."""
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        raise AttributeError(
-            f"`{self.__name__}.{name}` is not available: torch is not installed, and `mlx-hf-bridge run` "
-            f"(mlx_hf_bridge {bridge_version()}) only provides a stub `torch` with "
-            "compile, manual_seed, cuda.is_available/device_count, backends.mps.is_available/is_built, "
-            "set_float32_matmul_precision and Tensor. Install torch, or remove this use from the script.",
-            name=name,
-            obj=self,
-        )
+        raise AttributeError(_needs_torch(f"{self.__name__}.{name}"), name=name, obj=self)
+
+
+class _TypeOnly:
+    """A torch type libraries test against (``isinstance(x, torch.Tensor)``, ``obj_type is torch.Generator``,
+    ``issubclass(t, torch.nn.Module)``): nothing is ever an instance, and making one needs real torch."""
+
+    _torch_name = "torch.?"
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(_needs_torch(f"{self._torch_name}(...)"))
+
+
+def _type_only(qualified: str) -> type:
+    return type(qualified.rsplit(".", 1)[1], (_TypeOnly,), {"_torch_name": qualified, "__module__": "torch"})
+
+
+# What the stub provides (named in every error); everything else raises, naming the attribute.
+PROVIDED = (
+    "compile", "manual_seed", "random.manual_seed", "no_grad", "inference_mode", "set_float32_matmul_precision",
+    "Tensor / Generator / nn.Module / utils.data.Dataset / IterableDataset as types only",
+    "utils.data.get_worker_info", "cuda.is_available/device_count/manual_seed(_all)/empty_cache",
+    "backends.mps.is_available/is_built",
+)
 
 
 def _mlx_gpu_available() -> bool:
@@ -91,8 +115,25 @@ def _mlx_gpu_available() -> bool:
         return bool(getattr(mx, "metal", None) and mx.metal.is_available())
 
 
+class _NoGrad:
+    """``torch.no_grad()`` / ``torch.inference_mode()``: MLX computes gradients only when asked, so a no-op
+    (usable as ``with torch.no_grad():`` and as ``@torch.no_grad()``)."""
+
+    def __init__(self, mode=True):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, fn):
+        return fn
+
+
 def build_torch_stub() -> dict[str, types.ModuleType]:
-    """The stub ``torch`` (plus ``torch.cuda``, ``torch.backends[.mps|.cuda]``) used when torch is absent."""
+    """The stub ``torch`` and the submodules scripts and ``datasets`` touch, used when torch is absent."""
 
     def make(name):
         module = _StubModule(name, f"Stub of `{name}` provided by `mlx-hf-bridge run` (torch is not installed).")
@@ -118,19 +159,28 @@ def build_torch_stub() -> dict[str, types.ModuleType]:
 
         mx.random.seed(int(seed))
 
-    class Tensor:  # nothing is ever an instance: libraries' isinstance(x, torch.Tensor) checks stay False
-        pass
-
     torch.compile = compile
     torch.manual_seed = manual_seed
     torch.set_float32_matmul_precision = lambda precision: None
-    torch.Tensor = Tensor
+    torch.no_grad, torch.inference_mode = _NoGrad, _NoGrad
+    torch.Tensor, torch.Generator = _type_only("torch.Tensor"), _type_only("torch.Generator")
+
+    random = make("torch.random")
+    random.manual_seed = manual_seed
+    nn = make("torch.nn")
+    nn.Module = _type_only("torch.nn.Module")
+    utils = make("torch.utils")
+    data = make("torch.utils.data")
+    data.Dataset, data.IterableDataset = _type_only("torch.utils.data.Dataset"), _type_only("torch.utils.data.IterableDataset")
+    data.get_worker_info = lambda: None  # no torch DataLoader workers: every caller is the main process
+    utils.data = data
 
     cuda = make("torch.cuda")
     cuda.is_available = lambda: False
     cuda.device_count = lambda: 0
     cuda.is_bf16_supported = lambda *a, **k: False
     cuda.manual_seed = cuda.manual_seed_all = lambda seed: None
+    cuda.empty_cache = lambda: None
 
     backends = make("torch.backends")
     mps = make("torch.backends.mps")
@@ -139,9 +189,8 @@ def build_torch_stub() -> dict[str, types.ModuleType]:
     backends_cuda = make("torch.backends.cuda")
     backends_cuda.is_built = lambda: False
     backends.mps, backends.cuda = mps, backends_cuda
-    torch.cuda, torch.backends = cuda, backends
-    return {"torch": torch, "torch.cuda": cuda, "torch.backends": backends, "torch.backends.mps": mps,
-            "torch.backends.cuda": backends_cuda}
+    torch.cuda, torch.backends, torch.random, torch.nn, torch.utils = cuda, backends, random, nn, utils
+    return {m.__name__: m for m in (torch, cuda, backends, mps, backends_cuda, random, nn, utils, data)}
 
 
 class _StubLoader(importlib.abc.Loader):
@@ -162,13 +211,14 @@ class TorchStubFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "torch" and not fullname.startswith("torch."):
             return None
-        if fullname == "torch" and "torch" not in sys.modules and not _script_is_importing():
-            return None  # libraries probing for torch keep seeing "not installed"
+        if fullname == "torch" and "torch" not in sys.modules:
+            if not _script_is_importing():
+                return None  # libraries probing for torch keep seeing "not installed"
         if fullname in STUB_MODULES:
             return importlib.machinery.ModuleSpec(fullname, _STUB_LOADER, is_package=True)
         raise ModuleNotFoundError(
             f"`{fullname}` is not available: torch is not installed, and `mlx-hf-bridge run` "
-            f"(mlx_hf_bridge {bridge_version()}) only stubs torch, torch.cuda and torch.backends.mps.",
+            f"(mlx_hf_bridge {bridge_version()}) only stubs {', '.join(sorted(STUB_MODULES))}.",
             name=fullname,
         )
 
