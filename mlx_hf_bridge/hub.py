@@ -125,7 +125,7 @@ def _new_staging_folder(repo_id: str) -> Path:
             shutil.rmtree(entry, ignore_errors=True)
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", repo_id).strip("-") or "model"
     folder = root / owned_name(f"{STAGING_STEM}{slug}.")
-    with map_errors(folder):
+    with map_errors(folder, name_as=root):
         folder.mkdir(mode=0o700)
     return folder
 

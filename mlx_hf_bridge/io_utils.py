@@ -130,7 +130,7 @@ def atomic_file(path):
     next :func:`recover_folder` of that folder once its owner is dead).
     """
     path = Path(path)
-    with map_errors(path):
+    with map_errors(path, name_as=path):
         path.parent.mkdir(parents=True, exist_ok=True)
         # the real extension stays last: some writers (mx.save_safetensors) append one otherwise
         tmp = path.parent / owned_name(f".{path.name}.", suffix=f"{path.suffix}")
@@ -144,16 +144,18 @@ def atomic_file(path):
 
 
 @contextlib.contextmanager
-def map_errors(path: Path, needed: int | None = None, staging: Path | None = None):
+def map_errors(path: Path, needed: int | None = None, staging: Path | None = None, name_as=None):
     """Re-raise write failures as :class:`SaveError` naming the file under ``path``.
 
     ``needed``: the caller's estimate of the whole save (bytes); ``staging``: the temp folder, whose
-    file names are reported at their final place under ``path``.
+    file names are reported at their final place under ``path``; ``name_as``: the path to name
+    (instead of a temp's).
     """
     try:
         yield
     except (OSError, RuntimeError) as exc:
-        mapped = map_save_error(exc, path, needed=None if staging is not None else needed, staging=staging)
+        mapped = map_save_error(exc, path, needed=None if staging is not None else needed, staging=staging,
+                                name_as=name_as)
         if mapped is None:
             raise
         if staging is not None and needed and mapped.needed is not None:
@@ -165,7 +167,7 @@ def map_errors(path: Path, needed: int | None = None, staging: Path | None = Non
 
 # --- new folders (checkpoint-N): one directory rename ---------------------------------------------
 @contextlib.contextmanager
-def new_folder(path, replace_existing: bool = False):
+def new_folder(path, replace_existing: bool = False, size_hint: int | None = None):
     """Yield a temp folder beside ``path``; it becomes ``path`` with one rename when the block succeeds.
 
     ``path`` must not exist unless ``replace_existing``: then the old folder is renamed aside
@@ -173,13 +175,13 @@ def new_folder(path, replace_existing: bool = False):
     leaves the old folder aside and ``path`` missing; :func:`restore_swapped` puts it back.
     """
     path = Path(path)
-    with map_errors(path):
+    with map_errors(path, needed=size_hint, name_as=path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / owned_name(f".{path.name}.")
         tmp.mkdir()
     with _in_flight(tmp):
         try:
-            with map_errors(path, staging=tmp):
+            with map_errors(path, needed=size_hint, staging=tmp):
                 yield tmp
                 fsync_tree(tmp)
                 _hook("staged", tmp)
@@ -232,7 +234,7 @@ def save_folder(path, write_fn, size_hint: int | None = None) -> Path:
     files next to some old ones. Entries the layout does not name are never touched.
     """
     path = Path(path)
-    with map_errors(path, needed=size_hint):
+    with map_errors(path, needed=size_hint, name_as=path):
         path.mkdir(parents=True, exist_ok=True)
         recover_folder(path)
         tmp = path / owned_name(STAGING_PREFIX)

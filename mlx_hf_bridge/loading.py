@@ -286,7 +286,8 @@ def save_encoder(model, folder, tokenizer=None):
 
     As ``PreTrainedModel.save_pretrained``: the folder's other files are left alone (see
     ``io_utils.save_folder`` for what a kill mid-save leaves)."""
-    save_folder(folder, lambda tmp: write_encoder_files(model, tmp, tokenizer))
+    size = sum(int(v.nbytes) for v in encoder_state(model).values())
+    save_folder(folder, lambda tmp: write_encoder_files(model, tmp, tokenizer), size_hint=size)
 
 
 def write_encoder_files(model, folder: Path, tokenizer=None):

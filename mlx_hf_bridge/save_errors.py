@@ -149,11 +149,13 @@ def _cause_of_mlx_error(exc: RuntimeError, path: Path, needed: int | None) -> in
     return None
 
 
-def map_save_error(exc: BaseException, path, needed: int | None = None, staging: Path | None = None):
+def map_save_error(exc: BaseException, path, needed: int | None = None, staging: Path | None = None,
+                   name_as=None):
     """The :class:`SaveError` for ``exc`` raised while saving ``path`` (``None``: not a disk refusal).
 
     ``staging``: the temp folder the save writes into; file names inside it are reported at their
-    final place under ``path``.
+    final place under ``path``. ``name_as``: the path to name instead of the one in ``exc`` (a
+    temp name means nothing to the user).
     """
     path = Path(path)
     if isinstance(exc, SaveError):
@@ -170,7 +172,7 @@ def map_save_error(exc: BaseException, path, needed: int | None = None, staging:
         return None
     if failing is None and staging is not None:
         failing = _newest_file(staging)
-    failing = failing or path
+    failing = Path(name_as) if name_as is not None else (failing or path)
     free = _free(failing)
     detail = "" if isinstance(exc, OSError) else f"MLX: {str(exc).strip()}"
     sized = err in _SIZED

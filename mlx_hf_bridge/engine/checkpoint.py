@@ -132,10 +132,12 @@ def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: Traine
         (tmp / TRAINER_STATE).write_text(state.to_json_string(), encoding="utf-8")
         checkpoint_files.write_manifest(tmp)
 
+    # for the error on a full disk: the weights, and AdamW's two moments
+    size = sum(int(v.nbytes) for _, v in tree_flatten(model.parameters())) * (1 if save_only_model else 3)
     if path.exists() and not checkpoint_files.only_own_files(path):
-        save_folder(path, write)  # not (only) ours: overwrite the checkpoint's names, keep the rest
+        save_folder(path, write, size_hint=size)  # not (only) ours: overwrite the checkpoint's names, keep the rest
     else:
-        with new_folder(path, replace_existing=True) as tmp:
+        with new_folder(path, replace_existing=True, size_hint=size) as tmp:
             write(tmp)
     return path
 
