@@ -58,7 +58,20 @@ def st6_python() -> str | None:
 # The ST 6 side. ``build``: tiny BERT / ModernBERT folders written by transformers, one ST 6
 # MultiVectorEncoder folder per variant (saved by ST 6 itself) and its outputs; ``encode``: load
 # folders with ST 6 and write their outputs. Outputs: per-text arrays, similarity and pairwise scores.
-REFERENCE = textwrap.dedent(
+MAXSIM_INPUTS = textwrap.dedent(
+    """
+    def maxsim_inputs():
+        rng = np.random.default_rng(7)
+        a = rng.normal(size=(3, 5, 4)).astype(np.float32)
+        b = rng.normal(size=(4, 6, 4)).astype(np.float32)
+        a_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=np.float32)
+        b_mask = np.array([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0], [1, 0, 1, 0, 1, 0]], dtype=bool)
+        zero_rows = b.copy()
+        zero_rows[0, 3:] = 0.0
+        return {"masked": (a, b, a_mask, b_mask), "unmasked": (a, b, None, None), "zero-rows": (a, zero_rows, None, None)}
+    """
+)
+REFERENCE = MAXSIM_INPUTS + textwrap.dedent(
     r'''
     import json, os, string, sys
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -143,6 +156,17 @@ REFERENCE = textwrap.dedent(
         outputs(model, name)
     # ST 6's default pipeline for a plain HF folder (random projection): its layout, not its values
     MultiVectorEncoder(bert, device="cpu").save_pretrained(os.path.join(out, "plain-hf"))
+    # ST 6's scoring functions on raw inputs: negative similarities, masks, an empty document, zero rows
+    from sentence_transformers.util import similarity as sim
+    cases = {}
+    for name, (a, b, a_mask, b_mask) in maxsim_inputs().items():
+        t = lambda x: None if x is None else torch.from_numpy(x)
+        cases[name] = sim.maxsim(t(a), t(b), t(a_mask), t(b_mask)).numpy()
+        cases[name + "-mean"] = sim.mean_maxsim(t(a), t(b), t(a_mask), t(b_mask)).numpy()
+        n = min(len(a), len(b))
+        cases[name + "-pairwise"] = sim.maxsim_pairwise(
+            t(a[:n]), t(b[:n]), None if a_mask is None else t(a_mask[:n]), None if b_mask is None else t(b_mask[:n])).numpy()
+    np.savez(os.path.join(out, "maxsim-cases.npz"), **cases)
     '''
 )
 VARIANTS = [
@@ -302,6 +326,28 @@ def test_save_leaves_other_files_and_facade_names(st6_dir, tmp_path):
     MultiVectorEncoder(str(st6_dir / "token-no-dense")).save_pretrained(str(target))
     assert (target / "notes.txt").read_text() == "mine" and (target / "modules.json").exists()
     assert NestedMultiVectorEncoder is MultiVectorEncoder
+
+
+def test_maxsim_functions_equal_st6(st6_dir):
+    """ST 6's masking: masked document tokens are left out of the max (negative similarities
+    survive), an empty document scores -1e9, 3D inputs without masks drop all-zero rows."""
+    from mlx_hf_bridge.colbert import scores
+
+    namespace = {"np": np}
+    exec(MAXSIM_INPUTS, namespace)
+    ref = np.load(st6_dir / "maxsim-cases.npz")
+    for name, (a, b, a_mask, b_mask) in namespace["maxsim_inputs"]().items():
+        n = min(len(a), len(b))
+        got = {
+            name: scores.maxsim(a, b, a_mask, b_mask),
+            name + "-mean": scores.mean_maxsim(a, b, a_mask, b_mask),
+            name + "-pairwise": scores.maxsim_pairwise(
+                a[:n], b[:n], None if a_mask is None else a_mask[:n], None if b_mask is None else b_mask[:n]
+            ),
+        }
+        for key, value in got.items():
+            assert np.abs(np.array(value) - ref[key]).max() <= TOL, key
+    assert ref["masked"][:, 2].max() == -1e9  # the empty document, as ST 6 scores it
 
 
 # --- refused layouts ------------------------------------------------------------------------------

@@ -31,12 +31,18 @@ def read_modules(folder: Path, tokenizer_kwargs=None):
     sentence-transformers 6 folders are refused (``modules.layout``) before any weights are read."""
     found = module_layout.read_layout(folder)
     if found.dialect == "st6":
+        types = ", ".join(e["type"] for _, _, e in found.modules)
+        hint = (
+            "Load it with mlx_hf_bridge.sentence_transformers.MultiVectorEncoder(path), which reads ST 6's query "
+            "expansion, prompts, MultiVectorMask and Normalize exactly."
+            if found.model_type == "MultiVectorEncoder"
+            else "The bridge reads ST 6 MultiVectorEncoder folders only (with mlx_hf_bridge.sentence_transformers."
+            "MultiVectorEncoder); convert this one with the real sentence-transformers 6 first."
+        )
         raise module_layout.LayoutError(
-            f"{folder} was saved by sentence-transformers 6 ({found.model_type or 'SentenceTransformer'}; modules.json "
-            f"types {', '.join(e['type'] for _, _, e in found.modules)}). PyLate's ColBERT would read it with its own "
-            "defaults ([Q]/[D] prefixes, 32-token query expansion, punctuation skiplist), not the settings saved "
-            "in it. Load it with mlx_hf_bridge.sentence_transformers.MultiVectorEncoder(path), which reads "
-            "ST 6's query expansion, prompts, MultiVectorMask and Normalize exactly."
+            f"{folder} was saved by sentence-transformers 6 (model_type {found.model_type or 'SentenceTransformer'}; "
+            f"modules.json types {types}). Read as a PyLate ColBERT it would get PyLate's defaults ([Q]/[D] prefixes, "
+            f"32-token query expansion, punctuation skiplist) instead of the settings saved in it. {hint}"
         )
     transformer, denses = None, []
     for kind, path, entry in found.modules:

@@ -35,15 +35,27 @@ def colbert_scores(queries_embeddings, documents_embeddings, queries_mask=None, 
         d = d[None]
     queries_mask = None if queries_mask is None else to_array(queries_mask)
     documents_mask = None if documents_mask is None else to_array(documents_mask)
-    maxima = kernels.maxsim(q, d, queries_mask, documents_mask)  # (A, Lq, B): the CPU kernel
-    if maxima is not None:
-        return maxima.sum(axis=1)
+    return token_maxima(q, d, queries_mask, documents_mask).sum(axis=-1)
+
+
+def token_maxima(q, d, queries_mask=None, documents_mask=None, exclude_masked_documents: bool = False):
+    """(A, Lq, H) x (B, Ld, H) -> (A, B, Lq): each query token's best document-token similarity, the
+    MaxSim core of both libraries. PyLate (the default) multiplies masked similarities by 0 (the CPU
+    kernel computes exactly that); ST 6 (``exclude_masked_documents``) leaves masked document tokens
+    out of the max. Masked query tokens give 0 either way."""
+    if not exclude_masked_documents:
+        maxima = kernels.maxsim(q, d, queries_mask, documents_mask)  # (A, Lq, B): the CPU kernel
+        if maxima is not None:
+            return maxima.transpose(0, 2, 1)
     sims = mx.einsum("ash,bth->abst", q, d)
     if queries_mask is not None:
         sims = sims * queries_mask.astype(sims.dtype)[:, None, :, None]
     if documents_mask is not None:
-        sims = sims * documents_mask.astype(sims.dtype)[None, :, None, :]
-    return sims.max(axis=-1).sum(axis=-1)
+        if exclude_masked_documents:
+            sims = mx.where(documents_mask.astype(mx.bool_)[None, :, None, :], sims, mx.finfo(sims.dtype).min)
+        else:
+            sims = sims * documents_mask.astype(sims.dtype)[None, :, None, :]
+    return sims.max(axis=-1)
 
 
 def colbert_scores_pairwise(queries_embeddings, documents_embeddings, backend=None):
@@ -142,10 +154,8 @@ def maxsim(a, b, a_mask=None, b_mask=None, length_normalize: bool = False, **_ig
     b_mask = _fit_width(b_mask, b.shape[1], "b_mask").astype(mx.bool_)
     if b.shape[1] == 0:
         return mx.full((a.shape[0], b.shape[0]), EMPTY_DOCUMENT_SCORE, dtype=mx.float32)
-    sims = mx.einsum("ash,bth->abst", a, b)
-    sims = mx.where(b_mask[None, :, None, :], sims, mx.finfo(sims.dtype).min)
-    best = sims.max(axis=-1).astype(mx.float32) * a_mask.astype(mx.float32)[:, None, :]
-    scores = mx.where(mx.any(b_mask, axis=-1)[None, :], best.sum(axis=-1), EMPTY_DOCUMENT_SCORE)
+    best = token_maxima(a, b, a_mask.astype(mx.float32), b_mask, exclude_masked_documents=True)
+    scores = mx.where(mx.any(b_mask, axis=-1)[None, :], best.astype(mx.float32).sum(axis=-1), EMPTY_DOCUMENT_SCORE)
     return scores / _query_counts(a_mask)[:, None] if length_normalize else scores
 
 

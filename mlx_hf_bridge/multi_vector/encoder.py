@@ -72,6 +72,10 @@ class MultiVectorEncoder(nn.Module):
         super().__init__()
         if backend != "torch":
             raise ValueError(f"backend={backend!r}: the bridge runs on MLX; leave backend at its default.")
+        if device is not None and str(device).startswith("cpu"):
+            from .. import backend as mlx_backend
+
+            mlx_backend.use_cpu()
         self._similarity_fn_name = None
         self.similarity_fn_name = similarity_fn_name
         self.prompts = {"query": None, "document": None, **(prompts or {})}
