@@ -170,6 +170,12 @@ def test_non_string_later_text_refused_where_pylate_trains_on_str(tiny_bert_dir,
         mlx_models.ColBERT(str(tiny_bert_dir)).tokenize(["a text", bad], is_query=False)
 
 
+def test_encode_refuses_non_string_too(tiny_bert_dir):
+    # (encode sorts texts by length first, so the row it names is the batch's, not the caller's)
+    with pytest.raises(TypeError, match=r"row \d: expected a string, got int 42"):
+        mlx_models.ColBERT(str(tiny_bert_dir)).encode(["a", "b", 42], is_query=False)
+
+
 @pytest.mark.parametrize("bad,shown", [(7, "int 7"), (None, "None"), (float("nan"), "NaN")], ids=["int", "None", "nan"])
 def test_collator_names_column_row_and_type(tiny_bert_dir, bad, shown):
     model = mlx_models.ColBERT(str(tiny_bert_dir))
@@ -300,6 +306,14 @@ def test_auto_map_without_trust_remote_code_loads_builtin_like_transformers(tmp_
     mlx_models.ColBERT(str(folder))  # and a ColBERT on it
 
 
+def test_trust_remote_code_without_custom_code_loads_like_transformers(tiny_bert_dir):
+    from transformers import AutoModel as TorchAutoModel
+
+    # no auto_map: the flag has nothing to run, transformers loads the built-in class, so does the bridge
+    assert type(TorchAutoModel.from_pretrained(str(tiny_bert_dir), trust_remote_code=True)).__name__ == "BertModel"
+    mlx_models.ColBERT(str(tiny_bert_dir), trust_remote_code=True)
+
+
 def test_auto_map_with_unsupported_model_type_names_custom_code(tmp_path, tiny_bert_dir):
     from transformers import AutoConfig
 
@@ -382,6 +396,13 @@ def test_invalid_config_json(copy_dir, tiny_bert_dir):
     assert f"{folder / 'config.json'} (the model config) is not valid JSON" in message
     assert "line 1 column" in message and "Restore it from the original model" in message
     assert isinstance(err.value, OSError) and isinstance(err.value, ValueError)
+
+
+def test_config_json_that_is_not_an_object(copy_dir, tiny_bert_dir):
+    folder = copy_dir(tiny_bert_dir)
+    damage(folder, "config.json", "[1, 2]")
+    with Untouched(folder), pytest.raises(InvalidFileError, match=r"config.json \(the model config\) holds a JSON list"):
+        mlx_models.ColBERT(str(folder))
 
 
 @pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json"])
