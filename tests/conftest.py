@@ -114,8 +114,15 @@ PYLATE_MISSING = _major("pylate") is None
 _NO_PYLATE = "needs PyLate 1.6, which this environment (the ST 6 reference venv) does not have"
 
 
+# Tests whose PyLate use happens in a verify subprocess and reaches the test only as a failed report
+# (pytest truncates that assertion message, so the hook below cannot see why): they need PyLate.
+NEEDS_PYLATE = {"tests/test_st_trainer.py::test_colbert_end_to_end_with_eval_evaluator_and_save"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if PYLATE_MISSING and item.nodeid in NEEDS_PYLATE:
+            item.add_marker(pytest.mark.skip(reason=_NO_PYLATE + " (real PyLate verifies the saved folder)"))
         if item.get_closest_marker("st6") and not (ST_MAJOR or 0) >= 6:
             item.add_marker(pytest.mark.skip(reason="needs sentence-transformers 6 (runs in .venv-st6)"))
         if item.get_closest_marker("st5") and ST_MAJOR != 5:
