@@ -416,13 +416,84 @@ def test_pylate_listed_dense_missing(tmp_path, tiny_bert_dir):
         pylate_models.ColBERT(str(folder))
 
 
-def test_multi_vector_encoder_refuses_other_dialects(tmp_path, tiny_bert_dir, minilm_dir):
-    folder = tmp_path / "pylate"
-    pylate_models.ColBERT(str(tiny_bert_dir)).save(str(folder))
-    with pytest.raises(LayoutError, match="PyLate ColBERT save.*mlx_hf_bridge.pylate.models.ColBERT"):
-        MultiVectorEncoder(str(folder))
-    with pytest.raises(LayoutError, match="sentence-transformers 5"):
-        MultiVectorEncoder(str(minilm_dir))
+# --- older folders, converted as ST 6.2 converts them ---------------------------------------------
+def _hand_written_st5_folder(folder: Path, tiny_bert_dir):
+    """A dense sentence-transformers 5 folder (Transformer, Pooling, Dense Tanh + bias, Normalize) in
+    ST 5's file format; ST 6 reads these same files on its side of the comparison."""
+    from safetensors.numpy import save_file
+
+    shutil.copytree(tiny_bert_dir, folder)
+    rng = np.random.default_rng(3)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": 32, "out_features": 24, "bias": True, "activation_function": "torch.nn.modules.activation.Tanh"}))
+    save_file({"linear.weight": rng.normal(0, 0.2, (24, 32)).astype(np.float32),
+               "linear.bias": rng.normal(0, 0.1, (24,)).astype(np.float32)}, str(folder / "2_Dense" / "model.safetensors"))
+    types = ["Transformer", "Pooling", "Dense", "Normalize"]
+    paths = ["", "1_Pooling", "2_Dense", "3_Normalize"]
+    (folder / "modules.json").write_text(json.dumps(
+        [{"idx": i, "name": str(i), "path": p, "type": f"sentence_transformers.models.{t}"} for i, (t, p) in enumerate(zip(types, paths))]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: ", "document": ""}, "default_prompt_name": None, "similarity_fn_name": "cosine"}))
+    return folder
+
+
+def _stanford_folder(folder: Path, tiny_bert_dir):
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(tiny_bert_dir, folder)
+    state = {f"bert.{k}": v for k, v in load_file(str(tiny_bert_dir / "model.safetensors")).items()}
+    state["linear.weight"] = np.random.default_rng(4).normal(0, 0.1, (24, 32)).astype(np.float32)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    _edit_json(folder / "config.json", lambda c: c.update(architectures=["HF_ColBERT"]))
+    (folder / "artifact.metadata").write_text(json.dumps({"query_maxlen": 20, "doc_maxlen": 24, "attend_to_mask_tokens": False}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def legacy_dirs(tmp_path_factory, tiny_bert_dir, tiny_modernbert_dir):
+    """PyLate folders (PyLate's layout, written by the bridge's ColBERT: equal to PyLate's own in
+    test_colbert_parity), a sentence-transformers 5 folder and a Stanford checkpoint, with ST 6's outputs."""
+    root = tmp_path_factory.mktemp("legacy")
+    folders = {
+        "pylate-default": (tiny_bert_dir, {}),
+        "pylate-attend-lengths": (tiny_bert_dir, dict(query_length=12, document_length=20, attend_to_expansion_tokens=True)),
+        "pylate-no-expansion": (tiny_bert_dir, dict(do_query_expansion=False, query_length=16, skiplist_words=["."])),
+        "pylate-modernbert": (tiny_modernbert_dir, dict(query_length=12, document_length=40)),
+    }
+    paths = {}
+    for name, (source, kwargs) in folders.items():
+        pylate_models.ColBERT(str(source), **kwargs).save(str(root / name))
+        paths[name] = str(root / name)
+    paths["st5-dense-tanh"] = str(_hand_written_st5_folder(root / "st5-dense-tanh", tiny_bert_dir))
+    paths["stanford"] = str(_stanford_folder(root / "stanford", tiny_bert_dir))
+    out = root / "st6-outputs"
+    out.mkdir()
+    run_st6({"mode": "encode", "out": str(out), "folders": paths})
+    return paths, out
+
+
+@pytest.mark.parametrize(
+    "name", ["pylate-default", "pylate-attend-lengths", "pylate-no-expansion", "pylate-modernbert", "st5-dense-tanh", "stanford"]
+)
+def test_older_folders_convert_as_st6_does(legacy_dirs, name):
+    paths, out = legacy_dirs
+    model = MultiVectorEncoder(paths[name])
+    assert_same_outputs(bridge_outputs(model), np.load(out / f"{name}.npz"), name)
+
+
+def test_pylate_conversion_settings(legacy_dirs):
+    paths, _ = legacy_dirs
+    model = MultiVectorEncoder(paths["pylate-attend-lengths"])
+    assert model.prompts == {"query": "[Q] ", "document": "[D] "}
+    assert model[0].query_expansion == {"strategy": "fixed", "attend": True, "token": None, "length": 12}
+    assert model[0].document_length == 20 and model[0].query_length is None
+    assert [type(m).__name__ for m in model] == ["Transformer", "Dense", "MultiVectorMask", "Normalize"]
+    assert model[2].skiplist_words == list(__import__("string").punctuation)
+    assert MultiVectorEncoder(paths["pylate-no-expansion"])[0].query_expansion is None
 
 
 @pytest.mark.parametrize(

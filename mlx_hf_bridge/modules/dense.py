@@ -81,12 +81,15 @@ class Dense(_PyLateDense):
         (Path(output_path) / "config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
 
     @staticmethod
-    def load(input_path, init_defaults=None) -> "Dense":
-        """A saved ST 6 Dense folder; ``init_defaults`` fill keys the config lacks (ST 6's hook)."""
+    def load(input_path, init_defaults=None, drop_unknown: bool = False) -> "Dense":
+        """A saved Dense folder; ``init_defaults`` fill keys the config lacks (ST 6's hook). Unknown
+        keys are refused, or dropped with ``drop_unknown`` (ST 6 drops them from legacy saves)."""
         input_path = Path(input_path)
         config = dict(read_json(input_path / "config.json", "the Dense module's settings"))
         unknown = sorted(set(config) - set(CONFIG_KEYS))
-        if unknown:
+        if unknown and drop_unknown:
+            config = {k: v for k, v in config.items() if k in CONFIG_KEYS}
+        elif unknown:
             raise ValueError(
                 f"{input_path / 'config.json'}: unknown Dense setting(s) {unknown}; ST 6's Dense accepts {list(CONFIG_KEYS)}."
             )

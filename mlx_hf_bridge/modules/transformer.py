@@ -232,8 +232,9 @@ class Transformer(_Backbone):
         (Path(folder) / "sentence_bert_config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
 
     @classmethod
-    def load(cls, folder, init_overrides=None) -> "Transformer":
-        """A saved ST 6 Transformer (root folder or subfolder), refusing options it cannot reproduce."""
+    def load(cls, folder, init_defaults=None) -> "Transformer":
+        """A saved Transformer (root folder or subfolder), refusing options it cannot reproduce;
+        ``init_defaults`` fill settings the saved config lacks (ST 6's hook for legacy folders)."""
         folder = Path(folder)
         path = folder / "sentence_bert_config.json"
         config = read_json(path, "the Transformer module's settings") if path.exists() else {}
@@ -244,7 +245,8 @@ class Transformer(_Backbone):
             )
         renames = {"model_args": "model_kwargs", "tokenizer_args": "processor_kwargs", "config_args": "config_kwargs"}
         config = {renames.get(k, k): v for k, v in config.items()}
-        config.update(init_overrides or {})
+        for key, value in (init_defaults or {}).items():
+            config.setdefault(key, value)
         try:
             return cls(folder, **config)
         except UnsupportedOption as exc:

@@ -22,6 +22,7 @@ from ..io_utils import save_folder
 from ..loading import resolve_path
 from ..modules import Dense, MultiVectorMask, Normalize, Transformer
 from ..modules import layout as module_layout
+from ..modules import legacy
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ SIMILARITY_FNS = {
     "meanmaxsim": (scores.mean_maxsim, scores.mean_maxsim_pairwise),
 }
 _OTHER_DIALECTS = {
-    "pylate": "a PyLate ColBERT save",
-    "st5": "a sentence-transformers 5 (dense SentenceTransformer) save",
-    "stanford": "a Stanford-NLP ColBERT (HF_ColBERT) checkpoint",
+    "pylate": "the PyLate ColBERT folder",
+    "st5": "the sentence-transformers 5 (dense SentenceTransformer) folder",
+    "stanford": "the Stanford-NLP ColBERT (HF_ColBERT) checkpoint",
 }
 
 
@@ -42,8 +43,9 @@ class MultiVectorEncoder(nn.Module):
 
     Reads ST 6 multi-vector folders exactly (the Transformer's ``query_length`` / ``document_length`` /
     ``query_expansion``, prompts prepended as text, ``MultiVectorMask``, ``Normalize`` only where saved)
-    and plain HF folders (ST 6's default pipeline: a random 128-d projection, no skiplist, Normalize).
-    Folders it cannot read as ST 6 does raise a ``ValueError`` that names what they are.
+    and plain HF folders (ST 6's default pipeline: a random 128-d projection, no skiplist, Normalize);
+    PyLate, sentence-transformers 5 and Stanford folders are converted as ST 6.2 converts them
+    (``modules.legacy``). Folders it cannot read as ST 6 does raise a ``ValueError`` naming what they are.
     """
 
     model_type = "MultiVectorEncoder"
@@ -132,13 +134,18 @@ class MultiVectorEncoder(nn.Module):
                 Normalize(module_input_name="token_embeddings"),
             ]
         if layout.dialect != "st6":
-            raise module_layout.LayoutError(
-                f"{folder} is {_OTHER_DIALECTS[layout.dialect]}. sentence-transformers 6 converts such folders "
-                "(legacy prefixes, expansion and skiplist translated into its modules); the bridge does not "
-                "reproduce that conversion yet. Load it with mlx_hf_bridge.pylate.models.ColBERT (PyLate's "
-                "behaviour), or convert it once with the real sentence-transformers 6 "
-                "(MultiVectorEncoder(path).save_pretrained(new_path)) and load the new folder."
+            if any(kwargs.values()):
+                raise ValueError("model_kwargs / processor_kwargs / config_kwargs are not applied to saved folders yet; drop them.")
+            converted = (
+                legacy.convert_stanford_folder(layout) if layout.dialect == "stanford"
+                else legacy.convert_modules_json_folder(layout, self.SUPPORTED_SIMILARITY_FN_NAMES)
             )
+            logger.warning("Converting %s %s to MultiVectorEncoder, as sentence-transformers 6 does.",
+                           _OTHER_DIALECTS[layout.dialect], folder)
+            self._merge_saved(converted.prompts, converted.default_prompt_name, converted.similarity_fn_name)
+            if converted.prefixes:
+                legacy.register_prefix_tokens(converted.modules[0].tokenizer, converted.prefixes)
+            return converted.modules
         if layout.model_type != self.model_type:
             raise module_layout.LayoutError(
                 f"{folder} is a sentence-transformers 6 {layout.model_type or 'SentenceTransformer'} save "
@@ -149,15 +156,18 @@ class MultiVectorEncoder(nn.Module):
             raise ValueError("model_kwargs / processor_kwargs / config_kwargs are not applied to saved ST 6 folders yet; drop them.")
         modules = module_layout.load_st6_modules(layout)
         config = layout.model_config
-        for name, text in (config.get("prompts") or {}).items():  # the caller's prompts win
+        self._merge_saved(config.get("prompts") or {}, config.get("default_prompt_name"), config.get("similarity_fn_name"))
+        return modules
+
+    def _merge_saved(self, prompts: dict, default_prompt_name, similarity_fn_name):
+        """Saved settings under the caller's: a prompt fills only a key not given (or None), as ST 6 merges."""
+        for name, text in prompts.items():
             if self.prompts.get(name) is None:
                 self.prompts[name] = text
         if self.default_prompt_name is None:
-            self.default_prompt_name = config.get("default_prompt_name")
-        saved_similarity = config.get("similarity_fn_name")
-        if self._similarity_fn_name is None and saved_similarity in self.SUPPORTED_SIMILARITY_FN_NAMES:
-            self.similarity_fn_name = saved_similarity
-        return modules
+            self.default_prompt_name = default_prompt_name
+        if self._similarity_fn_name is None and similarity_fn_name in self.SUPPORTED_SIMILARITY_FN_NAMES:
+            self.similarity_fn_name = similarity_fn_name
 
     def _validate_prompts(self):
         for key, value in self.prompts.items():
