@@ -234,6 +234,9 @@ def save_folder(path, write_fn, size_hint: int | None = None) -> Path:
     files next to some old ones. Entries the layout does not name are never touched.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"Cannot save into {path}: it is a file, not a folder. Pass a folder path (it is "
+                              f"created when missing), or move the file away.")
     with map_errors(path, needed=size_hint, name_as=path):
         path.mkdir(parents=True, exist_ok=True)
         recover_folder(path)
@@ -298,11 +301,26 @@ def _move_entries(src: Path, dst: Path, skip=(COMPLETE,)):
             _hook("moved", target)
 
 
+def _rewritten_since(src: Path, dst: Path, since_ns: int) -> bool:
+    """Whether a file the staging folder still holds was written at ``dst`` after the save was marked complete."""
+    for entry in src.iterdir():
+        if entry.name == COMPLETE:
+            continue
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            if target.is_dir() and _rewritten_since(entry, target, since_ns):
+                return True
+        elif target.exists() and target.stat().st_mtime_ns > since_ns:
+            return True
+    return False
+
+
 def recover_folder(path) -> dict:
     """Finish or discard what killed saves left in ``path``; never touches a live process's temps.
 
-    A staging folder with ``.complete`` is rolled forward (its remaining files moved in), one
-    without is removed; stray temp files of :func:`atomic_file` are removed. Returns what was done.
+    A staging folder with ``.complete`` is rolled forward (its remaining files moved in), unless
+    one of those files was written again since (then the newer save wins); one without is removed;
+    stray temp files of :func:`atomic_file` are removed. Returns what was done.
     """
     path = Path(path)
     done = {"rolled_forward": [], "removed": []}
@@ -312,10 +330,11 @@ def recover_folder(path) -> dict:
         if not entry.name.startswith(".") or owner_alive(entry) is not False:
             continue
         if entry.name.startswith(STAGING_PREFIX) and entry.is_dir():
-            if (entry / COMPLETE).exists():
+            marker = entry / COMPLETE
+            if marker.exists() and not _rewritten_since(entry, path, marker.stat().st_mtime_ns):
                 _move_entries(entry, path)
                 done["rolled_forward"].append(entry)
-            else:
+            else:  # incomplete, or the folder was saved again since (by a tool that does not recover)
                 done["removed"].append(entry)
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.is_file() and ".tmp-" in entry.name:

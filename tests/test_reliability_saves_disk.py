@@ -15,14 +15,12 @@ import subprocess
 from pathlib import Path
 
 import mlx_hf_bridge  # noqa: F401
-import numpy as np
 import pytest
 from test_engine_checkpoint import assert_same, make
 from test_engine_standin import TinyEncoder, weights
 from test_reliability_saves import hashes, user_files
 
 from mlx_hf_bridge import io_utils
-from mlx_hf_bridge.engine import checkpoint as ckpt
 from mlx_hf_bridge.io_utils import SaveError
 
 
