@@ -17,8 +17,8 @@ The torch side always runs in a **separate Python process** that never imports `
 torch very slow in the same process, and the MLX path must never import torch. It writes its
 outputs to an ``.npz`` that this process compares.
 
-Exit codes of :func:`main`: 0 all max|Δ| ≤ tolerance, 1 above tolerance (or shapes differ),
-2 could not verify (unsupported kind, a side failed to load or run).
+Exit codes of :func:`main`: 0 all max|Δ| ≤ tolerance, 1 above tolerance, shapes differ, or
+non-finite weights / bridge outputs (found before the torch side runs), 2 could not verify (unsupported kind, a side failed to load or run).
 
 This module imports only the standard library and numpy at top level; keep it that way (it is
 executed standalone in the torch process).
@@ -328,10 +328,8 @@ def verify_folder(folder, tolerance: float = 1e-5, probe_texts=None, reference=N
         return finish("error", "no probe texts", EXIT_ERROR)
     if kind == SENTENCE_TRANSFORMERS and _bridge_sentence_transformer() is None:
         return finish("unsupported", f"{folder} is a sentence-transformers (non-ColBERT) folder: not supported by the bridge yet.", EXIT_ERROR)
-    # A broken model must fail, not pass because torch computes the same NaN: weights, then outputs,
-    # before the (slow) torch side runs.
+    # A broken model must fail, not pass because torch computes the same NaN (checked before the torch side)
     from mlx_hf_bridge.loading import nonfinite_tensors
-
     try:
         bad = nonfinite_tensors(folder)
     except ValueError as exc:  # an unreadable weight file

@@ -89,6 +89,19 @@ def test_length_past_bert_position_table_refused_at_construction(short_bert_dir,
     assert f"pass {name}=64 (or less)" in message
 
 
+def test_bert_encoder_refuses_input_past_table_like_transformers(short_bert_dir):
+    import torch
+    from transformers import AutoModel as TorchAutoModel
+
+    from mlx_hf_bridge.transformers import AutoModel
+
+    ids = np.full((1, 65), 2000)
+    with pytest.raises((RuntimeError, IndexError)):
+        TorchAutoModel.from_pretrained(str(short_bert_dir))(input_ids=torch.tensor(ids))
+    with pytest.raises(ValueError, match=r"65 tokens is longer than BERT's position table \(max_position_embeddings=64\).*max_length=64"):
+        AutoModel.from_pretrained(str(short_bert_dir))(mx.array(ids))
+
+
 def test_length_changed_later_refused_at_tokenize(short_bert_dir):
     model = mlx_models.ColBERT(str(short_bert_dir), document_length=64)
     model.document_length = 65

@@ -167,6 +167,12 @@ class Model(nn.Module):
         return int(self.args.max_position_embeddings)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+        if input_ids.shape[1] > self.max_positions:  # MLX's gather would read past the table; torch raises
+            raise ValueError(
+                f"Input of {input_ids.shape[1]} tokens is longer than BERT's position table "
+                f"(max_position_embeddings={self.max_positions}); truncate it, e.g. "
+                f"tokenizer(..., truncation=True, max_length={self.max_positions})."
+            )
         x = self.embeddings(input_ids, token_type_ids)
         bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         for layer in self.encoder.layer:
