@@ -73,3 +73,20 @@ def test_newest_releases_install_the_bridge_with_no_downgrade(tmp_path):
         if name != "mlx-hf-bridge":
             assert Version(version) > Version(metadata.version(name)), f"pip would downgrade {name} to {version}"
     assert set(planned) == {"mlx-hf-bridge"}, f"not the newest in this venv: {planned}"
+
+
+@pytest.mark.st6
+def test_a_fresh_install_resolves_to_the_newest_stack(tmp_path):
+    """As in a fresh venv (``--ignore-installed``): pip resolves the bridge to the same transformers /
+    hub / datasets / tokenizers as this venv holds, which the test above shows are the newest."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
+         "--ignore-installed", "--report", str(report), "-e", str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
+               for i in json.loads(report.read_text())["install"]}
+    for name in STACK:
+        assert planned[name.replace("_", "-")] == metadata.version(name), (name, planned)
