@@ -172,6 +172,14 @@ def test_dense_save_keeps_foreign_files(tmp_path, colbert):
     no_temps(target)
     loaded = Dense.load(str(target))
     np.testing.assert_array_equal(np.array(loaded.linear.weight), np.array(dense.linear.weight))
+    import torch
+    from pylate.models import Dense as TorchDense
+
+    dense.save(str(tmp_path / "empty"))
+    ours, ref = TorchDense.load(str(target)), TorchDense.load(str(tmp_path / "empty"))  # PyLate on torch
+    x = torch.randn(2, 5, dense.in_features)
+    with torch.no_grad():
+        assert torch.equal(ours({"token_embeddings": x})["token_embeddings"], ref({"token_embeddings": x})["token_embeddings"])
 
 
 def test_model_card_writer_keeps_foreign_files_and_leaves_no_temp(tmp_path, colbert):

@@ -40,7 +40,7 @@ def colbert(tiny_bert_dir):
 # --- kill -9 in the middle of a save -------------------------------------------------------------
 KILL_SCRIPT = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, time
     sys.path.insert(0, {tests!r})
     os.environ["HF_HUB_OFFLINE"] = "1"
     from pathlib import Path
@@ -56,6 +56,14 @@ KILL_SCRIPT = textwrap.dedent(
         ours = path.parent.parent == target if kind == "hub" else path.parent == target
         if at == stage and ours:
             seen.append(path)
+            if len(seen) == nth and os.environ.get("PAUSE_DIR"):  # pause instead: another save runs meanwhile
+                pause = Path(os.environ["PAUSE_DIR"])
+                (pause / "ready").write_text(str(path))
+                for _ in range(6000):
+                    if (pause / "go").exists():
+                        return
+                    time.sleep(0.05)
+                raise SystemExit("never released")
             if len(seen) == nth:
                 os.kill(os.getpid(), signal.SIGKILL)
 
@@ -293,3 +301,44 @@ def test_killed_save_is_not_rolled_forward_over_a_newer_save_by_another_tool(tmp
     done = io_utils.recover_folder(folder)
     assert done["removed"] and not done["rolled_forward"]
     assert hashes(folder) == newer and not staging_dirs(folder)
+
+
+def test_a_second_save_into_the_same_folder_never_deletes_a_save_in_progress(tmp_path, saved_model_folder,
+                                                                            new_model_reference, pylate_source,
+                                                                            colbert):
+    """Process A is paused inside its save (staged, not yet moved); this process saves into the same
+    folder meanwhile (its save recovers the folder first) and cleans it as a new train() would.
+    A's staging folder survives both; A then finishes, and its save is the one in the folder."""
+    import time
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model_folder, folder)
+    before = hashes(folder)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    script = tmp_path / "kill_script.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(TESTS)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PAUSE_DIR": str(pause)}
+    a = subprocess.Popen([sys.executable, str(script), "model", str(folder), "staged", "1", str(pylate_source)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(6000):  # wait (no time limit asserted) until A sits inside its save
+            if (pause / "ready").exists() or a.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (pause / "ready").exists(), a.communicate()[1][-2000:]
+        staging = Path((pause / "ready").read_text())
+        colbert.save(str(folder))  # B: a whole save into the same folder while A is mid-save
+        ckpt.clean_stale_temps(folder)
+        assert staging.is_dir() and io_utils.owner_alive(staging) is True
+    finally:
+        (pause / "go").write_text("")
+        out, err = a.communicate(timeout=300)
+    assert a.returncode == 0 and "finished without being killed" in out, err[-2000:]
+    assert hashes(folder) == new_model_reference  # A saved last: its files, the user's files untouched
+    assert_kept({k: v for k, v in before.items() if k in user_files_names()}, folder)
+    no_temps(folder)
+
+
+def user_files_names():
+    return {"train.py", "data.csv", "notes.txt", "runs", "runs/log.txt"}
