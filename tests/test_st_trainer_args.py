@@ -276,6 +276,17 @@ def test_unknown_argument_is_a_type_error_naming_it():
         Args(output_dir="x", learnig_rate=1e-4)
 
 
+def test_copies_keep_every_field_and_warn_about_nothing(caplog):
+    import copy
+    import pickle
+
+    for args in (Args(output_dir="x", learning_rate=1e-4), MultiVectorEncoderTrainingArguments(output_dir="y", max_length=16)):
+        with caplog.at_level(logging.WARNING):
+            copies = [pickle.loads(pickle.dumps(args)), copy.deepcopy(args), dataclasses.replace(args)]
+        assert all(type(c) is type(args) and c.to_dict() == args.to_dict() for c in copies)
+        assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
 def test_to_dict_is_json_and_masks_tokens():
     import json
 

@@ -167,7 +167,7 @@ class SentenceTransformerTrainingArguments(_Fields):
         if not self.fsdp and _FSDP_IS_A_LIST:
             self.fsdp = []
         for name, default in WARN_IF_SET.items():
-            value = getattr(self, name)
+            value = getattr(self, name, default)  # a field a later transformers dropped is simply absent
             if value != default and value not in ([], ""):
                 logger.warning("%s=%r has no effect on MLX and is ignored.", name, value)
         self._sentence_transformers_post_init()
@@ -190,7 +190,7 @@ class SentenceTransformerTrainingArguments(_Fields):
             self.activation_checkpointing = self.gradient_checkpointing = False
 
     def _normalise_report_to(self):
-        if self.report_to in ("none", ["none"], None):
+        if not self.report_to or self.report_to in ("none", ["none"]):
             self.report_to = []
         elif self.report_to in ("all", ["all"]):
             self.report_to = []  # transformers: every installed integration; MLX training has none
