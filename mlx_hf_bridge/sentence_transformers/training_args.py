@@ -59,8 +59,8 @@ REMOVED = {  # transformers 5 removed these; old PyLate scripts still pass them
 }
 # Removed later in 5.x: the real class raises TypeError, and so do we, with the replacement.
 GONE = {
-    "logging_dir": "it was removed in transformers 5.2 (deprecated in 5.0); set the TENSORBOARD_LOGGING_DIR "
-                   "environment variable instead",
+    "logging_dir": "transformers deprecated it in 5.x (5.3 still accepts it) and has since removed it; set the "
+                   "TENSORBOARD_LOGGING_DIR environment variable instead",
 }
 # Accepted but without an MLX equivalent; these would change results, so setting them warns.
 WARN_IF_SET = {
