@@ -181,6 +181,7 @@ LAYOUT_JSON_FILES = {
     "modules.json": "the sentence-transformers module list",
     "config_sentence_transformers.json": "the sentence-transformers / PyLate model config",
     "sentence_bert_config.json": "the Transformer module config",
+    "artifact.metadata": "the Stanford ColBERT metadata",
 }
 
 

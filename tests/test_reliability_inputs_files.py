@@ -74,6 +74,13 @@ def test_invalid_layout_json(tmp_path, pylate_dir, name, monkeypatch):
     assert not read  # named before any weights were read
 
 
+def test_invalid_stanford_metadata_named(copy_dir, tiny_bert_dir):
+    folder = copy_dir(tiny_bert_dir)
+    damage(folder, "artifact.metadata", '{"query_maxlen": 32,')
+    with Untouched(folder), pytest.raises(InvalidFileError, match=r"artifact.metadata \(the Stanford ColBERT metadata\) is not valid JSON"):
+        mlx_models.ColBERT(str(folder))
+
+
 def sharded(tmp_path, tiny_bert_dir):
     from transformers import AutoModel as TorchAutoModel
 
@@ -272,3 +279,17 @@ def test_distillation_column_count_and_missing_labels_named(model_pair):
         loss(three, mx.array([[1.0]]))
     with pytest.raises(ValueError, match=r"needs the teacher scores: a 'scores'"):
         loss(features(model, {"query": ["q"], "documents": ["a", "b"]}), None)
+
+
+@pytest.mark.parametrize("loss_name", ["Contrastive", "CachedContrastive"])
+def test_list_valued_column_stops_training_before_a_step(tmp_path, pylate_dir, loss_name):
+    from datasets import Dataset
+
+    model = mlx_models.ColBERT(str(pylate_dir))
+    data = Dataset.from_dict({"query": ["q a", "q b", "q c", "q d"],
+                              "positive": [["p a", "p a2"], ["p b", "p b2"], ["p c", "p c2"], ["p d", "p d2"]]})
+    loss = getattr(mlx_losses, loss_name)(model)
+    trainer, counter = make_trainer(tmp_path, model, data, loss=loss)
+    with pytest.raises(ValueError, match=rf"{loss_name}: text column 1 has 4 rows for 2 queries"):
+        trainer.train()
+    assert counter.steps == 0 and not list((tmp_path / "out").glob("checkpoint-*"))
