@@ -11,6 +11,7 @@ import numpy as np
 
 from ..io_utils import save_folder
 from ..loading import check_layout_json, check_remote_code, resolve_path
+from ..multi_vector.base import MultiVectorModule
 from . import layout, scores
 from .encode import EncodeMixin
 from .modules import Dense, resize_token_embeddings
@@ -18,7 +19,7 @@ from .modules import Dense, resize_token_embeddings
 logger = logging.getLogger(__name__)
 
 
-class ColBERT(EncodeMixin, nn.Module):
+class ColBERT(EncodeMixin, MultiVectorModule, nn.Module):
     """A late-interaction model: ``Transformer`` backbone + ``Dense`` projection(s).
 
     Loads a plain HF model (adds ``[Q] ``/``[D] `` tokens, resizes the embeddings, appends a bias-free
@@ -169,47 +170,16 @@ class ColBERT(EncodeMixin, nn.Module):
                 f"long. Fix: {fix.format(limit=limit)}."
             )
 
-    # --- sentence-transformers surface ----------------------------------------------------
-    @property
-    def tokenizer(self):
-        return self.transformer.tokenizer
+    # --- sentence-transformers surface (indexing, tokenizer, device: multi_vector.base) ------
+    def _module_list(self) -> list:
+        return [self.transformer, *self.dense]
 
     @property
     def similarity_fn_name(self) -> str:
         return "MaxSim"
 
-    @property
-    def device(self) -> str:
-        return "gpu" if mx.default_device() == mx.gpu else "cpu"
-
-    @property
-    def max_seq_length(self):
-        return self.transformer.max_seq_length
-
-    def __len__(self) -> int:
-        return 1 + len(self.dense)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, str):  # nn.Module is a dict: keep key access working
-            return super().__getitem__(idx)
-        return [self.transformer, *self.dense][idx]
-
-    def _first_module(self):
-        return self.transformer
-
-    def to(self, *args, **kwargs):
-        return self
-
-    def half(self):
-        return self
-
     def get_sentence_embedding_dimension(self) -> int:
         return self.dense[-1].out_features
-
-    def state_dict(self) -> dict:
-        from mlx.utils import tree_flatten
-
-        return dict(tree_flatten(self.parameters()))
 
     def __call__(self, features: dict) -> dict:
         """ST forward: ``token_embeddings`` (B, L, D), not normalised, not masked."""

@@ -23,6 +23,7 @@ from ..loading import resolve_path
 from ..modules import Dense, MultiVectorMask, Normalize, Transformer
 from ..modules import layout as module_layout
 from ..modules import legacy
+from .base import MultiVectorModule
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ _OTHER_DIALECTS = {
 }
 
 
-class MultiVectorEncoder(nn.Module):
+class MultiVectorEncoder(MultiVectorModule, nn.Module):
     """``MultiVectorEncoder(model_name_or_path=None, *, modules=None, prompts=None, default_prompt_name=None,
     ..., similarity_fn_name=None)`` with ST 6.2's signature and defaults.
 
@@ -180,41 +181,21 @@ class MultiVectorEncoder(nn.Module):
             )
 
     # --- the sequential model ----------------------------------------------------------------------
+    def _module_list(self) -> list:
+        return [self.transformer, *self.heads]
+
     def __iter__(self):
-        return iter([self.transformer, *self.heads])
-
-    def __len__(self) -> int:
-        return 1 + len(self.heads)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, str):  # nn.Module is a dict: keep key access working
-            return super().__getitem__(idx)
-        return [self.transformer, *self.heads][idx]
-
-    @property
-    def tokenizer(self):
-        return self.transformer.tokenizer
-
-    @property
-    def max_seq_length(self):
-        return self.transformer.max_seq_length
+        return iter(self._module_list())
 
     @property
     def dense(self) -> list:
         return [m for m in self.heads if isinstance(m, Dense)]
-
-    @property
-    def device(self) -> str:
-        return "gpu" if mx.default_device() == mx.gpu else "cpu"
 
     def get_embedding_dimension(self):
         for module in reversed(list(self)):
             if hasattr(module, "get_embedding_dimension"):
                 return module.get_embedding_dimension()
         return None
-
-    def to(self, *args, **kwargs):
-        return self
 
     def preprocess(self, inputs, prompt=None, task=None, **kwargs) -> dict:
         return self.transformer.preprocess(check_texts(inputs), prompt=prompt, task=task, **kwargs)
