@@ -20,8 +20,8 @@ from pathlib import Path
 
 from .save_errors import SaveError, map_save_error
 
-__all__ = ["SaveError", "map_errors", "atomic_file", "new_folder", "save_folder", "recover_folder", "write_safetensors",
-           "owned_name", "owner_alive"]
+__all__ = ["SaveError", "map_errors", "atomic_file", "new_folder", "save_folder", "recover_folder",
+           "write_safetensors", "owned_name", "owner_alive"]
 
 COMPLETE = ".complete"  # inside a staging folder: every file is written, the moves may be rolled forward
 STAGING_PREFIX = ".save."
@@ -172,20 +172,21 @@ def new_folder(path, replace_existing: bool = False, size_hint: int | None = Non
 
     ``path`` must not exist unless ``replace_existing``: then the old folder is renamed aside
     (``.<name>.old-<owner>``) first and removed after the swap. A kill between those two renames
-    leaves the old folder aside and ``path`` missing; :func:`restore_swapped` puts it back.
+    leaves the old folder aside and ``path`` missing; ``checkpoint.clean_stale_temps`` puts it back
+    (an error there puts it back at once).
     """
     path = Path(path)
     with map_errors(path, needed=size_hint, name_as=path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / owned_name(f".{path.name}.")
         tmp.mkdir()
+    old = None
     with _in_flight(tmp):
         try:
             with map_errors(path, needed=size_hint, staging=tmp):
                 yield tmp
                 fsync_tree(tmp)
                 _hook("staged", tmp)
-                old = None
                 if path.exists() and replace_existing:
                     old = path.parent / owned_name(f".{path.name}.", kind="old")
                     os.replace(path, old)
@@ -195,26 +196,11 @@ def new_folder(path, replace_existing: bool = False, size_hint: int | None = Non
                 _hook("committed", path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and old.exists() and not path.exists():
+                os.replace(old, path)  # the swap did not happen: the previous folder goes back
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def restore_swapped(parent) -> list[Path]:
-    """Put back folders a killed :func:`new_folder` swap left aside (``path`` missing, ``.old-`` present)."""
-    restored = []
-    parent = Path(parent)
-    if not parent.is_dir():
-        return restored
-    for entry in sorted(parent.iterdir()):
-        m = re.match(r"^\.(?P<name>.+)\.old-", entry.name)
-        if m and entry.is_dir() and owner_alive(entry) is False:
-            final = parent / m.group("name")
-            if not final.exists():
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(entry, final)
-                    restored.append(final)
-    return restored
 
 
 # --- existing folders: write the layout's files, keep everything else -------------------------
