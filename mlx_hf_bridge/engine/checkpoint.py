@@ -142,8 +142,6 @@ def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: Traine
     return path
 
 
-
-
 _RESUME_FIX = "Resume from another checkpoint-N folder (or start a new run); this one is damaged"
 
 
