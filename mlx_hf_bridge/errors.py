@@ -48,8 +48,9 @@ def describe(value) -> str:
 
 
 def check_texts(texts, where: str = "texts", unit: str = "row") -> list:
-    """Refuse any text that is not a ``str`` (ST / PyLate raise for it; ``str()`` would train on "3",
-    "None" or "nan"). ``where`` names the input, e.g. ``"column 'query'"``; ``unit`` its elements."""
+    """Refuse any text that is not a ``str``. ST / PyLate raise for one in the first row and
+    ``str()``-convert later ones (training on "3", "None", "nan"). ``where`` names the input, e.g.
+    ``"column 'query'"``; ``unit`` its elements."""
     texts = list(texts)
     for row, text in enumerate(texts):
         if not isinstance(text, str):
