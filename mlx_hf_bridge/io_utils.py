@@ -134,13 +134,14 @@ def atomic_file(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         # the real extension stays last: some writers (mx.save_safetensors) append one otherwise
         tmp = path.parent / owned_name(f".{path.name}.", suffix=f"{path.suffix}")
-        try:
-            yield tmp
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with _in_flight(tmp):  # another thread's cleanup must not take it for a leftover
+            try:
+                yield tmp
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
 
 
 @contextlib.contextmanager
