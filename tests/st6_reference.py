@@ -129,6 +129,10 @@ REFERENCE = MAXSIM_INPUTS + textwrap.dedent(
         model = MultiVectorEncoder(modules=modules, prompts=prompts, similarity_fn_name=similarity, device="cpu")
         model.save_pretrained(os.path.join(out, name))
         outputs(model, name)
+        if name == "fixed-attend-prompts-skiplist":  # encode(output_value=None): each text's raw features
+            raw = model.encode_query(spec["queries"][:2], output_value=None)
+            np.savez(os.path.join(out, "raw-features.npz"),
+                     **{f"{i}/{k}": v.numpy() for i, item in enumerate(raw) for k, v in item.items() if torch.is_tensor(v)})
     # ST 6's default pipeline for a plain HF folder (random projection): its layout, not its values
     MultiVectorEncoder(bert, device="cpu").save_pretrained(os.path.join(out, "plain-hf"))
     # ST 6's scoring functions on raw inputs: negative similarities, masks, an empty document, zero rows

@@ -52,6 +52,21 @@ def test_settings_read_from_the_folder(st6_dir):
     assert override.similarity_fn_name == "maxsim"
 
 
+def test_raw_features_equal_st6(st6_dir):
+    """``output_value=None``: per text, every tensor feature ST 6 returns (ids, masks, expansion positions,
+    unsliced token embeddings) and the same values."""
+    ref = np.load(st6_dir / "raw-features.npz")
+    raw = MultiVectorEncoder(str(st6_dir / "fixed-attend-prompts-skiplist")).encode_query(QUERIES[:2], output_value=None)
+    got = {f"{i}/{k}": np.array(v) for i, item in enumerate(raw) for k, v in item.items()}
+    assert sorted(got) == sorted(ref.files)
+    for key in ref.files:
+        assert got[key].shape == ref[key].shape, key
+        if ref[key].dtype.kind == "f":
+            assert np.abs(got[key] - ref[key]).max() <= TOL, key
+        else:
+            assert np.array_equal(got[key].astype(ref[key].dtype), ref[key]), key
+
+
 def test_the_folder_that_loaded_silently_wrong(st6_dir):
     """Issue 12: PyLate's ColBERT read this ST 6 folder with [Q]/[D], 32-token expansion and the
     punctuation skiplist (32 query rows instead of 8, scores ~5x off). Now ColBERT refuses it and names

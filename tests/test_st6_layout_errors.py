@@ -121,6 +121,9 @@ def test_constructor_checks_like_st6(tiny_bert_dir):
         Transformer(str(tiny_bert_dir), query_length=4, query_expansion={"strategy": "fixed", "length": 8})
     with pytest.raises(UnsupportedOption, match="transformer_task"):
         Transformer(str(tiny_bert_dir), transformer_task="sequence-classification")
+    with pytest.raises(UnsupportedOption, match="attn_implementation"):
+        Transformer(str(tiny_bert_dir), model_kwargs={"attn_implementation": "flash_attention_2"})
+    Transformer(str(tiny_bert_dir), model_kwargs={"torch_dtype": "float32"})  # ST 6's training examples pass it
     model = MultiVectorEncoder(str(tiny_bert_dir))
     with pytest.raises(ValueError, match="convert_to_tensor"):
         model.encode_query(["a"], convert_to_tensor=True)

@@ -19,7 +19,7 @@ from ..colbert import scores
 from ..colbert.encode import encode_in_length_order
 from ..errors import check_texts
 from ..io_utils import save_folder
-from ..loading import resolve_path
+from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..modules import Dense, MultiVectorMask, Normalize, Transformer
 from ..modules import layout as module_layout
 from ..modules import legacy
@@ -89,6 +89,8 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
             if modules is not None:
                 logger.warning("Both `model_name_or_path` and `modules` were provided; the modules are loaded from the path.")
             folder = resolve_path(model_name_or_path, revision, token, cache_folder, local_files_only)
+            check_layout_json(folder)  # a damaged JSON file is named before anything is read
+            check_remote_code(folder, trust_remote_code)  # custom modeling code cannot run on MLX
             modules = self._load_folder(folder, model_kwargs, processor_kwargs, config_kwargs)
         if not modules:
             raise ValueError(
