@@ -122,6 +122,14 @@ REFERENCE = MAXSIM_INPUTS + textwrap.dedent(
             token_dense(32, 16, bias=True, activation_function=torch.nn.Tanh(), use_residual=True),
             MultiVectorMask(skiplist_words=punctuation), Normalize(module_input_name="token_embeddings")],
             {"query": "search_query: ", "document": "search_document: "}, None),
+        # keep_only_token_ids (documents scored on a few ids; one document keeps none: ST 6's -1e9),
+        # a skiplist word that is not one vocab token (dropped)
+        "keep-only-ids": lambda: ([
+            Transformer(bert, query_expansion={"strategy": "fixed", "length": 8}),
+            token_dense(32, 16), MultiVectorMask(
+                skiplist_words=[".", "notonevocabtoken"],
+                keep_only_token_ids=AutoTokenizer.from_pretrained(bert).convert_tokens_to_ids(["a", "doc", "another", "document"])),
+            Normalize(module_input_name="token_embeddings")], None, None),
     }
     for seed, (name, build) in enumerate(VARIANTS.items()):
         torch.manual_seed(seed)
@@ -155,6 +163,7 @@ VARIANTS = [
     "no-expansion-no-normalize",
     "token-no-dense",
     "modernbert-min-residual",
+    "keep-only-ids",
 ]
 
 
