@@ -21,6 +21,7 @@ def resolve_path(name_or_path, revision=None, token=None, cache_folder=None, loc
     """A local folder, or a hub id downloaded through ``huggingface_hub`` (honours HF_HUB_OFFLINE)."""
     path = Path(os.path.expanduser(str(name_or_path)))
     if path.is_dir():
+        _recover(path)
         return path
     looks_local = str(name_or_path).startswith((".", "/", "~")) or path.exists() or str(name_or_path).count("/") > 1
     if looks_local:
@@ -51,6 +52,17 @@ def resolve_path(name_or_path, revision=None, token=None, cache_folder=None, loc
 
 
 SAFETENSORS_FIX = "re-download or re-save the model"
+
+
+def _recover(folder: Path):
+    """Finish a save a kill interrupted in ``folder`` before reading it (io_utils.save_folder rolls
+    completed saves forward); a folder we cannot write (a read-only cache) is read as it is."""
+    from .io_utils import recover_folder
+
+    try:
+        recover_folder(folder)
+    except OSError:
+        pass
 
 
 def read_safetensors(path: Path, fix: str = SAFETENSORS_FIX) -> dict:

@@ -200,7 +200,9 @@ def load_model_weights(model, path):
 
 
 def rotate_checkpoints(output_dir, save_total_limit, keep=None) -> list[Path]:
-    """Delete the oldest checkpoints beyond ``save_total_limit``; never ``keep`` (the best one).
+    """Delete the oldest checkpoints beyond ``save_total_limit``; never those in ``keep`` (a path or
+    several: the best one, the newest one known to be good), which with the latest may exceed the limit
+    (HF: ``save_total_limit=1`` with a best checkpoint keeps two).
 
     Only checkpoints this bridge wrote (with its manifest) count and are deleted; a user's folder
     that merely has a ``checkpoint-N`` name is left alone (see ``checkpoint_files``).
@@ -208,11 +210,12 @@ def rotate_checkpoints(output_dir, save_total_limit, keep=None) -> list[Path]:
     if not save_total_limit or save_total_limit <= 0:
         return []
     ckpts = [p for p in list_checkpoints(output_dir, resumable=False) if checkpoint_files.manifest(p) is not None]
-    keep = Path(keep).resolve() if keep else None
-    limit = save_total_limit
-    if keep is not None and save_total_limit == 1 and ckpts and ckpts[-1].resolve() != keep:
-        limit = 2  # HF: keep the best and the latest
-    removable = [p for p in ckpts if keep is None or p.resolve() != keep]
+    keeps = [keep] if isinstance(keep, (str, os.PathLike)) else list(keep or [])
+    keeps = {Path(k).resolve() for k in keeps if k}
+    kept = [p for p in ckpts if p.resolve() in keeps]
+    latest_extra = int(bool(ckpts) and ckpts[-1].resolve() not in keeps)
+    limit = max(save_total_limit, len(kept) + latest_extra)
+    removable = [p for p in ckpts if p.resolve() not in keeps]
     deleted = []
     while len(ckpts) - len(deleted) > limit and removable:
         victim = removable.pop(0)

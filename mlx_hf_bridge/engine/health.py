@@ -82,6 +82,24 @@ def why_not_good(path) -> str | None:
     return None
 
 
+def _trained_from(path) -> bool:
+    """A step has trained from ``path``'s weights with a finite loss (or it predates the records)."""
+    record = read_record(path)
+    return record is None or record.get("verified") == "ok"
+
+
+def rotation_keeps(output_dir, best) -> list:
+    """What checkpoint rotation must keep: the best checkpoint and, unless the best is one, the newest
+    checkpoint a step has trained from finitely. The latest is only "pending" right after its save, so
+    with ``save_total_limit=1`` a NaN at the next step would otherwise leave nothing to resume from."""
+    if best and _trained_from(best):
+        return [best]
+    for path in reversed(list_checkpoints(output_dir, resumable=False)):
+        if _trained_from(path):
+            return [best, path]
+    return [best]
+
+
 def describe(path) -> str:
     """``path`` plus what its record says, for messages."""
     record = read_record(path) or {}

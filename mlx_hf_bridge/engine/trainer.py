@@ -126,6 +126,8 @@ class Trainer:
 
     def _train_locked(self, resume_from_checkpoint, ignore_keys_for_eval):
         args = self.args
+        # first: a checkpoint swap a kill interrupted is put back before resume picks a checkpoint
+        ckpt.clean_stale_temps(args.output_dir)
         resume = self._resolve_resume(resume_from_checkpoint)
         damage = model_is_damaged(self.model)
         if damage is not None and resume is None:
@@ -171,7 +173,6 @@ class Trainer:
                                  compile=bool(getattr(args, "torch_compile", False)))
         epochs_trained = self.state.global_step // nups
         skip_batches = (self.state.global_step % nups) * ga if resume is not None and not args.ignore_data_skip else 0
-        ckpt.clean_stale_temps(args.output_dir)
 
         self.is_in_train = True
         self._tr_loss, self._total_loss, self._session_steps = 0.0, 0.0, 0
@@ -201,12 +202,14 @@ class Trainer:
                     "weight_decay", "max_grad_norm", "batch_sampler", "dataloader_drop_last")
 
     def _warn_if_args_changed(self, resume):
-        import json
+        from ..errors import read_json
 
         path = Path(resume) / "training_args.json"
         if not path.is_file():
             return
-        saved, now = json.loads(path.read_text(encoding="utf-8")), self._args_dict()
+        saved = read_json(path, "the checkpoint's training arguments",
+                          "Delete that file to resume without the check, or resume from another checkpoint")
+        now = self._args_dict()
         changed = [k for k in self._RESUME_KEYS if k in saved and k in now and saved[k] != _plain(now[k])]
         if changed:
             logger.warning("Resuming %s with different %s than it was saved with: the run will not continue exactly.",
@@ -336,7 +339,8 @@ class Trainer:
                              _before_commit=getattr(self, "_before_commit_hook", None),
                              extra_json={health.HEALTH_FILE: health.weights_record(self.model, self.state.global_step)})
         self._unverified = path
-        ckpt.rotate_checkpoints(out, self.args.save_total_limit, keep=self.state.best_model_checkpoint)
+        ckpt.rotate_checkpoints(out, self.args.save_total_limit,
+                                keep=health.rotation_keeps(out, self.state.best_model_checkpoint))
         return path
 
     def _args_dict(self) -> dict:

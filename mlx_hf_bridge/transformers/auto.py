@@ -19,9 +19,11 @@ class AutoModel:
         raise OSError("Use AutoModel.from_pretrained(path).")
 
     @classmethod
-    def from_pretrained(cls, name_or_path, revision=None, token=None, cache_dir=None, local_files_only=False):
+    def from_pretrained(cls, name_or_path, revision=None, token=None, cache_dir=None, local_files_only=False,
+                        trust_remote_code=False):
         model, _config, tokenizer, _folder = load_encoder(
-            name_or_path, revision=revision, token=token, cache_folder=cache_dir, local_files_only=local_files_only
+            name_or_path, revision=revision, token=token, cache_folder=cache_dir, local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
         )
         model.tokenizer = tokenizer
         model.save_pretrained = types.MethodType(
