@@ -2,7 +2,8 @@
 
 A sequential pipeline ``Transformer -> [Dense ...] -> MultiVectorMask -> [Normalize]`` (ST 6's module
 kinds, ``mlx_hf_bridge.modules``), loaded from and saved to ST 6's folder layout. It shares PyLate
-``ColBERT``'s machinery: the length-ordered encode loop (``colbert.encode``), the backbones and
+``ColBERT``'s machinery: the length-ordered encode loop (``colbert.encode``), packed documents
+(``colbert.padding``), the sequential surface (``multi_vector.base``), the backbones and
 Dense (``colbert.modules``), MaxSim (``colbert.scores``, ST 6's masking rules) and the atomic
 folder save (``io_utils.save_folder``); only the names, defaults and the layout are ST 6's.
 """
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..colbert import scores
 from ..colbert.encode import encode_in_length_order
+from ..colbert.padding import packed_sequences
 from ..errors import check_texts
 from ..io_utils import save_folder
 from ..loading import check_layout_json, check_remote_code, resolve_path
@@ -263,9 +265,14 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
         prompt = self._resolve_prompt(prompt, prompt_name)
         self.eval()
 
+        # documents return only real tokens, so their rows may run packed (ModernBERT on the CPU),
+        # as ColBERT's do; queries keep expansion positions the encoder does not attend to
+        pack = task != "query" and output_value is not None and getattr(self, "padding_free", True)
+
         def encode_batch(batch):
             features = self.transformer.preprocess(batch, prompt=prompt, task=task)
-            out = self(features, task=task)
+            with packed_sequences(self, pack):
+                out = self(features, task=task)
             if output_value is None:
                 mx.eval(out)
                 return [{k: (v[i] if isinstance(v, mx.array) and v.ndim and v.shape[0] == len(batch) else v)
