@@ -129,5 +129,7 @@ def test_constructor_checks_like_st6(tiny_bert_dir):
         model.encode_query(["a"], convert_to_tensor=True)
     with pytest.raises(ValueError, match="only supports"):
         model.similarity_fn_name = "cosine"
+    with pytest.raises(TypeError, match="is not a module kind"):
+        MultiVectorEncoder(modules=[model[0], pylate_models.Dense(32, 16)])
     with pytest.raises(TypeError, match="expected a string"):
         model.encode_document(["ok", 3])

@@ -104,6 +104,13 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
             raise ValueError(
                 f"The first module must be mlx_hf_bridge's ST 6 Transformer, got {type(modules[0]).__name__}."
             )
+        for module in modules[1:]:
+            if not isinstance(module, (Dense, MultiVectorMask, Normalize)):
+                raise TypeError(
+                    f"modules: {type(module).__module__}.{type(module).__name__} is not a module kind MultiVectorEncoder "
+                    "runs on MLX; use mlx_hf_bridge.modules' Transformer (first), Dense, MultiVectorMask and Normalize "
+                    "(ST 6's names and arguments)."
+                )
         self.transformer, self.heads = modules[0], modules[1:]
         self._validate_prompts()
         for module in self.heads:
