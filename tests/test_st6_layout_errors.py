@@ -86,6 +86,14 @@ def test_pylate_folder_without_its_dense_entry(tmp_path, tiny_bert_dir):
         pylate_models.ColBERT(str(folder))
 
 
+def test_suffixed_alternative_module_folders_are_not_unlisted_modules(tmp_path, tiny_bert_dir):
+    """Repos such as stella ship 2_Dense_1024/, 2_Dense_2048/ beside the listed 2_Dense/: alternatives."""
+    folder = tmp_path / "pylate"
+    pylate_models.ColBERT(str(tiny_bert_dir)).save(str(folder))
+    shutil.copytree(folder / "1_Dense", folder / "1_Dense_64")
+    pylate_models.ColBERT(str(folder))
+
+
 def test_pylate_listed_dense_missing(tmp_path, tiny_bert_dir):
     folder = tmp_path / "pylate"
     pylate_models.ColBERT(str(tiny_bert_dir)).save(str(folder))

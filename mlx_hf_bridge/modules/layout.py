@@ -51,7 +51,9 @@ ST6_MODULE_PREFIXES = ("sentence_transformers.base.", "sentence_transformers.mul
                        "sentence_transformers.cross_encoder.")
 PYLATE_CONFIG_KEYS = ("query_prefix", "document_prefix", "do_query_expansion", "attend_to_expansion_tokens",
                       "skiplist_words", "query_length", "document_length")
-MODULE_FOLDER = re.compile(r"^\d+_[A-Za-z]\w*$")
+# how ST / PyLate name a module's folder: f"{idx}_{ClassName}". Suffixed variants some repos ship
+# beside the listed one (stella's 2_Dense_1024, 2_Dense_2048, ...) are alternatives, not omissions.
+MODULE_FOLDER = re.compile(r"^\d+_[A-Za-z][A-Za-z0-9]*$")
 
 
 class LayoutError(ValueError):
