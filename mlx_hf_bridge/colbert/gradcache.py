@@ -17,18 +17,15 @@ from mlx.utils import tree_map
 from tqdm.auto import trange
 
 from . import distributed
+from .conventions import PYLATE
 from .embedding_grad import scattered_embedding_grad
 from .loss_common import (
     _contrastive_targets,
-    _embed,
     _gather_masks,
     _GatherWarning,
-    _model_attr,
     check_contrastive_inputs,
     cross_entropy,
-    extract_skiplist_mask,
     fit_for_scoring,
-    trims_column,
 )
 from .padding import pad_to, trim, trimmed_width
 from .scores import ColBERTScores
@@ -186,27 +183,38 @@ class CachedContrastive:
         self.cache: list[list[mx.array]] | None = None
         self.random_states: list[list[RandContext]] | None = None
 
-    # -- pass 1 and 3: slices of one column ---------------------------------------------------
-    def _slices(self, sentence_feature: dict) -> range:
-        return range(0, sentence_feature["input_ids"].shape[0], self.mini_batch_size)
+    # how columns become embeddings and masks (conventions.py); the ST 6 façade swaps it
+    columns = PYLATE
 
-    def _minibatch(self, sentence_feature: dict, begin: int, width: int | None = None) -> dict:
-        minibatch = {k: v[begin : begin + self.mini_batch_size] for k, v in sentence_feature.items()}
+    def _logits(self, scores: mx.array) -> mx.array:
+        return scores / self.temperature
+
+    # -- pass 1 and 3: slices of one column ---------------------------------------------------
+    def _ranges(self, sentence_feature: dict) -> list[tuple[int, int]]:
+        """(begin, end) rows of each slice, in encoding order."""
+        rows = sentence_feature["input_ids"].shape[0]
+        return [(begin, min(begin + self.mini_batch_size, rows)) for begin in range(0, rows, self.mini_batch_size)]
+
+    def _minibatch(self, sentence_feature: dict, rows: tuple[int, int], width: int | None = None) -> dict:
+        begin, end = rows
+        # arrays are sliced by row; other entries (a column's ``task`` name) are per column
+        minibatch = {k: v[begin:end] if isinstance(v, mx.array) else v for k, v in sentence_feature.items()}
         return trim(minibatch, width) if width is not None else minibatch
 
-    def embed_minibatch_iter(self, sentence_feature: dict, trims: bool = False) -> Iterator[tuple[mx.array, RandContext]]:
+    def embed_minibatch_iter(self, sentence_feature: dict, trims: bool = False,
+                             column: int = 0) -> Iterator[tuple[mx.array, RandContext]]:
         """Pass 1 for one column: (normalised embeddings without a graph, RandContext) per slice;
         with ``trims`` each slice is cut to its own longest real row (bucketed)."""
-        starts = self._slices(sentence_feature)
-        bar = trange(len(starts), desc="Embed mini-batches", disable=not self.show_progress_bar)
-        for _, begin in zip(bar, starts):
+        ranges = self._ranges(sentence_feature)
+        bar = trange(len(ranges), desc="Embed mini-batches", disable=not self.show_progress_bar)
+        for _, rows in zip(bar, ranges):
             random_state = RandContext()
-            minibatch = self._minibatch(sentence_feature, begin)
+            minibatch = self._minibatch(sentence_feature, rows)
             if trims:
                 minibatch = trim(minibatch, trimmed_width(minibatch))
             # fp32 cache: under a bf16 compute dtype the loss and its cached gradients stay exact
             # a trimmed column's padded positions are never read, so its rows may also run packed
-            reps = mx.stop_gradient(_embed(self.model, minibatch, packed=trims).astype(mx.float32))
+            reps = mx.stop_gradient(self.columns.embed(self.model, minibatch, column, trims).astype(mx.float32))
             mx.eval(reps)  # frees this slice's activations before the next one
             yield reps, random_state
 
@@ -217,7 +225,7 @@ class CachedContrastive:
         self.orders, ordered = [], []
         for index, feature in enumerate(sentence_features):
             order = None
-            if trims_column(self.model, index, self.padding_free) and feature["input_ids"].shape[0] > self.mini_batch_size:
+            if self.columns.trims(self.model, index, self.padding_free) and feature["input_ids"].shape[0] > self.mini_batch_size:
                 lengths = np.asarray(feature["attention_mask"]).sum(axis=1)
                 order = mx.array(np.argsort(-lengths, kind="stable"))
                 feature = {k: mx.take(v, order, axis=0) if hasattr(v, "ndim") and v.ndim >= 1 else v for k, v in feature.items()}
@@ -231,10 +239,11 @@ class CachedContrastive:
 
     def _embed_all(self, sentence_features: list[dict]) -> list[list[mx.array]]:
         reps, self.random_states, self.widths = [], [], []
+        self.ranges = [self._ranges(feature) for feature in sentence_features]  # pass 3 replays them
         for index, sentence_feature in enumerate(sentence_features):
-            trims = trims_column(self.model, index, self.padding_free)
+            trims = self.columns.trims(self.model, index, self.padding_free)
             column, states = [], []
-            for reps_mb, random_state in self.embed_minibatch_iter(sentence_feature, trims):
+            for reps_mb, random_state in self.embed_minibatch_iter(sentence_feature, trims, index):
                 column.append(reps_mb)
                 states.append(random_state)
             reps.append(column)
@@ -257,8 +266,7 @@ class CachedContrastive:
             # Gathered values only; the gradient is routed back to the local slice by hand below.
             docs = [mx.stop_gradient(distributed._gather_raw(d, world)) for d in docs]
             masks = _gather_masks(masks)
-        do_query_expansion = _model_attr(self.model, "do_query_expansion")
-        q_mask = masks[0] if not do_query_expansion else None
+        q_mask = self.columns.query_mask(self.model, masks[0])
         docs_mask_stacked = mx.stack(masks[1:], axis=1)
         targets = _contrastive_targets(batch_size, len(docs), world.rank() if world is not None else 0)
         return anchors, docs, q_mask, docs_mask_stacked, targets, world
@@ -267,7 +275,7 @@ class CachedContrastive:
         scores = self.score_metric(
             anchors_chunk, mx.stack(docs, axis=1), queries_mask=q_mask_chunk, documents_mask=docs_mask_stacked
         )
-        loss = cross_entropy(scores / self.temperature, targets_chunk, "sum")
+        loss = cross_entropy(self._logits(scores), targets_chunk, "sum")
         return loss * world_size if world_size > 1 else loss
 
     def _chunks(self, batch_size: int):
@@ -325,8 +333,8 @@ class CachedContrastive:
         # back to encoding order, then per slice cut to the width that slice was encoded at
         column_grads = [g if order is None else mx.take(g, order, axis=0) for g, order in zip(column_grads, self.orders)]
         self.cache = [
-            [g[begin : begin + self.mini_batch_size, :width] for begin, width in zip(range(0, g.shape[0], self.mini_batch_size), widths)]
-            for g, widths in zip(column_grads, self.widths)
+            [g[begin:end, :width] for (begin, end), width in zip(ranges, widths)]
+            for g, ranges, widths in zip(column_grads, self.ranges, self.widths)
         ]
         mx.eval(loss, self.cache)
         return loss
@@ -335,22 +343,20 @@ class CachedContrastive:
     def _backward(self, sentence_features: list[dict]):
         """Re-run every slice with gradients and push the cached gradients into the parameters."""
 
-        def surrogate(packed):
+        def surrogate(packed, column):
             return lambda minibatch, cached_grad: (
-                _embed(self.model, minibatch, packed).astype(mx.float32) * cached_grad
+                self.columns.embed(self.model, minibatch, column, packed).astype(mx.float32) * cached_grad
             ).sum()
 
         grads = None
         with scattered_embedding_grad(self.model) as finish:
-            grad_fns = {packed: finish.value_and_grad(surrogate(packed)) for packed in (False, True)}
-            for index, (sentence_feature, cached, states, widths) in enumerate(
-                zip(sentence_features, self.cache, self.random_states, self.widths)
+            for index, (sentence_feature, cached, states, widths, ranges) in enumerate(
+                zip(sentence_features, self.cache, self.random_states, self.widths, self.ranges)
             ):
-                grad_fn = grad_fns[trims_column(self.model, index, self.padding_free)]  # as in pass 1
-                for begin, cached_grad, random_state, width in zip(
-                    self._slices(sentence_feature), cached, states, widths
-                ):
-                    minibatch = self._minibatch(sentence_feature, begin, width)
+                packed = self.columns.trims(self.model, index, self.padding_free)  # as in pass 1
+                grad_fn = finish.value_and_grad(surrogate(packed, index))
+                for rows, cached_grad, random_state, width in zip(ranges, cached, states, widths):
+                    minibatch = self._minibatch(sentence_feature, rows, width)
                     with random_state:
                         _, slice_grads = grad_fn(minibatch, cached_grad)
                         grads = slice_grads if grads is None else tree_map(mx.add, grads, slice_grads)
@@ -364,22 +370,22 @@ class CachedContrastive:
         the gradient scale."""
         sentence_features = list(sentence_features)
         check_contrastive_inputs(type(self).__name__, sentence_features)
-        masks = extract_skiplist_mask(sentence_features, _model_attr(self.model, "skiplist"))
+        masks = self.columns.masks(self.model, sentence_features)
         encoding = self._encoding_order(sentence_features)
         reps = self._embed_all(encoding)
         loss = self.calculate_loss_and_cache_gradients(reps, masks)
         grads = self._backward(encoding)
-        self.cache = self.random_states = self.widths = self.orders = None
+        self.cache = self.random_states = self.widths = self.orders = self.ranges = None
         return loss, grads
 
     def __call__(self, sentence_features: Iterable[dict], labels=None) -> mx.array:
         """The loss value (pass 1 + scoring, no gradients; PyLate's ``no_grad`` path)."""
         sentence_features = list(sentence_features)
         check_contrastive_inputs(type(self).__name__, sentence_features)
-        masks = extract_skiplist_mask(sentence_features, _model_attr(self.model, "skiplist"))
+        masks = self.columns.masks(self.model, sentence_features)
         reps = self._embed_all(self._encoding_order(sentence_features))
         loss = mx.stop_gradient(self.calculate_loss(reps, masks))
-        self.random_states = self.widths = self.orders = None
+        self.random_states = self.widths = self.orders = self.ranges = None
         return loss
 
     forward = __call__

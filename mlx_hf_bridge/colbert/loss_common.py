@@ -156,11 +156,12 @@ def column_width(feature: dict, trims: bool) -> int:
 
 def fit_for_scoring(queries: mx.array, documents: list[mx.array], masks: list[mx.array], fixed_width: bool = False):
     """Bring trimmed embeddings back to one scoring layout: queries and their mask to the query
-    width; every document column to :func:`padding.scoring_width` (with the masks cut to it).
+    width; every document column to :func:`padding.scoring_width` (with the masks cut or padded
+    to it: ST 6's collator pads each column to its own longest row, PyLate's all to one width).
     ``fixed_width`` keeps documents at the collator's width (ranks must agree to all-gather)."""
     query_width = queries.shape[1]
-    full = masks[1].shape[1]
+    full = max(m.shape[1] for m in masks[1:])
     doc_width = full if fixed_width else padding.scoring_width([d.shape[1] for d in documents], full)
     documents = [padding.pad_to(d, doc_width) for d in documents]
-    masks = [masks[0][:, :query_width], *[m[:, :doc_width] for m in masks[1:]]]
+    masks = [masks[0][:, :query_width], *[padding.pad_to(m, doc_width) for m in masks[1:]]]
     return queries, documents, masks

@@ -29,13 +29,12 @@ import mlx.nn as nn
 import numpy as np
 
 from . import distributed
+from .conventions import PYLATE
 from .gradcache import CachedContrastive, RandContext
 from .loss_common import (
     _contrastive_targets,
-    _embed,
     _gather_masks,
     _GatherWarning,
-    _model_attr,
     check_contrastive_inputs,
     check_distillation_inputs,
     column_width,
@@ -43,7 +42,6 @@ from .loss_common import (
     extract_skiplist_mask,
     fit_for_scoring,
     normalize,
-    trims_column,
 )
 from .padding import trim
 from .scores import ColBERTScores, colbert_kd_scores
@@ -133,16 +131,21 @@ class Contrastive:
         self.gather_across_devices = gather_across_devices
         self.temperature = temperature
 
+    # how columns become embeddings and masks (conventions.py); the ST 6 façade swaps it
+    columns = PYLATE
+
+    def _logits(self, scores: mx.array) -> mx.array:
+        return scores / self.temperature
+
+    def _embed_column(self, feature: dict, column: int) -> mx.array:
+        trims = self.columns.trims(self.model, column, self.padding_free)
+        return self.columns.embed(self.model, trim(feature, column_width(feature, trims)), column, trims)
+
     def __call__(self, sentence_features: Iterable[dict], labels=None) -> mx.array:
         sentence_features = list(sentence_features)
         check_contrastive_inputs(type(self).__name__, sentence_features)
-        embeddings = []
-        for column, feature in enumerate(sentence_features):
-            trims = trims_column(self.model, column, self.padding_free)
-            embeddings.append(_embed(self.model, trim(feature, column_width(feature, trims)), packed=trims))
-        skiplist = _model_attr(self.model, "skiplist")
-        do_query_expansion = _model_attr(self.model, "do_query_expansion")
-        masks = extract_skiplist_mask(sentence_features, skiplist)
+        embeddings = [self._embed_column(feature, column) for column, feature in enumerate(sentence_features)]
+        masks = self.columns.masks(self.model, sentence_features)
         world = _GatherWarning.world(self.gather_across_devices)
         query, documents, masks = fit_for_scoring(embeddings[0], embeddings[1:], masks, fixed_width=world is not None)
         embeddings = [query, *documents]
@@ -154,7 +157,7 @@ class Contrastive:
         n_docs = len(embeddings) - 1
         docs_stacked = mx.stack(embeddings[1:], axis=1)
         docs_mask_stacked = mx.stack(masks[1:], axis=1)
-        q_mask = masks[0] if not do_query_expansion else None
+        q_mask = self.columns.query_mask(self.model, masks[0])
 
         step = self.score_mini_batch_size or batch_size
         chunks = []
@@ -170,7 +173,7 @@ class Contrastive:
             )
         scores = mx.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
         targets = _contrastive_targets(batch_size, n_docs, world.rank() if world is not None else 0)
-        loss = cross_entropy(scores / self.temperature, targets, "mean" if self.size_average else "sum")
+        loss = cross_entropy(self._logits(scores), targets, "mean" if self.size_average else "sum")
         if world is not None:
             loss = loss * world.size()
         return loss
@@ -262,26 +265,28 @@ class Distillation:
     def loss_function(self, log_input: mx.array, log_target: mx.array) -> mx.array:
         return _kl_div_log_target(log_input, log_target, self.reduction)
 
-    def __call__(self, sentence_features: Iterable[dict], labels) -> mx.array:
-        sentence_features = list(sentence_features)
-        check_distillation_inputs(sentence_features, labels)
-        trims = [trims_column(self.model, i, self.padding_free) for i in range(len(sentence_features))]
+    columns = PYLATE  # conventions.py; the ST 6 façades swap it
+
+    def _scores(self, sentence_features: list[dict]) -> mx.array:
+        """Student scores (B, n_ways) of (query, documents flattened row-major: row b's j-th at b * n_ways + j)."""
+        trims = [self.columns.trims(self.model, i, self.padding_free) for i in range(len(sentence_features))]
         widths = [column_width(f, t) for f, t in zip(sentence_features, trims)]
-        queries_embeddings = _embed(self.model, trim(sentence_features[0], widths[0]), packed=trims[0])
-        documents_embeddings = _embed(self.model, trim(sentence_features[1], widths[1]), packed=trims[1])
-        skiplist = _model_attr(self.model, "skiplist")
-        do_query_expansion = _model_attr(self.model, "do_query_expansion")
-        masks = extract_skiplist_mask(sentence_features, skiplist)
+        queries_embeddings, documents_embeddings = (
+            self.columns.embed(self.model, trim(sentence_features[i], widths[i]), i, trims[i]) for i in (0, 1)
+        )
+        masks = self.columns.masks(self.model, sentence_features)
         queries_embeddings, (documents_embeddings,), masks = fit_for_scoring(queries_embeddings, [documents_embeddings], masks)
         batch_size = queries_embeddings.shape[0]
         documents_embeddings = documents_embeddings.reshape(batch_size, -1, *documents_embeddings.shape[1:])
         documents_mask = masks[1].reshape(batch_size, -1, *masks[1].shape[1:])
-        scores = self.score_metric(
+        return self.score_metric(
             queries_embeddings,
             documents_embeddings,
-            queries_mask=masks[0] if not do_query_expansion else None,
+            queries_mask=self.columns.query_mask(self.model, masks[0]),
             documents_mask=documents_mask,
         )
+
+    def _objective(self, scores: mx.array, labels) -> mx.array:
         if self.normalize_scores:
             max_scores = scores.max(axis=1, keepdims=True)
             min_scores = scores.min(axis=1, keepdims=True)
@@ -290,6 +295,11 @@ class Distillation:
         return self.loss_function(
             nn.log_softmax(scores, axis=-1), nn.log_softmax(labels.astype(scores.dtype), axis=-1)
         )
+
+    def __call__(self, sentence_features: Iterable[dict], labels) -> mx.array:
+        sentence_features = list(sentence_features)
+        check_distillation_inputs(sentence_features, labels)
+        return self._objective(self._scores(sentence_features), labels)
 
     forward = __call__
 

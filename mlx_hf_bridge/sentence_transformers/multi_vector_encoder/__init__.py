@@ -1,5 +1,16 @@
 """``sentence_transformers.multi_vector_encoder`` (ST 6) on MLX."""
 
+from ...colbert.scores import maxsim, maxsim_pairwise
 from ...multi_vector import MultiVectorEncoder
+from ..training_args import MultiVectorEncoderTrainingArguments
+from .data_collator import MultiVectorEncoderDataCollator
+from .trainer import MultiVectorEncoderTrainer
 
-__all__ = ["MultiVectorEncoder"]
+__all__ = [
+    "MultiVectorEncoder",
+    "MultiVectorEncoderDataCollator",
+    "MultiVectorEncoderTrainer",
+    "MultiVectorEncoderTrainingArguments",
+    "maxsim",
+    "maxsim_pairwise",
+]
