@@ -8,6 +8,7 @@ venv (``st6`` marker); the refusals of layouts the bridge cannot read are tests/
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,26 @@ def test_pylate_conversion_settings(legacy_dirs):
     assert [type(m).__name__ for m in model] == ["Transformer", "Dense", "MultiVectorMask", "Normalize"]
     assert model[2].skiplist_words == list(__import__("string").punctuation)
     assert MultiVectorEncoder(paths["pylate-no-expansion"])[0].query_expansion is None
+
+
+# --- push_to_hub ----------------------------------------------------------------------------------
+def test_push_to_hub_uploads_st6_layout(st6_dir, tmp_path, monkeypatch):
+    """MultiVectorEncoder.push_to_hub -> a local Hub -> download -> real ST 6.2 loads it with the same outputs."""
+    from huggingface_hub import snapshot_download
+    from hub_server import LocalHub
+
+    from mlx_hf_bridge import hub as hub_mod
+
+    monkeypatch.setattr(hub_mod.tempfile, "tempdir", str(tmp_path))  # a kept local save lands in tmp_path
+    model = MultiVectorEncoder(str(st6_dir / "min-lengths-two-dense"))
+    with LocalHub(lfs_threshold=1_000_000) as server, server.patch_client(hf_home=tmp_path / "hf-cache"):
+        url = model.push_to_hub("tester/multi-vector", token="hf_local_test_token")
+        assert "/tester/multi-vector/commit/" in url
+        downloaded = snapshot_download("tester/multi-vector")
+    assert {"modules.json", "1_Dense/model.safetensors", "3_MultiVectorMask/config.json"} <= {
+        str(p.relative_to(downloaded)) for p in Path(downloaded).rglob("*") if p.is_file()
+    }
+    out = tmp_path / "st6-outputs"
+    out.mkdir()
+    run_st6({"mode": "encode", "out": str(out), "folders": {"pushed": downloaded}})
+    assert_same_outputs(bridge_outputs(model), np.load(out / "pushed.npz"), "pushed")
