@@ -45,7 +45,7 @@ ST6_KINDS = {
 }
 # module kinds whose folder holds state the model needs (Pooling / Normalize folders may be absent,
 # e.g. a Hub repo drops an empty 2_Normalize/)
-NEEDS_FOLDER = {"Dense", "MultiVectorMask"}
+NEEDS_FOLDER = {"Transformer", "Dense", "MultiVectorMask"}
 ST6_MODULE_PREFIXES = ("sentence_transformers.base.", "sentence_transformers.multi_vector_encoder.",
                        "sentence_transformers.sentence_transformer.", "sentence_transformers.sparse_encoder.",
                        "sentence_transformers.cross_encoder.")
