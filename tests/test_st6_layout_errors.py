@@ -127,6 +127,8 @@ def test_constructor_checks_like_st6(tiny_bert_dir):
 
     with pytest.raises(ValueError, match="query_length=4 is smaller"):
         Transformer(str(tiny_bert_dir), query_length=4, query_expansion={"strategy": "fixed", "length": 8})
+    with pytest.raises(ValueError, match="document_length=600 is longer than the model's position table"):
+        Transformer(str(tiny_bert_dir), document_length=600)
     with pytest.raises(UnsupportedOption, match="transformer_task"):
         Transformer(str(tiny_bert_dir), transformer_task="sequence-classification")
     with pytest.raises(UnsupportedOption, match="attn_implementation"):

@@ -116,6 +116,21 @@ class Transformer(_Backbone):
         self.query_length = query_length
         self.document_length = document_length
         self.query_expansion = query_expansion
+        self._check_lengths()
+
+    def _check_lengths(self):
+        """A length past BERT's position table fails on the first text that long (torch raises an index
+        error, the MLX BERT refuses it); said up front, with the fix. RoPE models have no table."""
+        limit = getattr(self.auto_model, "max_positions", None)
+        expansion = (self.query_expansion or {}).get("length")
+        for name, length in (("query_length", self.query_length), ("document_length", self.document_length),
+                             ("query_expansion['length']", expansion)):
+            if limit is not None and length is not None and length > limit:
+                raise ValueError(
+                    f"{name}={length} is longer than the model's position table (max_position_embeddings={limit} in "
+                    f"{self.model_name_or_path}/config.json): texts that long cannot be encoded. Fix: set {name} to at "
+                    f"most {limit}."
+                )
 
     def __setattr__(self, key, value):
         # nn.Module would store a dict value as a child entry, bypassing the validating property
