@@ -62,3 +62,16 @@ class MultiVectorMarginMSELoss(MarginMSEDistillation):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"similarity_fct": similarity_fct_name(self.similarity_fct), "mini_batch_size": self.mini_batch_size}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{hofstaetter2020improving,
+    title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
+    author={Sebastian Hofstätter and Sophia Althammer and Michael Schröder and Mete Sertkan and Allan Hanbury},
+    year={2020},
+    eprint={2010.02666},
+    archivePrefix={arXiv},
+    primaryClass={cs.IR}
+}
+"""
