@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlx.core as mx
@@ -12,6 +11,7 @@ from ..colbert.modules import ACTIVATIONS, IDENTITY
 from ..colbert.modules import Dense as _PyLateDense
 from ..errors import read_json
 from ..loading import load_weights
+from .normalize import write_module_config
 
 TANH = "torch.nn.modules.activation.Tanh"
 _MLX_ACTIVATIONS = {id(mx.tanh): TANH, id(nn.relu): "torch.nn.modules.activation.ReLU",
@@ -78,7 +78,7 @@ class Dense(_PyLateDense):
 
     def save(self, output_path):
         super().save(output_path)  # weights under linear.* / residual.*, as ST 6 names them
-        (Path(output_path) / "config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
+        write_module_config(output_path, self.get_config_dict())
 
     @staticmethod
     def load(input_path, init_defaults=None, drop_unknown: bool = False) -> "Dense":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import read_json
+from .normalize import write_module_config
 
 logger = logging.getLogger(__name__)
 CONFIG_KEYS = ("skiplist_words", "skiplist_tasks", "keep_only_token_ids")
@@ -66,8 +66,7 @@ class MultiVectorMask(nn.Module):
                 "keep_only_token_ids": self.keep_only_token_ids}
 
     def save(self, output_path):
-        Path(output_path).mkdir(parents=True, exist_ok=True)
-        (Path(output_path) / "config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
+        write_module_config(output_path, self.get_config_dict())
 
     @staticmethod
     def load(input_path) -> "MultiVectorMask":

@@ -11,6 +11,12 @@ import mlx.nn as nn
 from ..errors import read_json
 
 
+def write_module_config(output_path, config: dict):
+    """A module's ``config.json`` as ST 6's ``Module.save_config`` writes it (indent 4)."""
+    Path(output_path).mkdir(parents=True, exist_ok=True)
+    (Path(output_path) / "config.json").write_text(json.dumps(config, indent=4))
+
+
 class Normalize(nn.Module):
     """``Normalize(module_input_name="sentence_embedding", module_output_name=None)``.
 
@@ -32,8 +38,7 @@ class Normalize(nn.Module):
         return {"module_input_name": self.module_input_name, "module_output_name": self.module_output_name}
 
     def save(self, output_path):
-        Path(output_path).mkdir(parents=True, exist_ok=True)
-        (Path(output_path) / "config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
+        write_module_config(output_path, self.get_config_dict())
 
     @staticmethod
     def load(input_path) -> "Normalize":
