@@ -22,3 +22,18 @@ def similarity_fct_name(similarity_fct) -> str:
 def check_scale(scale):
     if not scale > 0:
         raise ValueError("Scale must be a positive value.")
+
+
+def refuse_multi_process_gather(loss):
+    """On one process gather is the identity (the loss runs). Across processes ST 6 first pads every
+    rank's document columns to the widest rank's width; the bridge does not reproduce that yet."""
+    from ....colbert import distributed
+
+    if loss.gather_across_devices and distributed.group() is not None:
+        raise NotImplementedError(
+            f"{type(loss).__name__}(gather_across_devices=True) across {distributed.group().size()} processes is "
+            "not supported on MLX yet: ST 6 pads each rank's document columns to the widest rank before "
+            "gathering, which the bridge does not reproduce. Set gather_across_devices=False, or use PyLate's "
+            "spelling (mlx_hf_bridge.pylate.losses.Contrastive / CachedContrastive), which gathers at the "
+            "collator's fixed width."
+        )

@@ -12,7 +12,7 @@ import numpy as np
 
 from ....colbert.conventions import MULTI_VECTOR_ENCODER, colbert_scores
 from ....colbert.gradcache import CachedContrastive
-from ._common import check_scale, similarity_fct_name
+from ._common import check_scale, refuse_multi_process_gather, similarity_fct_name
 
 
 class CachedMultiVectorMultipleNegativesRankingLoss(CachedContrastive):
@@ -88,6 +88,16 @@ class CachedMultiVectorMultipleNegativesRankingLoss(CachedContrastive):
 
     def _logits(self, scores: mx.array) -> mx.array:
         return scores * self.scale
+
+    def value_and_grad(self, sentence_features, labels=None):
+        refuse_multi_process_gather(self)
+        return super().value_and_grad(sentence_features, labels)
+
+    def __call__(self, sentence_features, labels=None) -> mx.array:
+        refuse_multi_process_gather(self)
+        return super().__call__(sentence_features, labels)
+
+    forward = __call__
 
     def _ranges(self, sentence_feature: dict) -> list[tuple[int, int]]:
         if self.mini_batch_num_tokens is None:

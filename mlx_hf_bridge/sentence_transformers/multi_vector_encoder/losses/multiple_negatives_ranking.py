@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from ....colbert.conventions import MULTI_VECTOR_ENCODER, RowChunks, colbert_scores
 from ....colbert.losses import Contrastive
-from ._common import check_scale, similarity_fct_name
+from ._common import check_scale, refuse_multi_process_gather, similarity_fct_name
 
 
 class MultiVectorMultipleNegativesRankingLoss(Contrastive):
@@ -72,6 +72,12 @@ class MultiVectorMultipleNegativesRankingLoss(Contrastive):
 
     def _logits(self, scores: mx.array) -> mx.array:
         return scores * self.scale
+
+    def __call__(self, sentence_features, labels=None) -> mx.array:
+        refuse_multi_process_gather(self)
+        return super().__call__(sentence_features, labels)
+
+    forward = __call__
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
