@@ -62,7 +62,8 @@ REFERENCE = MAXSIM_INPUTS + textwrap.dedent(
     def outputs(model, name):
         q = model.encode_query(spec["queries"], convert_to_numpy=True)
         d = model.encode_document(spec["documents"], convert_to_numpy=True)
-        arrays = {f"q{i}": x for i, x in enumerate(q)} | {f"d{i}": x for i, x in enumerate(d)}
+        e = model.encode(spec["documents"], convert_to_numpy=True)  # no task: no task length, document mask
+        arrays = {f"q{i}": x for i, x in enumerate(q)} | {f"d{i}": x for i, x in enumerate(d)} | {f"e{i}": x for i, x in enumerate(e)}
         arrays["scores"] = model.similarity(q, d).numpy()
         arrays["pairwise"] = model.similarity_pairwise(q[:3], d[:3]).numpy()
         np.savez(os.path.join(out, name + ".npz"), **arrays)
@@ -183,7 +184,8 @@ def run_st6(spec: dict):
 def bridge_outputs(model) -> dict:
     q = model.encode_query(QUERIES, convert_to_numpy=True)
     d = model.encode_document(DOCUMENTS, convert_to_numpy=True)
-    arrays = {f"q{i}": x for i, x in enumerate(q)} | {f"d{i}": x for i, x in enumerate(d)}
+    e = model.encode(DOCUMENTS, convert_to_numpy=True)
+    arrays = {f"q{i}": x for i, x in enumerate(q)} | {f"d{i}": x for i, x in enumerate(d)} | {f"e{i}": x for i, x in enumerate(e)}
     arrays["scores"] = np.array(model.similarity(q, d))
     arrays["pairwise"] = np.array(model.similarity_pairwise(q[:3], d[:3]))
     return arrays
