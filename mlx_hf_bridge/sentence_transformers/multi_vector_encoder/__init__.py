@@ -2,9 +2,9 @@
 
 from ...colbert.scores import maxsim, maxsim_pairwise
 from ...multi_vector import MultiVectorEncoder
-from ..training_args import MultiVectorEncoderTrainingArguments
 from .data_collator import MultiVectorEncoderDataCollator
 from .trainer import MultiVectorEncoderTrainer
+from .training_args import MultiVectorEncoderTrainingArguments
 
 __all__ = [
     "MultiVectorEncoder",
