@@ -228,13 +228,13 @@ def load_tokenizer(folder: Path, **kwargs):
     return AutoTokenizer.from_pretrained(str(folder), **kwargs)
 
 
-def _check_weight_names_and_shapes(model, weights: dict, source):
+def check_weights_match(model, weights: dict, source, config_name: str = "config.json"):
     """MLX's strict load names a tensor but not the file or the cause; say both, before loading."""
     from mlx.utils import tree_flatten
 
     expected = {k: v.shape for k, v in tree_flatten(model.parameters())}
     where = f"the weights in {source}" if source else "the weights"
-    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k])} from config.json"
+    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k])} from {config_name}"
              for k, v in weights.items() if k in expected and tuple(v.shape) != tuple(expected[k])]
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
@@ -247,7 +247,7 @@ def _check_weight_names_and_shapes(model, weights: dict, source):
             ) if part
         )
         raise ValueError(
-            f"config.json and {where} disagree ({details}). The config (e.g. hidden_size, vocab_size, "
+            f"{config_name} and {where} disagree ({details}). The config (e.g. hidden_size, vocab_size, "
             "num_hidden_layers) and the weights must come from the same model: restore the original "
             "config.json or weights, or re-save the model."
         )
@@ -262,7 +262,7 @@ def build_model(config, weights: dict | None = None, dtype=mx.float32):
         weights = arch.Model.sanitize(weights)
         if "pooler" in model and not arch.Model.has_pooler(weights):
             del model["pooler"]
-        _check_weight_names_and_shapes(model, weights, getattr(config, "_name_or_path", None))
+        check_weights_match(model, weights, getattr(config, "_name_or_path", None))
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
         model.load_weights(list(weights.items()), strict=True)
     model.config = config

@@ -128,3 +128,46 @@ def test_damaged_training_args_of_the_resume_checkpoint_are_named(tmp_path):
     with pytest.raises(InvalidFileError, match=r"checkpoint-2/training_args\.json.*not valid JSON.*Delete that file"):
         make(out, max_steps=4, save_steps=2, callbacks=[counter]).train(resume_from_checkpoint=True)
     assert not hasattr(counter, "step")  # before training began
+
+
+def test_a_model_a_step_made_non_finite_is_not_saved(tmp_path, tiny_bert_dir):
+    import mlx.core as mx
+
+    from mlx_hf_bridge.engine.step import mark_damaged
+    from mlx_hf_bridge.pylate import models
+
+    model = models.ColBERT(str(tiny_bert_dir))
+    good = model.dense[0].linear.weight
+    model.dense[0].linear.weight = mx.full(good.shape, float("nan"))
+    mark_damaged(model, "step 3 made 1 array non-finite")
+    with pytest.raises(ValueError, match=r"Not saving to .*weights are not finite \(step 3.*resume_from_checkpoint=True"):
+        model.save(str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    model.dense[0].linear.weight = good  # finite weights back: the mark clears itself
+    model.save(str(tmp_path / "out"))
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_trainer_save_model_refuses_weights_an_update_made_non_finite(tmp_path):
+    from mlx_hf_bridge.engine.step import NonFiniteWeightsError
+
+    trainer = make(tmp_path / "out", learning_rate=1e39, save_strategy="no")  # inf in float32
+    with pytest.raises(NonFiniteWeightsError):
+        trainer.train()
+    with pytest.raises(ValueError, match="Not saving to"):
+        trainer.save_model(str(tmp_path / "final"))
+    assert not (tmp_path / "final").exists()
+
+
+def test_dense_weights_of_the_wrong_shape_name_the_folder_and_both_shapes(tmp_path, tiny_bert_dir):
+    import mlx.core as mx
+
+    from mlx_hf_bridge.pylate import models
+
+    folder = tmp_path / "colbert"
+    models.ColBERT(str(tiny_bert_dir)).save(str(folder))
+    mx.save_safetensors(str(folder / "1_Dense" / "model.safetensors"), {"linear.weight": mx.zeros((64, 32))},
+                        metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"Dense config\.json and the weights in .*1_Dense disagree.*"
+                                         r"linear\.weight: \(64, 32\) in the file, \(128, 32\)"):
+        models.ColBERT(str(folder))

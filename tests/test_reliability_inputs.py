@@ -140,9 +140,9 @@ def test_non_string_later_text_refused_where_pylate_trains_on_str(tiny_bert_dir,
 
 
 def test_encode_refuses_non_string_too(tiny_bert_dir):
-    # (encode sorts texts by length first, so the row it names is the batch's, not the caller's)
-    with pytest.raises(TypeError, match=r"row \d: expected a string, got int 42"):
-        mlx_models.ColBERT(str(tiny_bert_dir)).encode(["a", "b", 42], is_query=False)
+    # encode sorts texts by length first: the index named must be the caller's, not the sorted batch's
+    with pytest.raises(TypeError, match=r"encode\(\) input, text 2: expected a string, got int 42"):
+        mlx_models.ColBERT(str(tiny_bert_dir)).encode(["a", "a much longer text than the others", 42], is_query=False)
 
 
 @pytest.mark.parametrize("bad,shown", [(7, "int 7"), (None, "None"), (float("nan"), "NaN")], ids=["int", "None", "nan"])

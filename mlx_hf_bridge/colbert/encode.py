@@ -6,6 +6,7 @@ import mlx.core as mx
 import numpy as np
 from tqdm.auto import trange
 
+from ..errors import check_texts
 from .padding import packed_sequences
 
 
@@ -23,6 +24,7 @@ def _text_length(text) -> int:
 def encode_in_length_order(texts, batch_size: int, encode_batch, desc: str, show_progress_bar: bool = False) -> list:
     """The encode loop PyLate and ST share: longest texts first (one padding width per batch),
     ``encode_batch(texts) -> [per-text output]`` on each slice, results back in input order."""
+    texts = check_texts(texts, "encode() input", "text")  # before sorting: the index named is the caller's
     order = np.argsort([-_text_length(t) for t in texts])
     sorted_texts = [texts[int(i)] for i in order]
     results = []

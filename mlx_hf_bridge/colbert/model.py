@@ -240,9 +240,14 @@ class ColBERT(EncodeMixin, MultiVectorModule, nn.Module):
 
         Crash-safe (``io_utils.save_folder``: a kill leaves the old files or, after the next save,
         the new ones); a full, read-only or forbidden disk raises ``io_utils.SaveError`` naming the
-        file, with nothing half-written left.
+        file, with nothing half-written left. A model whose weights a training step made non-finite
+        is refused (``engine.step.refuse_if_damaged``).
         """
         from mlx.utils import tree_flatten
+
+        from ..engine.step import refuse_if_damaged
+
+        refuse_if_damaged(self, path)
 
         def write(tmp):
             layout.write_folder(self, tmp)

@@ -9,8 +9,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ..errors import check_texts
-from ..loading import load_weights, save_safetensors
+from ..errors import check_texts, read_json
+from ..loading import check_weights_match, load_weights, save_safetensors
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 
@@ -122,10 +122,13 @@ class Dense(nn.Module):
             tensors["residual.weight"] = self.residual.weight
 
         def write(folder: Path):
-            (folder / "config.json").write_text(json.dumps(self.get_config_dict(), indent=2))
+            self._write_config(folder)
             save_safetensors(folder / "model.safetensors", tensors)
 
         save_folder(output_path, write)
+
+    def _write_config(self, folder: Path):
+        (folder / "config.json").write_text(json.dumps(self.get_config_dict(), indent=2))
 
     @staticmethod
     def load(input_path) -> "Dense":
@@ -134,7 +137,7 @@ class Dense(nn.Module):
         config_path = input_path / "config.json"
         if not config_path.exists():
             raise FileNotFoundError(f"Dense layer folder {input_path} has no config.json.")
-        config = json.loads(config_path.read_text())
+        config = read_json(config_path, "the Dense module's settings")
         dense = Dense(
             in_features=config["in_features"],
             out_features=config["out_features"],
@@ -143,6 +146,7 @@ class Dense(nn.Module):
             use_residual=config.get("use_residual", False),
         )
         weights = load_weights(input_path)
+        check_weights_match(dense, weights, input_path, config_name="the Dense config.json")
         dense.load_weights([(k, v.astype(mx.float32)) for k, v in weights.items()], strict=True)
         return dense
 

@@ -53,6 +53,16 @@ def model_is_damaged(model) -> str | None:
     return reason
 
 
+def refuse_if_damaged(model, path):
+    """Saving non-finite weights would hand NaN to every later load (PyLate, ST, the Hub): refuse."""
+    reason = model_is_damaged(model)
+    if reason is not None:
+        raise ValueError(
+            f"Not saving to {path}: the model's weights are not finite ({reason}). Fix: load a good checkpoint "
+            "(trainer.train(resume_from_checkpoint=True) picks the newest good one, or load checkpoint-N with "
+            "the model class) and save that.")
+
+
 def _sums_finite(params: dict):
     """Lazy flag: True when the sum of every floating array is finite. A NaN or inf anywhere makes its
     sum non-finite (IEEE), so True proves all weights finite; one plain sum per array, no temporaries

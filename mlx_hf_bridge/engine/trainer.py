@@ -23,7 +23,7 @@ from .callbacks import CallbackHandler, DefaultFlowCallback, PrinterCallback, Pr
 from .optim import AdamW, Schedule, warmup_steps_for
 from .remat import gradient_checkpointing
 from .state import TrainerControl, TrainerState, TrainOutput
-from .step import NonFiniteLossError, StepRunner, model_is_damaged, resolve_compute_dtype
+from .step import NonFiniteLossError, StepRunner, model_is_damaged, refuse_if_damaged, resolve_compute_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -374,8 +374,11 @@ class Trainer:
         """
         from ..io_utils import save_folder
 
+        target = Path(output_dir if output_dir is not None else self.args.output_dir)
+        refuse_if_damaged(self.model, target)
+
         def write(folder):
             self.model.save(str(folder))
             ckpt._write_json(folder / "training_args.json", self._args_dict())
 
-        save_folder(Path(output_dir if output_dir is not None else self.args.output_dir), write)
+        save_folder(target, write)

@@ -10,7 +10,7 @@ import mlx.nn as nn
 from ..colbert.modules import ACTIVATIONS, IDENTITY
 from ..colbert.modules import Dense as _PyLateDense
 from ..errors import read_json
-from ..loading import load_weights
+from ..loading import check_weights_match, load_weights
 from .normalize import write_module_config
 
 TANH = "torch.nn.modules.activation.Tanh"
@@ -76,9 +76,9 @@ class Dense(_PyLateDense):
             config.pop("use_residual")
         return {k: config[k] for k in CONFIG_KEYS if k in config}
 
-    def save(self, output_path):
-        super().save(output_path)  # weights under linear.* / residual.*, as ST 6 names them
-        write_module_config(output_path, self.get_config_dict())
+    def _write_config(self, folder):
+        # inside PyLate Dense's atomic save (weights under linear.* / residual.*, as ST 6 names them)
+        write_module_config(folder, self.get_config_dict())
 
     @staticmethod
     def load(input_path, init_defaults=None, drop_unknown: bool = False) -> "Dense":
@@ -98,5 +98,6 @@ class Dense(_PyLateDense):
         config.setdefault("activation_function", TANH)  # ST 6's default when the key is absent
         dense = Dense(**config)
         weights = load_weights(input_path)
+        check_weights_match(dense, weights, input_path, config_name="the Dense config.json")
         dense.load_weights([(k, v.astype(mx.float32)) for k, v in weights.items()], strict=True)
         return dense

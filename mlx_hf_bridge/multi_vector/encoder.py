@@ -343,6 +343,9 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
         No README model card is written yet (``create_model_card`` is accepted for ST 6's signature)."""
         if path is None:
             return
+        from ..engine.step import refuse_if_damaged
+
+        refuse_if_damaged(self, path)
         save_folder(path, lambda tmp: module_layout.write_st6_folder(self, tmp))
 
     save_pretrained = save
