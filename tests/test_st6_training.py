@@ -97,7 +97,9 @@ def _variants(bert, modernbert):
             Transformer(str(bert), query_expansion={"strategy": "min", "length": 6}, query_length=12),
             dense(32, 16, bias=True, activation_function=torch.nn.Tanh()), MultiVectorMask(skiplist_words=[",", "."]),
             Normalize(module_input_name="token_embeddings")], None),
-        # no expansion (queries are cut too), ModernBERT (packed rows on the CPU), no skiplist
+        # no Normalize and no MultiVectorMask: ST 6 scores the raw projections under the attention mask
+        "bert-raw": ([Transformer(str(bert), document_length=20), dense(32, 16, bias=True)], None),
+        # no expansion (queries are cut too), ModernBERT, no skiplist
         "modernbert": ([
             Transformer(str(modernbert), document_length=28), dense(32, 16), MultiVectorMask(),
             Normalize(module_input_name="token_embeddings")], None),
@@ -244,7 +246,9 @@ LOSS_CASES = [
     ("MultiVectorMultipleNegativesRankingLoss", "bert-fixed", 1, "sgd", 0.2, {}),
     ("MultiVectorMultipleNegativesRankingLoss", "bert-min", 2, "adamw", 2e-3, {"scale": 3.0, "mini_batch_size": 3}),
     ("MultiVectorMultipleNegativesRankingLoss", "modernbert", 0, "adamw", 2e-3, {"score_mini_batch_size": 3}),
+    ("MultiVectorMultipleNegativesRankingLoss", "bert-raw", 1, "sgd", 2e-3, {"scale": 0.5}),
     ("CachedMultiVectorMultipleNegativesRankingLoss", "bert-fixed", 1, "sgd", 0.2, {"mini_batch_size": 3}),
+    ("CachedMultiVectorMultipleNegativesRankingLoss", "bert-raw", 0, "adamw", 5e-4, {"mini_batch_size": 3, "scale": 0.5}),
     ("CachedMultiVectorMultipleNegativesRankingLoss", "bert-min", 2, "adamw", 2e-3,
      {"mini_batch_size": 8, "mini_batch_num_tokens": 30, "score_mini_batch_size": 2, "scale": 0.5}),
     ("CachedMultiVectorMultipleNegativesRankingLoss", "modernbert", 1, "sgd", 0.1, {"mini_batch_size": 8}),
