@@ -374,7 +374,7 @@ def test_trainer_defaults_and_refusals(st6_folders, tmp_path):
                                   optimizer_cls_and_kwargs=(type("AdamW", (), {}), {"amsgrad": True}))
 
 
-def test_loss_input_errors(st6_folders):
+def test_loss_input_errors(st6_folders, caplog):
     model = MultiVectorEncoder(str(st6_folders["bert-fixed"]))
     collate = MultiVectorEncoderDataCollator(preprocess_fn=model.preprocess)
     features, labels = collect_features(collate(scored_rows(3, 1)))
@@ -385,6 +385,11 @@ def test_loss_input_errors(st6_folders):
         mlx_losses.MultiVectorDistillKLDivLoss(model)(features, labels[:, :2])
     with pytest.raises(ValueError, match="expected"):
         mlx_losses.MultiVectorMarginMSELoss(model)(features, labels[:, :1])
+    with pytest.raises(ValueError, match="NaN"):  # ST 6's teacher check, before any forward pass
+        mlx_losses.MultiVectorDistillKLDivLoss(model)(features, mx.where(mx.arange(3) == 1, mx.nan, labels))
+    with caplog.at_level("WARNING"):  # a spread of 1000 at temperature 1 underflows the softmax
+        mlx_losses.MultiVectorDistillKLDivLoss(model)(features, labels * 0 + mx.array([0.0, 1000.0, 500.0]))
+    assert "underflows 6 of 9 teacher scores" in caplog.text
     for bad in ({"scale": 0.0}, {"mini_batch_num_tokens": 0}):
         with pytest.raises(ValueError):
             mlx_losses.CachedMultiVectorMultipleNegativesRankingLoss(model, **bad)
