@@ -116,7 +116,12 @@ _NO_PYLATE = "needs PyLate 1.6, which this environment (the ST 6 reference venv)
 
 # Tests whose PyLate use happens in a verify subprocess and reaches the test only as a failed report
 # (pytest truncates that assertion message, so the hook below cannot see why): they need PyLate.
-NEEDS_PYLATE = {"tests/test_st_trainer.py::test_colbert_end_to_end_with_eval_evaluator_and_save"}
+NEEDS_PYLATE = {
+    "tests/test_st_trainer.py::test_colbert_end_to_end_with_eval_evaluator_and_save",
+    "tests/test_verify.py::test_colbert_export_passes_and_tampered_dense_fails",
+    "tests/test_verify.py::test_relative_folder_reaches_the_torch_side",
+    "tests/test_reasonir_example.py::test_end_to_end_on_mlx",
+}
 
 
 def pytest_collection_modifyitems(config, items):
