@@ -61,10 +61,9 @@ class MultiVectorEncoderColumns:
     name = "multi_vector_encoder"
 
     def embed(self, model, features: dict, column: int, packed: bool) -> mx.array:
-        # Rows are cut (padding-free) but never packed: packing leaves padded positions exactly 0,
-        # and modules.Normalize (mx.linalg.norm) has a NaN gradient there, which 0 * NaN spreads to
-        # every weight. Packing can be enabled once Normalize uses loss_common.normalize's form.
-        return model(features, task=column_task(features, column))["token_embeddings"]
+        # packed rows leave padded positions exactly 0; modules.Normalize has a zero gradient there
+        with padding.packed_sequences(model, packed):
+            return model(features, task=column_task(features, column))["token_embeddings"]
 
     def masks(self, model, sentence_features: list[dict]) -> list[mx.array]:
         from ..modules import MultiVectorMask

@@ -8,6 +8,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..colbert.loss_common import normalize
 from ..errors import read_json
 
 
@@ -31,8 +32,8 @@ class Normalize(nn.Module):
         x = features.get(self.module_input_name)
         if x is None:
             return features
-        # torch's F.normalize: x / max(||x||, 1e-12)
-        return {**features, self.module_output_name: x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)}
+        # torch's F.normalize, with its zero (not NaN) gradient at all-zero rows (packed padding)
+        return {**features, self.module_output_name: normalize(x)}
 
     def get_config_dict(self) -> dict:
         return {"module_input_name": self.module_input_name, "module_output_name": self.module_output_name}
