@@ -94,6 +94,36 @@ def test_every_import_form_resolves_to_the_bridge_modules(tmp_path):
     assert f"ARGV {[str(script), 'a', '--flag', 'x y']} __main__" in result.stdout
 
 
+
+def test_st6_multi_vector_import_forms_resolve_to_the_bridge(tmp_path):
+    """The names an ST 6 multi-vector training script imports, as it writes them."""
+    script = write(tmp_path, """
+        import sys
+        from sentence_transformers import (MultiVectorEncoder, MultiVectorEncoderTrainer,
+                                           MultiVectorEncoderTrainingArguments)
+        from sentence_transformers.base.modules import Dense, Normalize, Transformer
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.multi_vector_encoder import MultiVectorEncoderDataCollator
+        from sentence_transformers.multi_vector_encoder.losses import (
+            CachedMultiVectorMultipleNegativesRankingLoss, MultiVectorDistillKLDivLoss)
+        from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+        import mlx_hf_bridge.modules as bm
+        import mlx_hf_bridge.sentence_transformers.multi_vector_encoder as bmv
+
+        assert MultiVectorEncoderTrainer is bmv.MultiVectorEncoderTrainer
+        assert MultiVectorEncoderTrainingArguments is bmv.MultiVectorEncoderTrainingArguments
+        assert (Transformer, Dense, Normalize, MultiVectorMask) == (bm.Transformer, bm.Dense, bm.Normalize,
+                                                                    bm.MultiVectorMask)
+        assert CachedMultiVectorMultipleNegativesRankingLoss is bmv.losses.CachedMultiVectorMultipleNegativesRankingLoss
+        assert MultiVectorEncoder.__module__.startswith("mlx_hf_bridge.")
+        assert BatchSamplers.NO_DUPLICATES.value == "no_duplicates"
+        for name, module in sys.modules.items():
+            if name.split(".")[0] == "sentence_transformers":
+                assert module.__name__.startswith("mlx_hf_bridge."), (name, module)
+        print("RESOLVED")
+    """)
+    assert "RESOLVED" in ok(run_script(script)).stdout
+
 def test_python_dash_m_cli_runs_a_script_with_the_redirection(tmp_path):
     (tmp_path / "helper_mod.py").write_text("VALUE = 7\n")  # the script's folder is importable
     script = write(tmp_path, """
