@@ -171,3 +171,18 @@ def test_dense_weights_of_the_wrong_shape_name_the_folder_and_both_shapes(tmp_pa
     with pytest.raises(ValueError, match=r"Dense config\.json and the weights in .*1_Dense disagree.*"
                                          r"linear\.weight: \(64, 32\) in the file, \(128, 32\)"):
         models.ColBERT(str(folder))
+
+
+@pytest.mark.parametrize("collator_kind", ["pylate", "st6"])
+def test_ragged_label_rows_are_named_by_both_collators(collator_kind):
+    """One shared collator prelude (engine.data.start_batch): ragged scores name the column and lengths."""
+    from mlx_hf_bridge.pylate.utils import ColBERTCollator
+    from mlx_hf_bridge.sentence_transformers.multi_vector_encoder import MultiVectorEncoderDataCollator
+
+    def tokenize(texts, **kwargs):
+        raise AssertionError("labels are checked before any text is tokenized")
+
+    collator = ColBERTCollator(tokenize) if collator_kind == "pylate" else MultiVectorEncoderDataCollator(tokenize)
+    rows = [{"query": "q", "document": "d", "scores": [0.1, 0.2]}, {"query": "q", "document": "d", "scores": [0.3]}]
+    with pytest.raises(ValueError, match=r"label column 'scores' cannot form one array .*row lengths \[1, 2\]"):
+        collator(rows)

@@ -165,3 +165,34 @@ def collect_features(inputs: dict):
                 features.append({k[len(prefix):]: v for k, v in inputs.items() if k.startswith(prefix)})
                 break
     return features, inputs.get("label")
+
+
+# --- what every collator does before tokenizing ---------------------------------------------------
+def start_batch(features: list[dict], valid_label_columns, batch: dict, on_columns=None) -> list[str]:
+    """The column handling ST's and PyLate's collators share: ``dataset_name`` goes to the batch as
+    is, ``on_columns(names)`` sees every column (the column-order warning), the first valid label
+    column becomes ``batch["label"]``. Returns the text columns, in order."""
+    column_names = list(features[0].keys())
+    if "dataset_name" in column_names:
+        column_names.remove("dataset_name")
+        batch["dataset_name"] = features[0]["dataset_name"]
+    if on_columns is not None:
+        on_columns(column_names)
+    for label_column in valid_label_columns:
+        if label_column in column_names:
+            batch["label"] = label_array(features, label_column)
+            column_names.remove(label_column)
+            break
+    return column_names
+
+
+def label_array(features: list[dict], column: str) -> mx.array:
+    values = [row[column] for row in features]
+    try:
+        return mx.array(values)
+    except (ValueError, TypeError) as exc:
+        lengths = sorted({len(v) if isinstance(v, (list, tuple)) else 1 for v in values})
+        raise ValueError(
+            f"label column {column!r} cannot form one array ({exc}; row lengths {lengths}). Every row needs "
+            "the same number of numbers, e.g. Distillation's scores one per document of that row."
+        ) from None

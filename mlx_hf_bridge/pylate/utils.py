@@ -16,6 +16,7 @@ import numpy as np
 import tqdm
 
 from ..colbert.distributed import all_gather, all_gather_with_gradients, get_rank, get_world_size
+from ..engine.data import start_batch
 from ..errors import check_texts, describe
 
 logger = logging.getLogger(__name__)
@@ -143,21 +144,8 @@ class ColBERTCollator:
         self.include_prompt_lengths = include_prompt_lengths
 
     def __call__(self, features: list[dict]) -> dict:
-        column_names = list(features[0].keys())
         batch = {"return_loss": True}
-
-        if "dataset_name" in column_names:
-            column_names.remove("dataset_name")
-            batch["dataset_name"] = features[0]["dataset_name"]
-
-        if tuple(column_names) not in self._warned_columns:
-            self.maybe_warn_about_column_order(column_names)
-
-        for label_column in self.valid_label_columns:
-            if label_column in column_names:
-                batch["label"] = _label_array(features, label_column)
-                column_names.remove(label_column)
-                break
+        column_names = start_batch(features, self.valid_label_columns, batch, self._warn_once_about_column_order)
 
         router_mapping = self.router_mapping
         if router_mapping and isinstance(router_mapping, dict) and isinstance(next(iter(router_mapping.values())), dict):
@@ -228,6 +216,10 @@ class ColBERTCollator:
         self._prompt_length_mapping[(prompt, task)] = prompt_length
         return prompt_length
 
+    def _warn_once_about_column_order(self, column_names: list[str]) -> None:
+        if tuple(column_names) not in self._warned_columns:
+            self.maybe_warn_about_column_order(column_names)
+
     def maybe_warn_about_column_order(self, column_names: list[str]) -> None:
         """Warn once per column list when conventional names sit at unexpected positions."""
         column_name_to_expected_idx = {
@@ -279,18 +271,6 @@ def _column_texts(features: list[dict], column: str) -> list[str]:
             )
         texts.extend(check_texts(value, f"column {column!r}, row {row}", unit="item"))
     return texts
-
-
-def _label_array(features: list[dict], column: str) -> mx.array:
-    values = [row[column] for row in features]
-    try:
-        return mx.array(values)
-    except (ValueError, TypeError) as exc:
-        lengths = sorted({len(v) if isinstance(v, (list, tuple)) else 1 for v in values})
-        raise ValueError(
-            f"label column {column!r} cannot form one array ({exc}; row lengths {lengths}). Every row needs "
-            "the same number of numbers, e.g. Distillation's scores one per document of that row."
-        ) from None
 
 
 # --- knowledge-distillation processing -----------------------------------------------------------

@@ -6,8 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import mlx.core as mx
-import numpy as np
+from ...engine.data import start_batch
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +82,8 @@ class MultiVectorEncoderDataCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if not features:
             return {}
-        column_names = list(features[0].keys())
         batch: dict[str, Any] = {}
-        if "dataset_name" in column_names:
-            column_names.remove("dataset_name")
-            batch["dataset_name"] = features[0]["dataset_name"]
-        if tuple(column_names) not in self._warned_columns:
-            self.maybe_warn_about_column_order(column_names)
-        for label_column in self.valid_label_columns:
-            if label_column in column_names:
-                batch["label"] = mx.array(np.asarray([row[label_column] for row in features]))
-                column_names.remove(label_column)
-                break
+        column_names = start_batch(features, self.valid_label_columns, batch, self._warn_once_about_column_order)
         router_mapping, prompts = self._resolve_router_mapping(batch), self._resolve_prompts(batch)
         id_like = [c for c in column_names if c == "id" or c.endswith(("_id", "_ids", "_idx"))]
         if id_like:
@@ -113,6 +102,10 @@ class MultiVectorEncoderDataCollator:
             if task is not None:
                 batch[f"{column}_task"] = task
         return batch
+
+    def _warn_once_about_column_order(self, column_names: list[str]) -> None:
+        if tuple(column_names) not in self._warned_columns:
+            self.maybe_warn_about_column_order(column_names)
 
     def maybe_warn_about_column_order(self, column_names: list[str]) -> None:
         """ST 6's warning when a well-known column name sits at an unusual index (roles are positional)."""
