@@ -99,6 +99,16 @@ def build_and_save(kind, target, source, output_dir):
         from mlx_hf_bridge.hub import push_to_hub
 
         push_to_hub(perturbed_colbert(source).save, "tester/killed")
+    elif kind == "facade":  # transformers' AutoModel.save_pretrained spelling; ``source``: an HF folder
+        from mlx.utils import tree_flatten, tree_unflatten
+
+        from mlx_hf_bridge.transformers import AutoModel
+
+        model = AutoModel.from_pretrained(str(source))
+        model.update(tree_unflatten([(k, v * 1.5) for k, v in tree_flatten(model.parameters())]))
+        model.save_pretrained(str(target))
+    elif kind == "dense":
+        perturbed_colbert(source).dense[0].save(str(target))
     else:
         raise ValueError(kind)
 
@@ -161,6 +171,34 @@ def test_kill_during_model_save(tmp_path, saved_model_folder, new_model_referenc
             build_and_save("model", ref, pylate_source, None)
             assert_equal_outputs(pylate_encode(folder), pylate_encode(ref))
     assert not staging_dirs(folder)
+
+
+@pytest.mark.parametrize("stage", ["staged", "complete"])
+@pytest.mark.parametrize("kind", ["facade", "dense"])
+def test_kill_during_facade_and_dense_saves(tmp_path, tiny_bert_dir, pylate_source, kind, stage):
+    """The same guarantee for the encoder export and a Dense module folder: killed before the save is
+    complete, the previous save and the user's files are untouched; after, recovery gives exactly the
+    uninterrupted save."""
+    from mlx_hf_bridge.pylate import models
+    from mlx_hf_bridge.transformers import AutoModel
+
+    source = tiny_bert_dir if kind == "facade" else pylate_source
+    folder = tmp_path / "folder"
+    user_files(folder)
+    if kind == "facade":
+        AutoModel.from_pretrained(str(source)).save_pretrained(str(folder))
+    else:
+        models.ColBERT(str(source)).dense[0].save(str(folder))
+    before = hashes(folder)
+    ref = tmp_path / "ref"
+    shutil.copytree(folder, ref)
+    build_and_save(kind, ref, source, None)
+    assert hashes(ref) != before  # the new save really differs
+    run_killed(tmp_path, kind, folder, stage, 1, source=source)
+    assert len(staging_dirs(folder)) == 1
+    io_utils.recover_folder(folder)
+    assert hashes(folder) == (before if stage == "staged" else hashes(ref))
+    no_temps(folder)
 
 
 @pytest.mark.parametrize("stage", ["staged", "moved"])
