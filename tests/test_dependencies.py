@@ -50,8 +50,19 @@ def test_the_lower_bounds_are_what_the_oldest_venv_tests():
 
     assert TESTED_RANGE.split(" .. ")[0] == "5.3.0"
     setup = (ROOT / "scripts" / "setup.sh").read_text()
-    newest = re.search(r"(?<![\w-])transformers==([\d.]+)", setup).group(1)
+    newest = re.search(r"ST6_PINS=\(.*?(?<![\w-])transformers==([\d.]+)", setup).group(1)
     assert TESTED_RANGE.split(" .. ")[1] == newest
+    # setup.sh pins the main venv at exactly those lower bounds (else pip would pick the newest)
+    oldest = dict(re.findall(r"([\w-]+)==([\d.]+)", re.search(r"OLDEST_PINS=\((.*?)\)", setup).group(1)))
+    assert {name: Version(v) for name, v in oldest.items()} == {name: bounds[name] for name in STACK}
+
+
+def test_the_main_venv_runs_the_bottom_of_the_range():
+    """What CI's fresh .venv gets: exactly the lower bounds (PyLate 1.6 needs transformers <= 5.3.0)."""
+    pytest.importorskip("pylate")  # the main venv; .venv-st6 is the top of the range
+    bounds = {r.name: min(Version(s.version) for s in r.specifier if s.operator == ">=")
+              for r in _requirements() if r.name in STACK}
+    assert {name: Version(metadata.version(name)) for name in STACK} == bounds
 
 
 @pytest.mark.st6
