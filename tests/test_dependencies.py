@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK = ("transformers", "huggingface_hub", "datasets", "tokenizers")
 
 
+def _setup_pins(array: str) -> dict[str, str]:
+    """``name -> version`` of a pin array in scripts/setup.sh (``OLDEST_PINS`` / ``ST6_PINS``)."""
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    return dict(re.findall(r"([\w-]+)==([\d.]+)", re.search(rf"{array}=\((.*?)\)", setup).group(1)))
+
+
 def _requirements():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return [Requirement(r) for r in project["dependencies"]]
@@ -49,12 +55,9 @@ def test_the_lower_bounds_are_what_the_oldest_venv_tests():
     from mlx_hf_bridge.sentence_transformers.hf_fields import TESTED_RANGE
 
     assert TESTED_RANGE.split(" .. ")[0] == "5.3.0"
-    setup = (ROOT / "scripts" / "setup.sh").read_text()
-    newest = re.search(r"ST6_PINS=\(.*?(?<![\w-])transformers==([\d.]+)", setup).group(1)
-    assert TESTED_RANGE.split(" .. ")[1] == newest
+    assert TESTED_RANGE.split(" .. ")[1] == _setup_pins("ST6_PINS")["transformers"]
     # setup.sh pins the main venv at exactly those lower bounds (else pip would pick the newest)
-    oldest = dict(re.findall(r"([\w-]+)==([\d.]+)", re.search(r"OLDEST_PINS=\((.*?)\)", setup).group(1)))
-    assert {name: Version(v) for name, v in oldest.items()} == {name: bounds[name] for name in STACK}
+    assert {name: Version(v) for name, v in _setup_pins("OLDEST_PINS").items()} == {name: bounds[name] for name in STACK}
 
 
 def test_the_main_venv_runs_the_bottom_of_the_range():
@@ -69,8 +72,7 @@ def test_the_main_venv_runs_the_bottom_of_the_range():
 def test_newest_releases_install_the_bridge_with_no_downgrade(tmp_path):
     """In the ST 6.2 venv: pip's resolver, asked for the bridge and the newest transformers / hub /
     datasets / tokenizers, installs only the bridge itself (everything else is already the newest)."""
-    setup = (ROOT / "scripts" / "setup.sh").read_text()
-    assert metadata.version("transformers") == re.search(r"(?<![\w-])transformers==([\d.]+)", setup).group(1)
+    assert metadata.version("transformers") == _setup_pins("ST6_PINS")["transformers"]
     report = tmp_path / "report.json"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
