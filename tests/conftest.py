@@ -155,3 +155,31 @@ def pytest_make_collect_report(collector):
     report = (yield).get_result()
     if PYLATE_MISSING and report.failed and "No module named 'pylate" in str(report.longrepr):
         report.outcome, report.longrepr = "skipped", (str(collector.path), 0, f"Skipped: {_NO_PYLATE}")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(size, read_only=False)`` -> a fresh small tmpfs (root only: the disk-full and read-only
+    faults need a small disk of their own); unmounted afterwards."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the disk-full / read-only faults need a small disk)")
+    mounts = []
+
+    def mount(size: str, read_only: bool = False):
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+        mounts.append(point)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["mount", "-o", "remount,rw", str(point)], capture_output=True)
+        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)

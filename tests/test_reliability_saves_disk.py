@@ -24,29 +24,6 @@ from mlx_hf_bridge import io_utils
 from mlx_hf_bridge.io_utils import SaveError
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size) -> a fresh tmpfs mount point; unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (the disk-full / read-only faults need a small disk)")
-    mounts = []
-
-    def mount(size="24m"):
-        point = tmp_path / f"disk{len(mounts)}"
-        point.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-        mounts.append(point)
-        return point
-
-    yield mount
-    for point in mounts:
-        subprocess.run(["mount", "-o", "remount,rw", str(point)], capture_output=True)
-        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def fill(disk: Path, leave: int = 0) -> Path:
     """Fill ``disk`` up to ``leave`` free bytes with one filler file."""
     filler = disk / "filler.bin"

@@ -252,29 +252,6 @@ def test_output_dir_that_is_a_file_is_refused_before_any_step(tmp_path):
     assert target.read_text() == "my notes"
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """Mount a small tmpfs (root only); yields mount(size, read_only) -> path."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounts = []
-
-    def mount(size="64k", read_only=False):
-        point = tmp_path / f"mnt{len(mounts)}"
-        point.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-        mounts.append(point)
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
-        return point
-
-    yield mount
-    for point in mounts:
-        subprocess.run(["umount", str(point)], check=False)
-
-
 def test_read_only_output_dir_is_refused_before_any_step(tmpfs):
     ro = tmpfs("1m", read_only=True)
     err = assert_refused_before_any_step(ro / "out", PermissionError, r"is not writable: the file system is "
