@@ -183,3 +183,19 @@ def tmpfs(tmp_path):
         subprocess.run(["mount", "-o", "remount,rw", str(point)], capture_output=True)
         if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+# Random word soup for parity batches; punctuation makes documents hit the skiplist.
+WORDS = (
+    "apple river stone cloud music paper light green blue fast slow house tree ocean city train "
+    "window garden orange silver market bridge winter summer number planet"
+).split()
+
+
+def random_sentence(rng, n_min: int, n_max: int, punct) -> str:
+    words = []
+    for _ in range(rng.randint(n_min, n_max)):
+        words.append(rng.choice(WORDS))
+        if rng.random() < 0.3:  # punctuation: skiplist ids in the documents
+            words[-1] += rng.choice(punct)
+    return " ".join(words)

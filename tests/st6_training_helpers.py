@@ -16,6 +16,7 @@ import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from conftest import random_sentence  # noqa: E402
 from mlx_hf_bridge.engine.data import collect_features  # noqa: E402
 from mlx_hf_bridge.sentence_transformers import MultiVectorEncoder  # noqa: E402
 from mlx_hf_bridge.sentence_transformers.multi_vector_encoder import losses as mlx_losses  # noqa: E402
@@ -29,20 +30,11 @@ LOSS_RTOL = 1e-4
 GRAD_RTOL = 1e-4
 ENCODE_TOL = 1e-5
 STEPS = 10
-WORDS = (
-    "apple river stone cloud music paper light green blue fast slow house tree ocean city train "
-    "window garden orange silver market bridge winter summer number planet"
-).split()
 PUNCT = [",", ".", ";", "!", "?", ":", "-"]
 
 
 def sentence(rng: random.Random, n_min: int, n_max: int) -> str:
-    words = []
-    for _ in range(rng.randint(n_min, n_max)):
-        words.append(rng.choice(WORDS))
-        if rng.random() < 0.3:  # punctuation: skiplist ids in the documents
-            words[-1] += rng.choice(PUNCT)
-    return " ".join(words)
+    return random_sentence(rng, n_min, n_max, PUNCT)
 
 
 def contrastive_rows(n: int, n_negatives: int, seed: int = 0) -> list[dict]:

@@ -26,25 +26,16 @@ from mlx.utils import tree_flatten
 from mlx_hf_bridge.pylate import losses as mlx_losses
 from mlx_hf_bridge.pylate import models as mlx_models
 
-from conftest import _save_tiny, tiny_bert_config
+from conftest import _save_tiny, random_sentence, tiny_bert_config
 
 LOSS_RTOL = 1e-4
 GRAD_RTOL = 1e-4
 STEPS = 10
-WORDS = (
-    "apple river stone cloud music paper light green blue fast slow house tree ocean city train "
-    "window garden orange silver market bridge winter summer number planet"
-).split()
 PUNCT = [",", ".", ";", "!", "?", ":", "-", "(", ")"]
 
 
 def sentence(rng: random.Random, n_min: int, n_max: int) -> str:
-    words = []
-    for _ in range(rng.randint(n_min, n_max)):
-        words.append(rng.choice(WORDS))
-        if rng.random() < 0.3:  # punctuation: document skiplist ids in the batch
-            words[-1] += rng.choice(PUNCT)
-    return " ".join(words)
+    return random_sentence(rng, n_min, n_max, PUNCT)
 
 
 def make_rows(n: int, n_negatives: int, seed: int = 0) -> list[dict]:
