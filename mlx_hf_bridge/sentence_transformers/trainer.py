@@ -197,6 +197,9 @@ class SentenceTransformerTrainer(Trainer):
                 f"{type(loss).__name__} needs a label column ({roles}) but the {where} has none (columns: {cols}). "
                 f"Name it one of {getattr(self.data_collator, 'valid_label_columns', D.ST_LABEL_COLUMNS)}."
             )
+        check = getattr(loss, "check_labels", None)
+        if check is not None:  # a loss's own label checks (dtype, shape), on the first rows, before training
+            check(labels, where)
 
     # --- data -----------------------------------------------------------------------------------
     def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):

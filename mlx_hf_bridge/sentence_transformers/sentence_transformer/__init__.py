@@ -1,0 +1,1 @@
+"""``sentence_transformers.sentence_transformer`` (ST 6.2's dense family) on MLX."""
