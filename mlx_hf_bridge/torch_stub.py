@@ -102,8 +102,77 @@ PROVIDED = (
     "compile", "manual_seed", "random.manual_seed", "no_grad", "inference_mode", "set_float32_matmul_precision",
     "Tensor / Generator / nn.Module / utils.data.Dataset / IterableDataset as types only",
     "utils.data.get_worker_info", "cuda.is_available/device_count/manual_seed(_all)/empty_cache",
-    "backends.mps.is_available/is_built",
+    "backends.mps.is_available/is_built", "float32 / float16 / bfloat16 / ... dtype names", "device(type)",
+    "autocast (no effect: MLX runs in the model's dtype)",
 )
+DTYPE_NAMES = ("float32", "float", "float16", "half", "bfloat16", "float64", "double", "int8", "uint8",
+               "int16", "int32", "int64", "long", "bool")
+
+
+class _DType:
+    """A torch dtype's name only (``torch.float32``): enough for ``model_kwargs={"torch_dtype": torch.float32}``
+    and comparisons; the bridge reads ``str(dtype)`` (``"torch.float32"``) as a dtype name."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+    __str__ = __repr__
+
+    def __eq__(self, other):
+        return isinstance(other, _DType) and other.name == self.name
+
+    def __hash__(self):
+        return hash(("torch-dtype", self.name))
+
+
+class _Device:
+    """``torch.device("cpu")`` / ``torch.device("mps", 0)``: ``.type`` and ``.index``."""
+
+    def __init__(self, type="cpu", index=None):  # noqa: A002 - torch's parameter name
+        if isinstance(type, _Device):
+            type, index = type.type, type.index
+        type, _, idx = str(type).partition(":")
+        self.type, self.index = type, int(idx) if idx else index
+
+    def __repr__(self):
+        return f"device(type={self.type!r}" + (f", index={self.index})" if self.index is not None else ")")
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __eq__(self, other):
+        return str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+
+class _Autocast(object):
+    """``torch.autocast(device_type, dtype=...)``: no effect on MLX, which runs in the model's dtype
+    (float32 unless the training arguments ask for bf16); said once per run."""
+
+    _told = False
+
+    def __init__(self, device_type="cpu", dtype=None, enabled=True, cache_enabled=None):
+        if enabled and not _Autocast._told:
+            import logging
+
+            _Autocast._told = True
+            logging.getLogger("mlx_hf_bridge").info(
+                "torch.autocast(%s, dtype=%s) has no effect under mlx-hf-bridge run: MLX computes in the model's "
+                "dtype.", device_type, dtype)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, fn):
+        return fn
 
 
 def _mlx_gpu_available() -> bool:
@@ -164,6 +233,9 @@ def build_torch_stub() -> dict[str, types.ModuleType]:
     torch.set_float32_matmul_precision = lambda precision: None
     torch.no_grad, torch.inference_mode = _NoGrad, _NoGrad
     torch.Tensor, torch.Generator = _type_only("torch.Tensor"), _type_only("torch.Generator")
+    for name in DTYPE_NAMES:
+        setattr(torch, name, _DType(name))
+    torch.device, torch.autocast = _Device, _Autocast
 
     random = make("torch.random")
     random.manual_seed = manual_seed

@@ -165,3 +165,26 @@ def test_an_st_style_training_script_runs_without_torch(tmp_path, tiny_bert_dir)
         print("TRAINED", losses_seen)
     """, tiny_bert_dir)
     assert "TRAINED" in out
+
+
+def test_dtypes_devices_and_autocast_that_st_scripts_use(tmp_path):
+    # ST 6.2's msmarco examples: model_kwargs={"torch_dtype": torch.float32},
+    # `with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16): evaluator(model)`
+    out = run_without_torch(tmp_path, """
+        import logging
+        import torch
+
+        logging.basicConfig(level=logging.INFO)
+        assert str(torch.float32) == "torch.float32" and repr(torch.bfloat16) == "torch.bfloat16"
+        assert torch.float32 == torch.float32 and torch.float32 != torch.float16
+        assert {torch.float32: 1}[torch.float32] == 1
+        device = torch.device("cpu")
+        assert device.type == "cpu" and device.index is None and str(device) == "cpu"
+        assert torch.device("mps:0").index == 0 and torch.device(torch.device("mps", 1)).type == "mps"
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            x = 1
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            pass
+        print("STUB OK", x)
+    """)
+    assert "STUB OK 1" in out
