@@ -275,3 +275,34 @@ class Schedule:
                 "num_training_steps": self.num_training_steps, "kwargs": self.kwargs,
                 "base_lrs": base_lrs, "last_epoch": step, "_step_count": step + 1,
                 "_last_lr": [lr * f for lr in base_lrs]}
+
+
+# torch.optim.AdamW's defaults, used where optimizer_cls_and_kwargs leaves them out (as torch would)
+TORCH_ADAMW_DEFAULTS = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}
+# AdamW keywords that only choose a torch kernel: same update
+SPEED_ONLY_KWARGS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def adamw_from_cls_and_kwargs(optimizer_cls_and_kwargs, model, args) -> AdamW:
+    """``(AdamW class, kwargs)`` -> the engine's AdamW with the same update. transformers builds
+    ``optimizer_cls(param_groups, **kwargs)`` with groups carrying ``args.weight_decay`` (0 for
+    biases and norms), so weight decay comes from ``args`` and lr / betas / eps from ``kwargs``."""
+    optimizer_cls, kwargs = optimizer_cls_and_kwargs
+    kwargs = dict(kwargs or {})
+    name = getattr(optimizer_cls, "__name__", type(optimizer_cls).__name__)
+    if name != "AdamW":
+        raise ValueError(
+            f"optimizer_cls_and_kwargs=({name}, ...): the MLX engine trains with AdamW only (torch optimizers "
+            "cannot drive MLX parameters). Pass (torch.optim.AdamW, {...}) or leave it out and set "
+            "learning_rate / weight_decay / adam_beta1 / adam_beta2 / adam_epsilon in the training arguments."
+        )
+    unsupported = sorted(k for k, v in kwargs.items() if k not in (*TORCH_ADAMW_DEFAULTS, "weight_decay", *SPEED_ONLY_KWARGS)
+                         and v not in (False, None))
+    if unsupported:
+        raise ValueError(
+            f"optimizer_cls_and_kwargs: AdamW option(s) {unsupported} are not reproduced on MLX; remove them "
+            "(supported: lr, betas, eps, weight_decay)."
+        )
+    settings = {**TORCH_ADAMW_DEFAULTS, **{k: kwargs[k] for k in TORCH_ADAMW_DEFAULTS if k in kwargs}}
+    return AdamW.for_model(model, float(settings["lr"]), args.weight_decay, tuple(settings["betas"]),
+                           float(settings["eps"]), lr_mapping=getattr(args, "learning_rate_mapping", None))

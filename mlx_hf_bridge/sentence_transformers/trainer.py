@@ -41,11 +41,18 @@ def _loss_spec(loss):
 
 
 class SentenceTransformerTrainer(Trainer):
-    """Drop-in for ``sentence_transformers.SentenceTransformerTrainer`` (same signature)."""
+    """Drop-in for ``sentence_transformers.SentenceTransformerTrainer``: ST 5.3's signature (positional order)
+    plus ST 6.2's ``processing_class`` and ``optimizer_cls_and_kwargs`` keywords, so scripts of either
+    version run. Without ``loss``, a dense ``SentenceTransformer`` trains with ``CoSENTLoss`` (ST's default)."""
 
     def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, loss=None, evaluator=None,
                  data_collator=None, tokenizer=None, model_init=None, compute_metrics=None, callbacks=None,
-                 optimizers=(None, None), preprocess_logits_for_metrics=None):
+                 optimizers=(None, None), preprocess_logits_for_metrics=None, processing_class=None,
+                 optimizer_cls_and_kwargs=None):
+        if processing_class is not None:
+            if tokenizer is not None and tokenizer is not processing_class:
+                raise ValueError("Pass either `processing_class` (ST 6) or `tokenizer` (ST 5), not both.")
+            tokenizer = processing_class
         if args is None:
             args = SentenceTransformerTrainingArguments(output_dir="tmp_trainer")
         elif not isinstance(args, SentenceTransformerTrainingArguments):
@@ -74,13 +81,18 @@ class SentenceTransformerTrainer(Trainer):
             data_collator = D.DefaultCollator(model.tokenize, router_mapping=args.router_mapping, prompts=args.prompts)
         self.data_collator = data_collator
         self.tokenizer = self.processing_class = tokenizer
+        if optimizer_cls_and_kwargs is not None:
+            if optimizers is not None and optimizers[0] is not None:
+                raise RuntimeError("Passing both `optimizers` and `optimizer_cls_and_kwargs` arguments is incompatible.")
+            from ..engine.optim import adamw_from_cls_and_kwargs
+
+            optimizers = (adamw_from_cls_and_kwargs(optimizer_cls_and_kwargs, model, args),
+                          optimizers[1] if optimizers else None)
+        self.optimizer_cls_and_kwargs = optimizer_cls_and_kwargs
         super().__init__(model, args, callbacks=callbacks, optimizers=optimizers, processing_class=tokenizer)
 
         if loss is None:
-            raise ValueError(
-                "loss=None: the MLX trainer has no default loss (ST falls back to CoSENTLoss). Pass one, e.g. "
-                "loss=mlx_hf_bridge.pylate.losses.Contrastive(model)."
-            )
+            loss = self.get_default_loss(model)
         if isinstance(loss, dict):
             self.loss = {name: self._prepare_loss(fn, model) for name, fn in loss.items()}
             for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
@@ -103,6 +115,21 @@ class SentenceTransformerTrainer(Trainer):
         self._eval = self._source(eval_dataset, "eval")
 
     # --- set-up helpers ------------------------------------------------------------------------
+    def get_default_loss(self, model):
+        """ST's default: ``CoSENTLoss(model)`` for a dense SentenceTransformer. A ColBERT model has no
+        default in PyLate / ST 5 (ST would build CoSENT over its token embeddings), so it is refused."""
+        from ..dense.model import SentenceTransformer
+
+        if not isinstance(model, SentenceTransformer):
+            raise ValueError(
+                f"loss=None: a {type(model).__name__} has no default loss here (ST's CoSENTLoss default is for dense "
+                "SentenceTransformer models). Pass one, e.g. loss=mlx_hf_bridge.pylate.losses.Contrastive(model)."
+            )
+        from ..losses import CoSENTLoss
+
+        logger.info("No `loss` passed, using `CoSENTLoss` as a default option.")
+        return CoSENTLoss(model)
+
     def _prepare_loss(self, loss, model):
         if isinstance(loss, type) or (not hasattr(loss, "model") and callable(loss)):
             try:
