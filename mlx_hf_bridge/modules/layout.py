@@ -42,7 +42,11 @@ ST6_KINDS = {
     "sentence_transformers.base.modules.Normalize": "Normalize",
     "sentence_transformers.multi_vector_encoder.modules.multi_vector_mask.MultiVectorMask": "MultiVectorMask",
     "sentence_transformers.multi_vector_encoder.modules.MultiVectorMask": "MultiVectorMask",
+    # the dense family's (SentenceTransformer): read by dense.loading
+    "sentence_transformers.sentence_transformer.modules.pooling.Pooling": "Pooling",
+    "sentence_transformers.sentence_transformer.modules.Pooling": "Pooling",
 }
+MULTI_VECTOR_KINDS = ("Transformer", "Dense", "Normalize", "MultiVectorMask")
 # module kinds whose folder holds state the model needs (Pooling / Normalize folders may be absent,
 # e.g. a Hub repo drops an empty 2_Normalize/)
 NEEDS_FOLDER = {"Transformer", "Dense", "MultiVectorMask"}
@@ -165,6 +169,11 @@ def load_st6_modules(layout: Layout) -> list:
     loaded = []
     for index, (kind, path, entry) in enumerate(layout.modules):
         sub = layout.folder / path if path else layout.folder
+        if kind not in MULTI_VECTOR_KINDS:
+            raise LayoutError(
+                f"{layout.folder / 'modules.json'}: module {entry.get('name')!r} is a {kind} ({entry['type']}), which a "
+                f"multi-vector model does not have; supported: {', '.join(MULTI_VECTOR_KINDS)}."
+            )
         if kind == "Transformer":
             if index:
                 raise LayoutError(f"{layout.folder / 'modules.json'}: a second Transformer ({entry['name']!r}) is not supported.")

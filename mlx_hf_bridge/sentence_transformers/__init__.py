@@ -6,12 +6,16 @@ and ``from mlx_hf_bridge.sentence_transformers.training_args import BatchSampler
 
 from ..engine.callbacks import TrainerCallback
 from ..engine.state import TrainerControl, TrainerState, TrainOutput
+from ..dense.model import SentenceTransformer
+from ..dense.quantization import quantize_embeddings
+from ..dense.similarity import SimilarityFunction
 from ..multi_vector import MultiVectorEncoder
 from .multi_vector_encoder import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
 from .trainer import SentenceTransformerTrainer
 from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
 
 __all__ = [
+    "SentenceTransformer", "SimilarityFunction", "quantize_embeddings",
     "MultiVectorEncoder", "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments",
     "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
     "TrainOutput", "TrainerCallback", "TrainerControl", "TrainerState",

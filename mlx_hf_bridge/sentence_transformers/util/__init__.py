@@ -3,3 +3,4 @@ added beside it (quantization, retrieval)."""
 
 from .similarity import *  # noqa: F401,F403
 from .similarity import SimilarityFunction, cos_sim, dot_score, pytorch_cos_sim  # noqa: F401
+from .quantization import quantize_embeddings  # noqa: F401,E402

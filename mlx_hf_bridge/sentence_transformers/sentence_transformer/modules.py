@@ -1,0 +1,7 @@
+"""``sentence_transformers.sentence_transformer.modules`` (ST 6.2): the dense family's module kinds on
+MLX, one implementation each in :mod:`mlx_hf_bridge.modules` (Pooling with ST 6.2's semantics)."""
+
+from ...modules import Dense, Normalize, Transformer
+from ...modules.pooling import Pooling
+
+__all__ = ["Dense", "Normalize", "Pooling", "Transformer"]
