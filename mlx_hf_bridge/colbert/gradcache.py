@@ -3,22 +3,26 @@
 Pass 1 embeds every column in mini-batches without a graph; pass 2 takes d loss / d embeddings
 from the full-batch loss; pass 3 re-runs each mini-batch (same dropout masks) and back-propagates
 the cached gradients. Peak memory follows ``mini_batch_size``, not the batch size. Each
-mini-batch is cut to its longest real row first (``padding_free``, see padding.py).
+mini-batch is cut to its longest real row first (``padding_free``, see padding.py). Passes 1 and 3
+are the bridge's one GradCache (``losses/gradcache.py``, shared with the dense cached losses);
+pass 2, the ColBERT loss, is here.
+
+>>> import mlx_hf_bridge
+>>> from mlx_hf_bridge.losses import gradcache as core
+>>> RandContext is core.RandContext and issubclass(CachedContrastive, core.GradCache)
+True
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import mlx.core as mx
-import mlx.nn as nn
-import numpy as np
-from mlx.utils import tree_map
 from tqdm.auto import trange
 
+from ..losses.gradcache import GradCache, RandContext, check_mini_batch_size
 from . import distributed
 from .conventions import PYLATE
-from .embedding_grad import scattered_embedding_grad
 from .loss_common import (
     _contrastive_targets,
     _gather_masks,
@@ -27,52 +31,16 @@ from .loss_common import (
     cross_entropy,
     fit_for_scoring,
 )
-from .padding import pad_to, trim, trimmed_width
+from .padding import pad_to
 from .scores import ColBERTScores
 
-
-class RandContext:
-    """Snapshot of MLX's global random key, to replay a forward pass with the same dropout masks.
-
-    Entering the context installs the snapshot; leaving it restores the key that was current on
-    entry, so the replay does not advance the global random stream (PyLate's ``RandContext`` with
-    ``torch.random.fork_rng``).
-
-    >>> import mlx_hf_bridge, mlx.core as mx
-    >>> ctx = RandContext(); a = mx.random.uniform(shape=(2,))
-    >>> with ctx:
-    ...     b = mx.random.uniform(shape=(2,))
-    >>> bool(mx.all(a == b))
-    True
-    """
-
-    def __init__(self, *tensors) -> None:
-        self.key = _copy_key()
-        self._saved = None
-
-    def __enter__(self) -> None:
-        self._saved = _copy_key()
-        _set_key(self.key)
-
-    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
-        _set_key(self._saved)
-        self._saved = None
-
-
-def _copy_key() -> mx.array:
-    return mx.array(np.array(mx.random.state[0]))
-
-
-def _set_key(key: mx.array) -> None:
-    current = mx.random.state[0]
-    current[...] = key  # in place: the global key has no setter
-    mx.eval(current)
+__all__ = ["CachedContrastive", "RandContext", "SCALE_GRADIENTS"]
 
 
 SCALE_GRADIENTS = ("pylate", "mean")
 
 
-class CachedContrastive:
+class CachedContrastive(GradCache):
     """GradCache (Gao et al., 2021) version of :class:`Contrastive`: large batches in bounded memory.
 
     The same loss as :class:`Contrastive` (same masks, query-major scores, ``arange(B) * N`` targets,
@@ -164,8 +132,7 @@ class CachedContrastive:
     ) -> None:
         if scale_gradients not in SCALE_GRADIENTS:
             raise ValueError(f"scale_gradients must be one of {SCALE_GRADIENTS}, got {scale_gradients!r}")
-        if mini_batch_size < 1:
-            raise ValueError(f"mini_batch_size must be >= 1, got {mini_batch_size}")
+        check_mini_batch_size(mini_batch_size)
         self.model = model
         self.score_metric = score_metric if score_metric is not None else ColBERTScores()
         self.mini_batch_size = mini_batch_size
@@ -189,73 +156,24 @@ class CachedContrastive:
     def _logits(self, scores: mx.array) -> mx.array:
         return scores / self.temperature
 
-    # -- pass 1 and 3: slices of one column ---------------------------------------------------
-    def _ranges(self, sentence_feature: dict) -> list[tuple[int, int]]:
-        """(begin, end) rows of each slice, in encoding order."""
-        rows = sentence_feature["input_ids"].shape[0]
-        return [(begin, min(begin + self.mini_batch_size, rows)) for begin in range(0, rows, self.mini_batch_size)]
+    # -- passes 1 and 3 run in losses.gradcache.GradCache; what is ColBERT's: --------------------
+    def embed_slice(self, minibatch: dict, column: int, packed: bool) -> mx.array:
+        # a trimmed column's padded positions are never read, so its rows may also run packed
+        return self.columns.embed(self.model, minibatch, column, packed)
 
-    def _minibatch(self, sentence_feature: dict, rows: tuple[int, int], width: int | None = None) -> dict:
-        begin, end = rows
-        # arrays are sliced by row; other entries (a column's ``task`` name) are per column
-        minibatch = {k: v[begin:end] if isinstance(v, mx.array) else v for k, v in sentence_feature.items()}
-        return trim(minibatch, width) if width is not None else minibatch
-
-    def embed_minibatch_iter(self, sentence_feature: dict, trims: bool = False,
-                             column: int = 0) -> Iterator[tuple[mx.array, RandContext]]:
-        """Pass 1 for one column: (normalised embeddings without a graph, RandContext) per slice;
-        with ``trims`` each slice is cut to its own longest real row (bucketed)."""
-        ranges = self._ranges(sentence_feature)
-        bar = trange(len(ranges), desc="Embed mini-batches", disable=not self.show_progress_bar)
-        for _, rows in zip(bar, ranges):
-            random_state = RandContext()
-            minibatch = self._minibatch(sentence_feature, rows)
-            if trims:
-                minibatch = trim(minibatch, trimmed_width(minibatch))
-            # fp32 cache: under a bf16 compute dtype the loss and its cached gradients stay exact
-            # a trimmed column's padded positions are never read, so its rows may also run packed
-            reps = mx.stop_gradient(self.columns.embed(self.model, minibatch, column, trims).astype(mx.float32))
-            mx.eval(reps)  # frees this slice's activations before the next one
-            yield reps, random_state
-
-    def _encoding_order(self, sentence_features: list[dict]) -> list[dict]:
-        """Padding-free: encode each trimmed column's rows sorted by length (longest first), so a
-        mini-batch pads only to rows of similar length. The batch's examples are unchanged and the
-        embeddings are put back in order before scoring (``self.orders``)."""
-        self.orders, ordered = [], []
-        for index, feature in enumerate(sentence_features):
-            order = None
-            if self.columns.trims(self.model, index, self.padding_free) and feature["input_ids"].shape[0] > self.mini_batch_size:
-                lengths = np.asarray(feature["attention_mask"]).sum(axis=1)
-                order = mx.array(np.argsort(-lengths, kind="stable"))
-                feature = {k: mx.take(v, order, axis=0) if hasattr(v, "ndim") and v.ndim >= 1 else v for k, v in feature.items()}
-            self.orders.append(order)
-            ordered.append(feature)
-        return ordered
-
-    def _original_order(self, column: mx.array, index: int) -> mx.array:
-        order = self.orders[index]
-        return column if order is None else mx.take(column, mx.argsort(order), axis=0)
+    def trims(self, column: int) -> bool:
+        return self.columns.trims(self.model, column, self.padding_free)
 
     def _embed_all(self, sentence_features: list[dict]) -> list[list[mx.array]]:
-        reps, self.random_states, self.widths = [], [], []
-        self.ranges = [self._ranges(feature) for feature in sentence_features]  # pass 3 replays them
-        for index, sentence_feature in enumerate(sentence_features):
-            trims = self.columns.trims(self.model, index, self.padding_free)
-            column, states = [], []
-            for reps_mb, random_state in self.embed_minibatch_iter(sentence_feature, trims, index):
-                column.append(reps_mb)
-                states.append(random_state)
-            reps.append(column)
-            self.random_states.append(states)
-            self.widths.append([r.shape[1] for r in column])
+        reps = super()._embed_all(sentence_features)
+        self.widths = [[r.shape[1] for r in column] for column in reps]  # pass 2 pads to them
         return reps
 
     # -- pass 2: loss and cached gradients w.r.t. the embeddings ------------------------------
     def _loss_terms(self, reps, masks):
         """Everything the chunked loss needs: anchors, documents, masks, targets, world."""
         columns = [
-            self._original_order(mx.concatenate([pad_to(r, max(w)) for r in column], axis=0), i)
+            self.original_order(mx.concatenate([pad_to(r, max(w)) for r in column], axis=0), i)
             for i, (column, w) in enumerate(zip(reps, self.widths))
         ]
         anchors, docs = columns[0], columns[1:]
@@ -339,30 +257,6 @@ class CachedContrastive:
         mx.eval(loss, self.cache)
         return loss
 
-    # -- pass 3 ---------------------------------------------------------------------------------
-    def _backward(self, sentence_features: list[dict]):
-        """Re-run every slice with gradients and push the cached gradients into the parameters."""
-
-        def surrogate(packed, column):
-            return lambda minibatch, cached_grad: (
-                self.columns.embed(self.model, minibatch, column, packed).astype(mx.float32) * cached_grad
-            ).sum()
-
-        grads = None
-        with scattered_embedding_grad(self.model) as finish:
-            for index, (sentence_feature, cached, states, widths, ranges) in enumerate(
-                zip(sentence_features, self.cache, self.random_states, self.widths, self.ranges)
-            ):
-                packed = self.columns.trims(self.model, index, self.padding_free)  # as in pass 1
-                grad_fn = finish.value_and_grad(surrogate(packed, index))
-                for rows, cached_grad, random_state, width in zip(ranges, cached, states, widths):
-                    minibatch = self._minibatch(sentence_feature, rows, width)
-                    with random_state:
-                        _, slice_grads = grad_fn(minibatch, cached_grad)
-                        grads = slice_grads if grads is None else tree_map(mx.add, grads, slice_grads)
-                        mx.eval(grads, finish.pending())  # one slice's graph at a time
-            return finish(grads)
-
     # -- public --------------------------------------------------------------------------------
     def value_and_grad(self, sentence_features: Iterable[dict], labels=None):
         """``(loss, grads)``: the loss value and parameter gradients (a tree matching
@@ -375,7 +269,8 @@ class CachedContrastive:
         reps = self._embed_all(encoding)
         loss = self.calculate_loss_and_cache_gradients(reps, masks)
         grads = self._backward(encoding)
-        self.cache = self.random_states = self.widths = self.orders = self.ranges = None
+        self._clear()
+        self.widths = None
         return loss, grads
 
     def __call__(self, sentence_features: Iterable[dict], labels=None) -> mx.array:
@@ -385,22 +280,8 @@ class CachedContrastive:
         masks = self.columns.masks(self.model, sentence_features)
         reps = self._embed_all(self._encoding_order(sentence_features))
         loss = mx.stop_gradient(self.calculate_loss(reps, masks))
-        self.random_states = self.widths = self.orders = self.ranges = None
+        self._clear()
+        self.widths = None
         return loss
 
     forward = __call__
-
-    @property
-    def citation(self) -> str:
-        return """
-@misc{gao2021scaling,
-    title={Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup},
-    author={Luyu Gao and Yunyi Zhang and Jiawei Han and Jamie Callan},
-    year={2021},
-    eprint={2101.06983},
-    archivePrefix={arXiv},
-    primaryClass={cs.LG}
-}
-"""
-
-
