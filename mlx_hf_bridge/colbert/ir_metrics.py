@@ -1,9 +1,11 @@
-"""Retrieval metric math of sentence-transformers' ``InformationRetrievalEvaluator`` (ST 5.3), in numpy.
+"""Retrieval metric math of sentence-transformers' ``InformationRetrievalEvaluator``, in numpy.
 
-``top_k_hits`` keeps each query's best ``k`` (score, corpus_id) pairs across corpus chunks with the
-same heap ST uses; ``compute_metrics`` turns them into accuracy@k, precision@k, recall@k, MRR@k,
-nDCG@k (binary relevance, ideal DCG over all relevant documents) and MAP@k (normalised by
-``min(k, #relevant)``), with ST's exact definitions and key layout.
+Each query's best ``k`` (score, corpus_id) pairs are kept across corpus chunks either with ST 5.3's
+heap (``push_top_k``: ties in heap order; PyLate 1.6 uses it) or with ST 6.2's total order
+``(-score, corpus_id)`` (``push_top_k_by_id``: ties to the smaller corpus_id, whatever the chunking);
+``compute_metrics`` turns them into accuracy@k, precision@k, recall@k, MRR@k, nDCG@k (binary
+relevance, ideal DCG over all relevant documents) and MAP@k (normalised by ``min(k, #relevant)``),
+with ST's exact definitions and key layout (``tie_break_by_id`` sorts as ST 6.2 does).
 
 >>> import mlx_hf_bridge
 >>> results = [[{"corpus_id": "a", "score": 0.9}, {"corpus_id": "b", "score": 0.5}]]
@@ -19,7 +21,9 @@ import heapq
 
 import numpy as np
 
-__all__ = ["compute_dcg_at_k", "compute_metrics", "push_top_k", "results_as_dicts"]
+__all__ = [
+    "compute_dcg_at_k", "compute_metrics", "corpus_id_ranks", "push_top_k", "push_top_k_by_id", "results_as_dicts",
+]
 
 
 def push_top_k(heaps: list[list], scores: np.ndarray, corpus_ids: list, offset: int, max_k: int) -> None:
@@ -40,6 +44,38 @@ def push_top_k(heaps: list[list], scores: np.ndarray, corpus_ids: list, offset: 
                 heapq.heappush(heap, item)
             else:
                 heapq.heappushpop(heap, item)
+
+
+def corpus_id_ranks(corpus_ids: list) -> np.ndarray:
+    """Position of each corpus entry in ascending ``corpus_ids`` order (ST 6.2's tie key)."""
+    order = sorted(range(len(corpus_ids)), key=corpus_ids.__getitem__)
+    ranks = np.empty(len(corpus_ids), dtype=np.int64)
+    ranks[np.asarray(order, dtype=np.int64)] = np.arange(len(corpus_ids))
+    return ranks
+
+
+def push_top_k_by_id(
+    hits: list[list], scores: np.ndarray, corpus_ids: list, ranks: np.ndarray, offset: int, max_k: int
+) -> None:
+    """ST 6.2: merge one chunk into each query's list of its best ``max_k`` under ``(-score, corpus_id)``.
+
+    The chunk's own top ``min(max_k, chunk)`` is taken under the same order, so a score tied at the
+    cut goes to the smaller corpus_id and the result does not depend on ``corpus_chunk_size``.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    k = min(max_k, scores.shape[1])
+    if k <= 0:
+        return
+    chunk_ranks = ranks[offset : offset + scores.shape[1]]
+    for query_hits, row in zip(hits, scores):
+        threshold = np.partition(row, row.shape[0] - k)[row.shape[0] - k]
+        candidates = np.flatnonzero(row >= threshold)
+        if len(candidates) > k:  # ties at the cut: the smallest corpus_ids among them
+            order = np.lexsort((chunk_ranks[candidates], -row[candidates]))
+            candidates = candidates[order[:k]]
+        query_hits.extend(zip(row[candidates].tolist(), [corpus_ids[offset + i] for i in candidates.tolist()]))
+        query_hits.sort(key=lambda x: (-x[0], x[1]))
+        del query_hits[max_k:]
 
 
 def results_as_dicts(heaps: list[list]) -> list[list[dict]]:
@@ -63,8 +99,10 @@ def compute_metrics(
     mrr_at_k=(10,),
     ndcg_at_k=(10,),
     map_at_k=(100,),
+    tie_break_by_id: bool = False,
 ) -> dict[str, dict[int, float]]:
-    """ST's ``InformationRetrievalEvaluator.compute_metrics`` for one score function."""
+    """ST's ``InformationRetrievalEvaluator.compute_metrics`` for one score function (hits sorted by
+    descending score: stable in ST 5.3, ties by ascending corpus_id in ST 6.2 ``tie_break_by_id``)."""
     num_hits_at_k = {k: 0 for k in accuracy_at_k}
     precisions_at_k = {k: [] for k in precision_recall_at_k}
     recall_at_k = {k: [] for k in precision_recall_at_k}
@@ -75,7 +113,10 @@ def compute_metrics(
 
     for query_itr in range(len(queries_result_list)):
         query_id = queries_ids[query_itr]
-        top_hits = sorted(queries_result_list[query_itr], key=lambda x: x["score"], reverse=True)
+        if tie_break_by_id:
+            top_hits = sorted(queries_result_list[query_itr], key=lambda x: (-x["score"], x["corpus_id"]))
+        else:
+            top_hits = sorted(queries_result_list[query_itr], key=lambda x: x["score"], reverse=True)
         query_relevant_docs = relevant_docs[query_id]
         hits = [hit["corpus_id"] in query_relevant_docs for hit in top_hits]
 

@@ -1,0 +1,5 @@
+"""``sentence_transformers.base.evaluation.evaluator`` (ST 6.2)."""
+
+from ....evaluation.base import BaseEvaluator, SentenceEvaluator
+
+__all__ = ["BaseEvaluator", "SentenceEvaluator"]

@@ -1,0 +1,5 @@
+"""``sentence_transformers.base.evaluation.sequential`` (ST 6.2)."""
+
+from ....evaluation.sequential import SequentialEvaluator
+
+__all__ = ["SequentialEvaluator"]
