@@ -43,7 +43,7 @@ def write_st_folder(path, backbone_dir, modes="mean", dense=None, normalize=Fals
     Transformer, _, Dense, Normalize = st_module_classes()
     torch.manual_seed(0)
     transformer = Transformer(str(backbone_dir))
-    dim = transformer.get_word_embedding_dimension()
+    dim = transformer.get_embedding_dimension() if ST6 else transformer.get_word_embedding_dimension()
     pooling = st_pooling(dim, modes)
     pooling.include_prompt = include_prompt
     modules = [transformer, pooling]

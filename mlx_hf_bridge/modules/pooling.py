@@ -9,7 +9,8 @@ Two generations, one implementation (``flavour``):
 - ``"st5"`` (ST 5.3's ``models.Pooling``): ``pooling_mode_*`` booleans, ``cls`` is position 0 even with
   ``include_prompt=False``, ``max`` fills -1e9, and, as ST 5.3 does in place, the prompt-zeroed mask
   replaces ``attention_mask`` and ``max`` leaves -1e9 in ``token_embeddings`` (returned by
-  ``encode(output_value=None)``); config: ST 5.3's boolean keys.
+  ``encode(output_value=None)``) -- so with ``cls`` + ``max`` a masked position 0 (left padding, an
+  excluded prompt) gives a cls vector of -1e9 (ST 5.3's quirk, reproduced); config: ST 5.3's booleans.
 For right-padded batches without excluded prompts both give the same vectors. Padding never reaches
 the result (every mode masks it), so padding-free batches (packed rows, zeros at padded positions)
 give ST's padded results.
@@ -130,6 +131,11 @@ class Pooling(nn.Module):
             mask = mx.where(positions < (first[:, None] + prompt_length), 0, mask).astype(original.dtype)
         m = mask.astype(x.dtype)[..., None]
         out = dict(features)
+        if self.flavour == "st5" and "max" in self.modes:
+            # ST 5.3's max fills masked positions with -1e9 in place, before any mode reads them: its cls
+            # (a view of position 0) sees the fill too, and so does the caller's token_embeddings
+            x = mx.where(m > 0, x, mx.array(-1e9, dtype=x.dtype))
+            out["token_embeddings"] = x
         vectors = []
         for mode in self.modes:
             if mode == "cls":
@@ -141,10 +147,7 @@ class Pooling(nn.Module):
                     first = mx.argmax(mask.astype(mx.int32), axis=1)
                     vectors.append(mx.take_along_axis(x, first[:, None, None], axis=1)[:, 0])
             elif mode == "max":
-                fill = -1e9 if self.flavour == "st5" else -mx.inf
-                filled = mx.where(m > 0, x, mx.array(fill, dtype=x.dtype))
-                if self.flavour == "st5":  # ST 5.3 writes the fill into token_embeddings in place
-                    out["token_embeddings"] = filled
+                filled = x if self.flavour == "st5" else mx.where(m > 0, x, mx.array(-mx.inf, dtype=x.dtype))
                 vectors.append(filled.max(axis=1))
             elif mode in ("mean", "mean_sqrt_len_tokens"):
                 total = (x * m).sum(axis=1)
