@@ -220,3 +220,139 @@ class GradCache:
     primaryClass={cs.LG}
 }
 """
+
+
+def token_budget_ranges(attention_mask, budget: int) -> list[tuple[int, int]]:
+    """ST 6.2's ``mini_batch_num_tokens`` slices: as many rows as fit ``budget`` attended tokens
+    (a longer row runs alone)."""
+    import bisect
+
+    cumulative = np.cumsum(np.asarray(attention_mask).sum(axis=1)).tolist()
+    ranges, begin = [], 0
+    while begin < len(cumulative):
+        before = cumulative[begin - 1] if begin else 0
+        end = max(bisect.bisect_right(cumulative, before + budget), begin + 1)
+        ranges.append((begin, end))
+        begin = end
+    return ranges
+
+
+class CachedDenseLoss(GradCache):
+    """GradCache for a dense loss over ``model(features)["sentence_embedding"]`` (B, D) per column.
+
+    A subclass implements :meth:`calculate_loss` on the full (B, D) columns, scoring anchors in
+    blocks of ``mini_batch_size`` (ST's chunked loss stage); :meth:`loss_and_column_grads` takes its
+    value and d loss / d columns block by block. ``MatryoshkaLoss`` wraps that method, as ST wraps
+    ``calculate_loss``. Slices are cut to their longest real row (pooling ignores padding, so the
+    embeddings are those of the padded batch; ST 6.2 trims each mini-batch too).
+    """
+
+    uses_gradient_cache = True  # ST 6's marker: MatryoshkaLoss treats the loss as cached
+    mini_batch_num_tokens: int | None = None
+
+    def _init_cache(self, model, mini_batch_size, mini_batch_num_tokens, show_progress_bar) -> None:
+        try:
+            first = model[0]
+        except (KeyError, IndexError, TypeError):
+            first = None
+        if type(first).__name__ == "StaticEmbedding":
+            raise ValueError(
+                f"{type(self).__name__} is not compatible with a SentenceTransformer model based on a "
+                "StaticEmbedding, whose inputs cannot be split into mini-batches along a batch dimension. "
+                "Consider using the uncached loss instead."
+            )
+        check_mini_batch_size(mini_batch_size)
+        if mini_batch_num_tokens is not None and mini_batch_num_tokens <= 0:
+            raise ValueError("mini_batch_num_tokens must be a positive integer or None.")
+        self.model = model
+        self.mini_batch_size = mini_batch_size
+        self.mini_batch_num_tokens = mini_batch_num_tokens
+        self.show_progress_bar = show_progress_bar
+        self.cache = self.random_states = self.ranges = self.orders = None
+
+    def embed_slice(self, minibatch: dict, column: int, packed: bool) -> mx.array:
+        from ..colbert.padding import packed_sequences
+
+        with packed_sequences(self.model, packed):  # padded positions never reach the pooled embedding
+            return self.model(minibatch)["sentence_embedding"]
+
+    def _ranges(self, sentence_feature: dict) -> list[tuple[int, int]]:
+        if self.mini_batch_num_tokens is None:
+            return super()._ranges(sentence_feature)
+        return token_budget_ranges(sentence_feature["attention_mask"], self.mini_batch_num_tokens)
+
+    def _encoding_order(self, sentence_features: list[dict]) -> list[dict]:
+        if self.mini_batch_num_tokens is not None:  # the token budget packs rows in the batch's order, as ST
+            self.orders = [None] * len(sentence_features)
+            return sentence_features
+        return super()._encoding_order(sentence_features)
+
+    # -- pass 2 ---------------------------------------------------------------------------------------
+    def blocks(self, batch_size: int, desc: str = "Calculating loss"):
+        starts = range(0, batch_size, self.mini_batch_size)
+        bar = trange(len(starts), desc=desc, disable=not self.show_progress_bar)
+        for _, begin in zip(bar, starts):
+            yield begin, min(begin + self.mini_batch_size, batch_size)
+
+    def block_loss(self, columns: list[mx.array], begin: int, end: int, labels=None) -> mx.array:
+        """The loss of anchor rows ``begin:end``, already divided by the batch size."""
+        raise NotImplementedError
+
+    def calculate_loss(self, columns: list[mx.array], labels=None) -> mx.array:
+        total = None
+        for begin, end in self.blocks(columns[0].shape[0]):
+            loss = mx.stop_gradient(self.block_loss(columns, begin, end, labels))
+            mx.eval(loss)
+            total = loss if total is None else total + loss
+        return total
+
+    def loss_and_column_grads(self, columns: list[mx.array], labels=None, with_grad: bool = True):
+        """``(loss, [d loss / d column])``; blocks of anchors one at a time (bounded scoring memory)."""
+        if not with_grad:
+            return self.calculate_loss(columns, labels), None
+        total, grads = None, [mx.zeros_like(c) for c in columns]
+        for begin, end in self.blocks(columns[0].shape[0]):
+            loss, block_grads = mx.value_and_grad(lambda cols: self.block_loss(cols, begin, end, labels))(columns)
+            grads = [g + b for g, b in zip(grads, block_grads)]
+            mx.eval(loss, grads)
+            total = loss if total is None else total + loss
+        return total, grads
+
+    # -- public ---------------------------------------------------------------------------------------
+    def check_inputs(self, sentence_features: list[dict], labels) -> None:
+        """Column count / labels: raise before any forward pass."""
+
+    def _columns(self, reps: list[list[mx.array]]) -> list[mx.array]:
+        return [self.original_order(mx.concatenate(column, axis=0), i) for i, column in enumerate(reps)]
+
+    def prepare(self, sentence_features: list[dict]) -> None:
+        """Hook run on the batch before pass 1 (CachedGISTEmbedLoss embeds it with the guide)."""
+
+    def value_and_grad(self, sentence_features, labels=None):
+        """``(loss, grads)``: the loss value and the parameter gradients (a tree matching
+        ``model.trainable_parameters()``) of the mean loss, computed with GradCache."""
+        sentence_features = list(sentence_features)
+        self.check_inputs(sentence_features, labels)
+        try:
+            self.prepare(sentence_features)
+            encoding = self._encoding_order(sentence_features)
+            columns = self._columns(self._embed_all(encoding))
+            loss, column_grads = self.loss_and_column_grads(columns, labels)
+            self.cache = self.split_cache(column_grads)
+            mx.eval(loss, self.cache)
+            return loss, self._backward(encoding)
+        finally:
+            self._clear()
+
+    def __call__(self, sentence_features, labels=None) -> mx.array:
+        """The loss value (pass 1 and the loss, no gradients; ST's ``no_grad`` path)."""
+        sentence_features = list(sentence_features)
+        self.check_inputs(sentence_features, labels)
+        try:
+            self.prepare(sentence_features)
+            columns = self._columns(self._embed_all(self._encoding_order(sentence_features)))
+            return mx.stop_gradient(self.loss_and_column_grads(columns, labels, with_grad=False)[0])
+        finally:
+            self._clear()
+
+    forward = __call__

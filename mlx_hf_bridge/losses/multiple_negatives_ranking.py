@@ -1,0 +1,134 @@
+"""``MultipleNegativesRankingLoss`` (InfoNCE with in-batch negatives), ST 5.3 / 6.2 on MLX."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import mlx.core as mx
+
+from ..dense.similarity import cos_sim
+from ..sentence_transformers.multi_vector_encoder.losses._common import similarity_fct_name
+from . import _inbatch
+
+logger = logging.getLogger(__name__)
+
+
+class MultipleNegativesRankingLoss:
+    """For each anchor, its positive must score above every other document in the batch (the other
+    anchors' positives and every hard negative), optionally also in the other ``directions``.
+
+    ST 5.3 and 6.2 have the same signature, defaults and math; ST 6.2 embeds the candidate columns in
+    one merged forward (same values). The score of anchor ``i`` and document ``j`` is
+    ``similarity_fct(a_i, d_j) * scale``; the loss is the mean over anchors of ``-log softmax`` of the
+    positive over the selected directions (``partition_mode="joint"``: one softmax over all of them;
+    ``"per_direction"``: the mean of one log-partition per direction). ``hardness_mode`` adds
+    ``hardness_strength * stop_gradient(similarity)`` to the chosen negatives' logits.
+
+    Inputs:
+
+    +-------------------------------------------------+--------+
+    | Texts (columns, in this order)                  | Labels |
+    +=================================================+========+
+    | (anchor, positive) pairs                        | none   |
+    +-------------------------------------------------+--------+
+    | (anchor, positive, negative) triplets           | none   |
+    +-------------------------------------------------+--------+
+    | (anchor, positive, negative_1, ..., negative_n) | none   |
+    +-------------------------------------------------+--------+
+
+    Parameters
+    ----------
+    model
+        The bridge's ``SentenceTransformer``.
+    scale
+        Similarities are multiplied by it (``1 / temperature``).
+    similarity_fct
+        ``(a (N, D), b (M, D)) -> (N, M)`` on ``mx.array``; ST's ``util.cos_sim`` by default.
+    gather_across_devices
+        Gather every rank's embeddings (with gradients) over ``mx.distributed``; one process: no-op, one warning.
+    directions
+        Any of ``"query_to_doc"`` (required), ``"query_to_query"``, ``"doc_to_query"``, ``"doc_to_doc"``.
+    partition_mode
+        ``"joint"`` or ``"per_direction"`` (not with ``query_to_query`` / ``doc_to_doc``).
+    hardness_mode, hardness_strength
+        ``None`` / ``"in_batch_negatives"`` / ``"hard_negatives"`` / ``"all_negatives"`` and its alpha (>= 0).
+
+    Unlike ST, a label column is refused (ST ignores it silently): it usually means another loss was meant.
+    """
+
+    expected_inputs = (2, None, False, "anchor, positive[, negative_1, ..., negative_n]")
+
+    def __init__(
+        self,
+        model,
+        scale: float = 20.0,
+        similarity_fct: Callable = cos_sim,
+        gather_across_devices: bool = False,
+        directions: tuple[str, ...] = ("query_to_doc",),
+        partition_mode: str = "joint",
+        hardness_mode: str | None = None,
+        hardness_strength: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.directions = _inbatch.check_mnrl_options(
+            scale, directions, partition_mode, hardness_mode, hardness_strength, logger.warning)
+        self.scale = scale
+        self.similarity_fct = similarity_fct
+        self.gather_across_devices = gather_across_devices
+        self.partition_mode = partition_mode
+        self.hardness_mode = hardness_mode
+        self.hardness_strength = hardness_strength
+
+    def check_labels(self, labels, where: str = "batch") -> None:
+        _inbatch.check_no_labels(self, labels, where)
+
+    def _check(self, sentence_features, labels) -> list[dict]:
+        sentence_features = list(sentence_features)
+        _inbatch.check_columns(self, sentence_features, *self.expected_inputs[:2], self.expected_inputs[3])
+        self.check_labels(labels)
+        return sentence_features
+
+    def __call__(self, sentence_features, labels=None) -> mx.array:
+        sentence_features = self._check(sentence_features, labels)
+        embeddings = [self.model(features)["sentence_embedding"] for features in sentence_features]
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    forward = __call__
+
+    def compute_loss_from_embeddings(self, embeddings: list[mx.array], labels=None) -> mx.array:
+        if len(embeddings) < 2:
+            raise ValueError(f"Expected at least 2 embeddings, got {len(embeddings)}")
+        batch_size = embeddings[0].shape[0]
+        queries, offset = _inbatch.gather(embeddings[0], self.gather_across_devices)
+        docs = [_inbatch.gather(d, self.gather_across_devices)[0] for d in embeddings[1:]]
+        return _inbatch.mnrl_block(self, queries, docs, 0, batch_size, offset) / batch_size
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "similarity_fct": similarity_fct_name(self.similarity_fct),
+            "gather_across_devices": self.gather_across_devices,
+            "directions": self.directions,
+            "partition_mode": self.partition_mode,
+            "hardness_mode": self.hardness_mode,
+            "hardness_strength": self.hardness_strength,
+        }
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{oord2019representationlearningcontrastivepredictive,
+      title={Representation Learning with Contrastive Predictive Coding},
+      author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
+      year={2019},
+      eprint={1807.03748},
+      archivePrefix={arXiv},
+      primaryClass={cs.LG},
+      url={https://arxiv.org/abs/1807.03748},
+}
+"""
