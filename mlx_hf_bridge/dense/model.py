@@ -281,3 +281,35 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
     @property
     def similarity_pairwise(self):
         return SimilarityFunction.to_similarity_pairwise_fn(self.similarity_fn_name)
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def save(self, path, model_name=None, create_model_card: bool = True, train_datasets=None,
+             safe_serialization: bool = True):
+        """Write the folder in the layout of the generation the model reproduces (``dense.save``: ST 5.3's
+        for ST 5 models, readable by ST 5.3 and 6.2; ST 6.2's otherwise); other files in ``path`` stay.
+        No README model card is written yet (``create_model_card`` is accepted for ST's signature)."""
+        if path is None:
+            return
+        from ..engine.step import refuse_if_damaged
+        from ..io_utils import save_folder
+        from .save import write_folder
+
+        refuse_if_damaged(self, path)
+        save_folder(path, lambda tmp: write_folder(self, tmp))
+
+    def save_pretrained(self, path, model_name=None, create_model_card: bool = True, train_datasets=None,
+                        safe_serialization: bool = True):
+        self.save(path, model_name, create_model_card, train_datasets, safe_serialization)
+
+    def push_to_hub(self, repo_id: str, token=None, private=None, safe_serialization: bool = True, commit_message=None,
+                    local_model_path=None, exist_ok: bool = False, replace_model_card: bool = False,
+                    train_datasets=None, revision=None, create_pr: bool = False) -> str:
+        """Save the layout, then upload it (``hub.push_to_hub``: the save is kept if the upload fails)."""
+        from .. import hub
+
+        return hub.push_to_hub(
+            lambda folder: self.save(folder, model_name=repo_id, create_model_card=False),
+            repo_id, token=token, private=private, commit_message=commit_message,
+            local_model_path=local_model_path, exist_ok=exist_ok, replace_model_card=replace_model_card,
+            revision=revision, create_pr=create_pr, model_class="SentenceTransformer",
+        )
