@@ -266,3 +266,68 @@ def test_gather_on_one_process_is_the_identity(caplog):
         value, grad = mlx_value_and_grad(loss, mlx_model, features)
         assert abs(value - plain[0]) < 1e-6
         np.testing.assert_allclose(grad, plain[1], rtol=1e-5, atol=1e-7)
+
+
+MATRYOSHKA_CASES = [
+    ("MultipleNegativesRankingLoss", {}, -1),
+    ("MultipleNegativesRankingLoss", {"directions": ("query_to_doc", "doc_to_query")}, 2),
+    ("CachedMultipleNegativesRankingLoss", {"mini_batch_size": 5}, -1),
+    ("CachedMultipleNegativesRankingLoss", {"mini_batch_size": 5}, 2),
+]
+
+
+@pytest.mark.parametrize("inner,kwargs,n_dims_per_step", MATRYOSHKA_CASES)
+def test_matryoshka_parity(inner, kwargs, n_dims_per_step):
+    """Weighted sum over truncated, re-normalised embeddings; the same dimensions sampled from
+    Python's random (seeded alike on both sides); cached inner losses wrapped at their loss pass."""
+    import random
+
+    if inner.startswith("Cached") and n_dims_per_step > 0 and ST_MAJOR < 6:
+        pytest.skip("ST 5.3's cached MatryoshkaLoss ignores n_dims_per_step (ST 6.2 samples, as the bridge)")
+    mlx_model, torch_model = make_pair(scale=0.3)
+    mlx_features, torch_features = make_columns(3)
+    dims, weights = (8, 16, 4), (0.5, 1.0, 2.0)
+    mlx_loss = mlx_losses.MatryoshkaLoss(mlx_model, getattr(mlx_losses, inner)(mlx_model, **kwargs), dims, weights,
+                                         n_dims_per_step=n_dims_per_step)
+    st_loss = st_losses.MatryoshkaLoss(torch_model, getattr(st_losses, inner)(torch_model, **kwargs), dims, weights,
+                                       n_dims_per_step=n_dims_per_step)
+    assert mlx_loss.get_config_dict() == st_loss.get_config_dict()
+    assert hasattr(mlx_loss, "value_and_grad") == inner.startswith("Cached")
+    for seed in (0, 1, 2):
+        random.seed(seed)
+        value, grad = mlx_value_and_grad(mlx_loss, mlx_model, mlx_features)
+        random.seed(seed)
+        ref_value, ref_grad = torch_value_and_grad(st_loss, torch_model, torch_features())
+        assert abs(value - ref_value) <= TOL * max(1.0, abs(ref_value)), (seed, value, ref_value)
+        np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=TOL * max(1.0, float(np.abs(ref_grad).max())))
+
+
+def test_matryoshka_errors_and_cached_equals_uncached(caplog):
+    mlx_model, torch_model = make_pair(scale=0.3)
+    inner = mlx_losses.MultipleNegativesRankingLoss(mlx_model)
+    for dims, weights in (([], None), ([8, 0], None), ([8, 4], [1.0]), ([32], None)):
+        with pytest.raises(ValueError) as ours:
+            mlx_losses.MatryoshkaLoss(mlx_model, inner, dims, weights)
+        with pytest.raises(ValueError) as theirs:
+            st_losses.MatryoshkaLoss(torch_model, st_losses.MultipleNegativesRankingLoss(torch_model), dims, weights)
+        assert str(ours.value) == str(theirs.value)
+    with caplog.at_level("WARNING"):
+        mlx_losses.MatryoshkaLoss(mlx_model, inner, [8, 4])
+    assert "is not included in matryoshka_dims" in caplog.text
+    features, _ = make_columns(2)
+    plain = mlx_value_and_grad(mlx_losses.MatryoshkaLoss(mlx_model, inner, [16, 8, 4]), mlx_model, features)
+    cached_inner = mlx_losses.CachedMultipleNegativesRankingLoss(mlx_model, mini_batch_size=3)
+    cached = mlx_value_and_grad(mlx_losses.MatryoshkaLoss(mlx_model, cached_inner, [16, 8, 4]), mlx_model, features)
+    assert abs(cached[0] - plain[0]) < 1e-6
+    np.testing.assert_allclose(cached[1], plain[1], rtol=1e-5, atol=1e-7)
+    # the wrapped loss's checks still run first
+    with pytest.raises(ValueError, match="takes no labels"):
+        mlx_losses.MatryoshkaLoss(mlx_model, inner, [16, 8]).check_labels([1.0], "train dataset")
+
+
+@pytest.mark.parametrize("name", ["AdaptiveLayerLoss", "Matryoshka2dLoss"])
+def test_layer_losses_are_refused_clearly(name):
+    mlx_model, _ = make_pair()
+    args = ([16, 8],) if name == "Matryoshka2dLoss" else ()
+    with pytest.raises(NotImplementedError, match=f"{name} is not supported on MLX.*all_layer_embeddings"):
+        getattr(mlx_losses, name)(mlx_model, mlx_losses.MultipleNegativesRankingLoss(mlx_model), *args)
