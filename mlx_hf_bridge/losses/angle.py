@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..dense.similarity import pairwise_angle_sim
-from ._pairwise import check_columns, per_example
+from ._pairwise import check_columns, per_example, rows
 from .cosent import CoSENTLoss
 
 
@@ -49,6 +49,8 @@ class AnglELoss(CoSENTLoss):
         check_columns(self, sentence_features, 2, None, "sentence_A, sentence_B or anchor, positive, negative_1, ...")
         if len(sentence_features) == 2 and labels is None:
             raise ValueError("AnglELoss requires labels for datasets with pairs.")
+        if labels is not None:
+            per_example(self, labels, rows(sentence_features))
 
     def compute_loss_from_embeddings(self, embeddings: list[mx.array], labels) -> mx.array:
         if len(embeddings) > 2:

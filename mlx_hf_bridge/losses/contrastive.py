@@ -8,7 +8,7 @@ from typing import Any
 import mlx.core as mx
 
 from ..dense.similarity import pairwise_cos_sim, pairwise_euclidean_sim, pairwise_manhattan_sim
-from ._pairwise import check_columns, check_numeric, embed_columns, per_example, warn_non_binary_once
+from ._pairwise import check_columns, check_numeric, embed_columns, per_example, rows, warn_non_binary_once
 
 # torch's F.pairwise_distance(x, y, p) is ||x - y + eps||_p with eps = 1e-6 (kept: it is ST's value)
 _PAIRWISE_DISTANCE_EPS = 1e-6
@@ -77,6 +77,7 @@ class ContrastiveLoss:
     def __call__(self, sentence_features, labels) -> mx.array:
         sentence_features = list(sentence_features)
         check_columns(self, sentence_features, 2, 2, "anchor, other")
+        per_example(self, labels, rows(sentence_features))  # before the forward pass
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     forward = __call__

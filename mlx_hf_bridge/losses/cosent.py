@@ -7,7 +7,7 @@ from typing import Any
 import mlx.core as mx
 
 from ..dense.similarity import pairwise_cos_sim
-from ._pairwise import check_columns, check_numeric, embed_columns, per_example
+from ._pairwise import check_columns, check_numeric, embed_columns, per_example, rows
 
 
 class CoSENTLoss:
@@ -52,6 +52,7 @@ class CoSENTLoss:
 
     def _check(self, sentence_features, labels):
         check_columns(self, sentence_features, 2, 2, "sentence_A, sentence_B")
+        per_example(self, labels, rows(sentence_features))  # text / missing / miscounted labels: before the forward
 
     def __call__(self, sentence_features, labels) -> mx.array:
         sentence_features = list(sentence_features)

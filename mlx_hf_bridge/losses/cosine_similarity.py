@@ -8,7 +8,7 @@ import mlx.core as mx
 
 from ..dense.similarity import pairwise_cos_sim
 from ._pairwise import (Identity, MSELoss, as_mlx_callable, check_columns, check_numeric, embed_columns, fullname,
-                        per_example)
+                        per_example, rows)
 
 
 class CosineSimilarityLoss:
@@ -49,6 +49,7 @@ class CosineSimilarityLoss:
     def __call__(self, sentence_features, labels) -> mx.array:
         sentence_features = list(sentence_features)
         check_columns(self, sentence_features, 2, 2, "sentence_A, sentence_B")
+        per_example(self, labels, rows(sentence_features))  # before the forward pass
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     forward = __call__

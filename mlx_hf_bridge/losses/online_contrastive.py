@@ -6,7 +6,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from ._pairwise import check_columns, check_numeric, embed_columns, per_example, warn_non_binary_once
+from ._pairwise import check_columns, check_numeric, embed_columns, per_example, rows, warn_non_binary_once
 from .contrastive import SiameseDistanceMetric, metric_name
 from .triplet import _check_st_version
 
@@ -57,6 +57,7 @@ class OnlineContrastiveLoss:
     def __call__(self, sentence_features, labels, size_average=False) -> mx.array:
         sentence_features = list(sentence_features)
         check_columns(self, sentence_features, 2, 2, "anchor, other")
+        per_example(self, labels, rows(sentence_features))  # before the forward pass
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     forward = __call__
