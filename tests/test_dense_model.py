@@ -163,3 +163,16 @@ def test_multi_vector_folder_is_refused(tiny_bert_dir, tmp_path):
     MultiVectorEncoder(str(tiny_bert_dir)).save(str(folder))
     with pytest.raises(LayoutError, match="MultiVectorEncoder"):
         SentenceTransformer(str(folder))
+
+
+@pytest.mark.parametrize("kind", ["sentence_transformers.models.Router", "sentence_transformers.models.StaticEmbedding",
+                                  "sentence_transformers.base.modules.router.Router"])
+def test_router_and_static_embedding_are_refused_by_name(dense_folder, copy_dir, kind):
+    """Not implemented on MLX yet: refused naming the module type and what is supported, before weights."""
+    folder = copy_dir(dense_folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[0]["type"] = kind
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "model.safetensors").write_bytes(b"not read")
+    with pytest.raises(LayoutError, match=kind.rsplit(".", 1)[1] + ".*Supported module types"):
+        SentenceTransformer(str(folder))
