@@ -246,3 +246,21 @@ def test_softmax_classifier_is_the_losss_own_parameters():
     assert set(params) == {"model", "classifier"} and set(params["classifier"]) == {"weight", "bias"}
     _, grads = nn.value_and_grad(loss, lambda f, y: loss(f, y))(cols(2), mx.array([0, 1, 2, 1]))
     assert float(mx.abs(grads["classifier"]["weight"]).max()) > 0
+
+
+@pytest.mark.parametrize("name", ["BatchHardTripletLoss", "BatchAllTripletLoss", "BatchSemiHardTripletLoss",
+                                  "BatchHardSoftMarginTripletLoss"])
+def test_batch_triplet_losses_take_one_labelled_column(name):
+    model = CountingTable()
+    loss = getattr(losses, name)(model)
+    no_forward(model, lambda: loss(cols(2), mx.array([0, 1, 0, 1])), ValueError, "expects 1 text columns")
+    no_forward(model, lambda: loss(cols(1), mx.array([0, 1, 0])), ValueError, r"expects 4 labels \(one per example\)")
+    no_forward(model, lambda: loss(cols(1), ["a", "b", "a", "b"]), ValueError, "numeric labels")
+    with pytest.raises(ValueError, match=r"one class label per text.*\(4, 2\)"):
+        loss.check_labels(mx.zeros((B, 2)), "train dataset")
+    assert loss.sentence_embedder is model  # ST's attribute name
+    reference = getattr(st_losses, name)(TorchTable())
+    if hasattr(reference, "get_config_dict"):  # ST 6.2's (ST 5.3 has none for these)
+        assert loss.get_config_dict() == reference.get_config_dict()
+    else:
+        assert loss.get_config_dict()["distance_metric"] == "euclidean_distance"

@@ -85,7 +85,8 @@ def features(torch_model, mlx_model, columns):
 
 def common_name(name: str) -> str:
     """torch ``[model.]0.model.X`` / ``0.auto_model.X`` and MLX ``[model.]transformer.auto_model.X`` -> ``X``."""
-    name = name[len("model."):] if name.startswith("model.") else name
+    for owner in ("model.", "sentence_embedder."):  # the batch triplet losses name it sentence_embedder in ST
+        name = name[len(owner):] if name.startswith(owner) else name
     for prefix in ("0.model.", "0.auto_model.", "transformer.auto_model."):
         if name.startswith(prefix):
             return name[len(prefix):]
@@ -157,6 +158,8 @@ def _labels(kind, rng, n_columns):
         return rng.uniform(0, 1, size=BATCH).astype(np.float32)
     if kind == "binary":
         return np.array([1, 0] * (BATCH // 2), dtype=np.int64)
+    if kind == "groups":
+        return np.array([0, 1, 2, 0, 1, 2, 0, 1])
     if kind == "class":
         return rng.integers(0, 3, size=BATCH)
     if kind == "teacher_emb":
@@ -187,6 +190,10 @@ CASES = {
     "online-contrastive": ("OnlineContrastiveLoss", 2, "binary", {"margin": 1.0}, None),
     "softmax": ("SoftmaxLoss", 2, "class", {"num_labels": 3, "concatenation_sent_multiplication": True}, "classifier"),
     "mse-projection": ("MSELoss", 1, "teacher_emb16", {"projection_dim": 16}, "projection"),
+    "batch-hard-triplet": ("BatchHardTripletLoss", 1, "groups", {"margin": 1.0}, None),
+    "batch-all-triplet": ("BatchAllTripletLoss", 1, "groups", {"margin": 1.0}, None),
+    "batch-semi-hard-triplet": ("BatchSemiHardTripletLoss", 1, "groups", {"margin": 1.0}, None),
+    "batch-hard-soft-margin-triplet": ("BatchHardSoftMarginTripletLoss", 1, "groups", {}, None),
 }
 
 

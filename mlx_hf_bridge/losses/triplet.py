@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from ..dense.similarity import pairwise_cos_sim, pairwise_euclidean_sim, pairwise_manhattan_sim
 from ._pairwise import check_columns, embed_columns
+from .batch_hard_triplet import HERMANS_2017
 
 
 class TripletDistanceMetric(Enum):
@@ -95,13 +96,4 @@ class TripletLoss:
 
     @property
     def citation(self) -> str:
-        return """
-@misc{hermans2017defense,
-    title={In Defense of the Triplet Loss for Person Re-Identification},
-    author={Alexander Hermans and Lucas Beyer and Bastian Leibe},
-    year={2017},
-    eprint={1703.07737},
-    archivePrefix={arXiv},
-    primaryClass={cs.CV}
-}
-"""
+        return HERMANS_2017
