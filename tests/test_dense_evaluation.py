@@ -116,6 +116,20 @@ def test_embedding_similarity(tmp_path, pair_data, variant):
     check(ours, theirs, exact_csv=False)
 
 
+@pytest.mark.st6
+@pytest.mark.parametrize("precision", ["float32", "int8", "uint8", "binary", "ubinary"])
+def test_embedding_similarity_quantized(tmp_path, pair_data, precision):
+    """ST 6.2's quantized path (int8 / uint8 calibrated over both sides, unpacked bits, float32 scores);
+    ST 5.3 fails on every quantized precision (its int8 norm / int8 + 128), so the bridge follows ST 6.2."""
+    s1, s2, gold, _ = pair_data
+    ours, theirs = run_pair(
+        lambda m, **kw: m.EmbeddingSimilarityEvaluator(s1, s2, gold, precision=precision, name="q",
+                                                       similarity_fn_names=["cosine", "euclidean", "dot"]),
+        tmp_path,
+    )
+    check(ours, theirs, exact_csv=False)
+
+
 @pytest.mark.parametrize("variant", ["default", "all-fns-margin", "main-dot-named-prompts"])
 def test_triplet(tmp_path, variant):
     a, p, n = sentences(21, 25), sentences(22, 25), sentences(23, 25)

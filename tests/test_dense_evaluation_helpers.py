@@ -69,6 +69,12 @@ class StandIn:
             emb = emb[:, :truncate_dim]
         if normalize_embeddings:
             emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        if precision and precision != "float32":  # each side's own quantize_embeddings, as its encode
+            if self.backend == "torch":
+                from sentence_transformers import quantize_embeddings
+            else:
+                from mlx_hf_bridge.sentence_transformers import quantize_embeddings
+            return np.asarray(quantize_embeddings(emb, precision=precision))
         if convert_to_tensor:
             if self.backend == "torch":
                 import torch
