@@ -260,3 +260,35 @@ def test_base_class_and_import_paths():
     assert ev_o.get_config_dict() == ev_t.get_config_dict() == {}
     if ST_MAJOR >= 6:
         assert evaluation.SequentialEvaluator([])(None) == theirs.SequentialEvaluator([])(None)
+
+
+@pytest.mark.parametrize("case", ["sts-lengths", "triplet-lengths", "binary-lengths", "binary-labels", "mse-lengths"])
+def test_bad_input_refused_before_encoding(case):
+    """Refused at construction as ST refuses it (an AssertionError; ours is a ValueError too) and named."""
+    from mlx_hf_bridge.sentence_transformers import evaluation as ours
+    from test_dense_evaluation_helpers import st_evaluation
+
+    a, b = ["x", "y", "z"], ["u", "v"]
+    make = {
+        "sts-lengths": (lambda m: m.EmbeddingSimilarityEvaluator(a, b, [0.1, 0.2]), "sentences1: 3, sentences2: 2"),
+        "triplet-lengths": (lambda m: m.TripletEvaluator(a, a, b), "negatives: 2"),
+        "binary-lengths": (lambda m: m.BinaryClassificationEvaluator(a, a, [0, 1]), "labels: 2"),
+        "binary-labels": (lambda m: m.BinaryClassificationEvaluator(a, a, [0, 2, 1]), "labels[1] is 2"),
+        "mse-lengths": (lambda m: m.MSEEvaluator(a, b, teacher_model=StandIn("mlx")), "must have the same length"),
+    }
+    build, message = make[case]
+    model = StandIn("mlx")
+    with pytest.raises(AssertionError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        build(ours)
+    assert isinstance(info.value, ValueError) and model.calls == []
+    if case != "mse-lengths" or ST_MAJOR >= 6:  # ST 5.3's MSEEvaluator accepts them (fails in numpy later)
+        with pytest.raises((AssertionError, ValueError)):
+            build(st_evaluation()) if case != "mse-lengths" else st_evaluation().MSEEvaluator(
+                a, b, teacher_model=StandIn("torch"))
+
+
+def test_reranking_sample_without_negatives_key_is_named():
+    from mlx_hf_bridge.sentence_transformers import evaluation as ours
+
+    with pytest.raises(ValueError, match=r"samples\[1\] has no \['negative'\] entry"):
+        ours.RerankingEvaluator([{"query": "q", "positive": ["a"], "negative": ["b"]}, {"query": "q", "positive": ["a"]}])

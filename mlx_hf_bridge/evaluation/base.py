@@ -36,6 +36,32 @@ def st6() -> bool:
     return st_major() >= 6
 
 
+class EvaluatorInputError(ValueError, AssertionError):
+    """Bad evaluator input, raised at construction (before any encoding). An ``AssertionError`` too,
+    as ST's own checks are ``assert`` statements, so either ``except`` works."""
+
+
+def check_same_length(evaluator: str, **columns) -> None:
+    """All ``columns`` have one entry per example (ST asserts this without a message)."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name}: {n}" for name, n in lengths.items())
+        raise EvaluatorInputError(
+            f"{evaluator} needs one entry per example in each of {', '.join(lengths)} (got {shown}); "
+            "pass lists of the same length."
+        )
+
+
+def check_binary_labels(evaluator: str, labels) -> None:
+    bad = [(i, label) for i, label in enumerate(labels) if not (label == 0 or label == 1)]
+    if bad:
+        i, label = bad[0]
+        raise EvaluatorInputError(
+            f"{evaluator} needs labels 0 or 1; labels[{i}] is {label!r} ({len(bad)} such labels). "
+            "Map the classes to 0 (dissimilar) and 1 (similar)."
+        )
+
+
 def epoch_text(epoch: int, steps: int, truncate_dim: int | None = None) -> str:
     """ST's `` after epoch 1`` / `` in epoch 1 after 10 steps`` / `` (truncated to 32)`` log suffix."""
     out = ""

@@ -8,7 +8,9 @@ from typing import Literal
 import numpy as np
 
 from . import metrics as stats
-from .base import SentenceEvaluator, append_csv_row, as_numpy, epoch_text, st6
+from .base import (
+    SentenceEvaluator, append_csv_row, as_numpy, check_binary_labels, check_same_length, epoch_text, st6,
+)
 from .embedding_similarity import PAIRWISE
 
 logger = logging.getLogger(__name__)
@@ -54,10 +56,8 @@ class BinaryClassificationEvaluator(SentenceEvaluator):
         self.truncate_dim = truncate_dim
         self.similarity_fn_names = similarity_fn_names or []
         self._st6 = st6()
-        assert len(self.sentences1) == len(self.sentences2)
-        assert len(self.sentences1) == len(self.labels)
-        for label in labels:
-            assert label == 0 or label == 1
+        check_same_length(type(self).__name__, sentences1=sentences1, sentences2=sentences2, labels=labels)
+        check_binary_labels(type(self).__name__, labels)
         self.write_csv = write_csv
         self.name = name
         self.batch_size = batch_size

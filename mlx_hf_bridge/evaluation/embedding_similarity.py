@@ -15,7 +15,7 @@ from ..dense.similarity import (
     pairwise_manhattan_sim,
 )
 from . import metrics as stats
-from .base import SentenceEvaluator, append_csv_row, as_numpy, config_of, epoch_text, st6
+from .base import SentenceEvaluator, append_csv_row, as_numpy, check_same_length, config_of, epoch_text, st6
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class EmbeddingSimilarityEvaluator(SentenceEvaluator):
         self.write_csv = write_csv
         self.precision = precision
         self.truncate_dim = truncate_dim
-        assert len(self.sentences1) == len(self.sentences2)
-        assert len(self.sentences1) == len(self.scores)
+        check_same_length(type(self).__name__, sentences1=sentences1, sentences2=sentences2, scores=scores)
         self.main_similarity = similarity_value(main_similarity)
         self.similarity_fn_names = similarity_fn_names or []
         if self.similarity_fn_names == [] and self.main_similarity is not None:

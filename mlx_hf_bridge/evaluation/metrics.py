@@ -16,17 +16,23 @@ import numpy as np
 
 
 def pearson(x, y) -> float:
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    xm, ym = x - x.mean(), y - y.mean()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xmax, ymax = np.abs(xm).max(), np.abs(ym).max()
-        normxm = xmax * np.linalg.norm(xm / xmax)
-        normym = ymax * np.linalg.norm(ym / ymax)
-        r = np.dot(xm / normxm, ym / normym)
-    if np.all(x == x[0]) or np.all(y == y[0]):
+    # scipy's own sequence of operations (float64, keepdims, scaled norms, vecdot), so equal inputs
+    # give scipy's value to the last bit
+    x, y = np.asarray(x, dtype=np.float64)[None], np.asarray(y, dtype=np.float64)[None]
+    if np.all(x == x[0, 0]) or np.all(y == y[0, 0]):
         warnings.warn("An input array is constant; the correlation coefficient is not defined.", stacklevel=2)
         return float("nan")
-    return float(np.clip(r, -1.0, 1.0))
+    xm, ym = x - x.mean(axis=-1, keepdims=True), y - y.mean(axis=-1, keepdims=True)
+    xmax, ymax = np.abs(xm).max(axis=-1, keepdims=True), np.abs(ym).max(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normxm = xmax * np.linalg.norm(xm / xmax, axis=-1, keepdims=True)
+        normym = ymax * np.linalg.norm(ym / ymax, axis=-1, keepdims=True)
+        r = _vecdot(xm / normxm, ym / normym)
+    return float(np.clip(r, -1.0, 1.0)[0])
+
+
+def _vecdot(a, b):
+    return np.vecdot(a, b, axis=-1) if hasattr(np, "vecdot") else (a * b).sum(axis=-1)
 
 
 def rankdata(a) -> np.ndarray:
@@ -44,23 +50,31 @@ def rankdata(a) -> np.ndarray:
 
 
 def spearman(x, y) -> float:
-    return pearson(rankdata(np.asarray(x, dtype=np.float64)), rankdata(np.asarray(y, dtype=np.float64)))
+    # scipy: both columns ranked, then np.corrcoef
+    both = np.column_stack((np.asarray(x), np.asarray(y)))
+    if np.all(both[:, 0] == both[0, 0]) or np.all(both[:, 1] == both[0, 1]):
+        warnings.warn("An input array is constant; the correlation coefficient is not defined.", stacklevel=2)
+        return float("nan")
+    ranked = np.column_stack([rankdata(both[:, 0]), rankdata(both[:, 1])])
+    return float(np.corrcoef(ranked, rowvar=False)[1, 0])
 
 
 def average_precision(labels, scores) -> float:
-    """sklearn's AP: sum over distinct score thresholds (descending) of Δrecall · precision."""
+    """sklearn's AP: sum over distinct score thresholds (descending) of Δrecall · precision, in
+    sklearn's order of operations (``precision_recall_curve`` reversed, then ``-sum(diff(r) * p)``)."""
     labels, scores = np.asarray(labels), np.asarray(scores)
     order = np.argsort(scores, kind="mergesort")[::-1]
-    scores, labels = scores[order], (labels[order] == 1).astype(np.float64)
-    last_of_group = np.flatnonzero(np.diff(scores)).tolist() + [len(scores) - 1]
-    tps = np.cumsum(labels)[last_of_group]
-    fps = np.asarray(last_of_group) + 1 - tps
+    scores, hits = scores[order], (labels[order] == 1) * 1.0
+    threshold_idxs = np.r_[np.where(np.diff(scores))[0], hits.size - 1]
+    tps = np.cumsum(hits, dtype=np.float64)[threshold_idxs]
+    fps = 1 + threshold_idxs - tps
     if tps[-1] == 0:
         warnings.warn("No positive class found in y_true, recall is set to one for all thresholds", stacklevel=2)
         return 0.0
     precision = tps / (tps + fps)
     recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    precision, recall = np.hstack((precision[::-1], 1)), np.hstack((recall[::-1], 0))
+    return float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
 def matthews_corrcoef(labels, predicted) -> float:

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .base import SentenceEvaluator, append_csv_row, epoch_text, st6
+from .base import EvaluatorInputError, SentenceEvaluator, append_csv_row, epoch_text, st6
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,9 @@ class MSEEvaluator(SentenceEvaluator):
     ``{name}_negative_mse`` (= ``primary_metric``: greater is better); CSV
     ``mse_evaluation_{name}_results.csv`` (ST's name, with the underscore even when ``name`` is empty).
 
-    ST 6.2 refuses lists of different lengths and writes the MSE as a Python float; ST 5.3 writes the
-    float32 value (its shorter ``str``). Both are followed, by the installed release.
+    Lists of different lengths are refused (ST 6.2's error; ST 5.3 fails later, in numpy). ST 6.2
+    writes the MSE as a Python float, ST 5.3 the float32 value (its shorter ``str``): the installed
+    release is followed.
     """
 
     def __init__(
@@ -33,8 +34,9 @@ class MSEEvaluator(SentenceEvaluator):
         truncate_dim: int | None = None,
     ):
         super().__init__()
-        if st6() and len(source_sentences) != len(target_sentences):
-            raise ValueError(
+        # ST 6.2's check; ST 5.3 has none and fails in numpy after encoding both sides: refused here too
+        if len(source_sentences) != len(target_sentences):
+            raise EvaluatorInputError(
                 f"source_sentences ({len(source_sentences)}) and target_sentences ({len(target_sentences)}) "
                 "must have the same length."
             )

@@ -9,7 +9,7 @@ import tqdm
 
 from ..dense.similarity import cos_sim
 from . import metrics as stats
-from .base import SentenceEvaluator, append_csv_row, as_numpy, encode_fn, epoch_text, st6
+from .base import EvaluatorInputError, SentenceEvaluator, append_csv_row, as_numpy, encode_fn, epoch_text, st6
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ class RerankingEvaluator(SentenceEvaluator):
     ``query`` (``encode_query`` / ``encode_document``): MAP (sklearn's average precision), MRR@k and
     nDCG@k (sklearn's, ties averaged). Keys ``{name}_map``, ``_mrr@{at_k}``, ``_ndcg@{at_k}`` (=
     ``primary_metric``); CSV ``RerankingEvaluator[_{name}]_results_@{at_k}.csv``. Samples without a
-    positive or a negative are dropped; ST 6.2 also accepts a single string for either.
+    positive or a negative are dropped. ST 6.2 also accepts a single string for either; ST 5.3 takes a
+    string as a list of its characters (reproduced where ST 5.3 is installed).
     """
 
     def __init__(
@@ -51,6 +52,12 @@ class RerankingEvaluator(SentenceEvaluator):
 
         if isinstance(self.samples, dict):
             self.samples = list(self.samples.values())
+        for i, sample in enumerate(self.samples):  # ST fails later with a bare KeyError
+            if missing := [key for key in ("query", "positive", "negative") if key not in sample]:
+                raise EvaluatorInputError(
+                    f"RerankingEvaluator samples[{i}] has no {missing} entry (keys: {sorted(sample)}); each sample "
+                    "is a dict with 'query', 'positive' (list of relevant documents) and 'negative' (list)."
+                )
         if st6():
             self.samples = [
                 {

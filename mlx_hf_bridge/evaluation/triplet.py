@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ..dense.similarity import SimilarityFunction
-from .base import SentenceEvaluator, append_csv_row, as_numpy, encode_fn, epoch_text, st6
+from .base import SentenceEvaluator, append_csv_row, as_numpy, check_same_length, encode_fn, epoch_text, st6
 from .embedding_similarity import PAIRWISE, similarity_value
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ class TripletEvaluator(SentenceEvaluator):
         self.name = name
         self.truncate_dim = truncate_dim
         self._st6 = st6()
-        assert len(self.anchors) == len(self.positives)
-        assert len(self.anchors) == len(self.negatives)
+        check_same_length(type(self).__name__, anchors=anchors, positives=positives, negatives=negatives)
 
         if main_distance_function != "deprecated" and main_similarity_function is None:
             main_similarity_function = main_distance_function
