@@ -331,3 +331,19 @@ def test_layer_losses_are_refused_clearly(name):
     args = ([16, 8],) if name == "Matryoshka2dLoss" else ()
     with pytest.raises(NotImplementedError, match=f"{name} is not supported on MLX.*all_layer_embeddings"):
         getattr(mlx_losses, name)(mlx_model, mlx_losses.MultipleNegativesRankingLoss(mlx_model), *args)
+
+
+def test_citations_and_doctests():
+    import doctest
+
+    from mlx_hf_bridge.losses import gradcache
+
+    mlx_model, torch_model = make_pair()
+    for kwargs in MNRL_OPTIONS[3:5] + [{}]:
+        kwargs = _similarity(kwargs, "mlx")
+        ours = mlx_losses.MultipleNegativesRankingLoss(mlx_model, **kwargs).citation
+        assert ours == st_losses.MultipleNegativesRankingLoss(torch_model, **kwargs).citation
+    cached = mlx_losses.CachedMultipleNegativesRankingLoss(mlx_model).citation
+    assert cached == st_losses.CachedMultipleNegativesRankingLoss(torch_model).citation
+    result = doctest.testmod(gradcache)
+    assert result.attempted > 0 and result.failed == 0

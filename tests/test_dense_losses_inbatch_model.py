@@ -199,3 +199,28 @@ def test_cached_peak_memory_is_flat_in_batch_size(tmp_path, tiny_bert_dir):
     cached_growth, full_growth = peaks["64/4"] - peaks["16/4"], peaks["64/64"] - peaks["16/16"]
     assert cached_growth < 0.1 * full_growth, peaks
     assert peaks["64/4"] * 5 < peaks["64/64"], peaks
+
+
+def test_gist_errors_and_config(models, guides):
+    torch_model, mlx_model = models()
+    torch_guide, mlx_guide = guides["bert"]
+    for name in ("GISTEmbedLoss", "CachedGISTEmbedLoss"):
+        with pytest.raises(ValueError) as theirs:
+            getattr(st_losses, name)(torch_model, torch_guide, margin_strategy="percent")
+        with pytest.raises(ValueError) as ours:
+            getattr(mlx_losses, name)(mlx_model, mlx_guide, margin_strategy="percent")
+        assert str(ours.value) == str(theirs.value)
+        with pytest.raises(ValueError, match="must have a tokenizer attribute"):
+            getattr(mlx_losses, name)(mlx_model, object())
+        ours = getattr(mlx_losses, name)(mlx_model, mlx_guide, margin=0.2)
+        theirs = getattr(st_losses, name)(torch_model, torch_guide, margin=0.2)
+        config, ref = ours.get_config_dict(), theirs.get_config_dict()
+        assert config.pop("guide") is mlx_guide and ref.pop("guide") is torch_guide
+        assert {k: v for k, v in config.items() if k in ref} == ref  # ST 5.3: no mini_batch_num_tokens
+        assert set(config) - set(ref) <= {"mini_batch_num_tokens"}
+        if hasattr(theirs, "citation"):  # ST's CachedGISTEmbedLoss has none; the bridge's cites GIST
+            assert ours.citation == theirs.citation
+    four = [mlx_model.tokenize(c) for c in columns(4, 0)]
+    with pytest.raises(ValueError, match=r"GISTEmbedLoss expects 2 to 3 text columns \(anchor, positive\[, negative\]\)"):
+        mlx_losses.GISTEmbedLoss(mlx_model, mlx_guide)(four)
+    assert mlx_losses.CachedGISTEmbedLoss(mlx_model, mlx_guide, mini_batch_size=3)(four).item() > 0  # any negatives

@@ -42,7 +42,7 @@ def check_no_labels(loss, labels, where: str = "batch") -> None:
     values = labels if isinstance(labels, mx.array) else np.asarray(labels)
     if values.size == 0:
         return
-    kind = str(values.dtype)
+    kind = str(values.dtype).replace("mlx.core.", "")
     raise ValueError(
         f"{type(loss).__name__} takes no labels, but the {where} has a label column ({kind} values, e.g. "
         f"{np.asarray(values).reshape(-1)[:2].tolist()}): its positives are the (anchor, positive) pairs. "
