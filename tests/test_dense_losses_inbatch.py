@@ -347,3 +347,23 @@ def test_citations_and_doctests():
     assert cached == st_losses.CachedMultipleNegativesRankingLoss(torch_model).citation
     result = doctest.testmod(gradcache)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("inner,n_columns,labels", [
+    ("CoSENTLoss", 2, "scores"),
+    ("MSELoss", 1, "teacher"),  # teacher embeddings (B, D): cut to each dimension with the embeddings
+])
+def test_matryoshka_wraps_other_losses(inner, n_columns, labels):
+    mlx_model, torch_model = make_pair(scale=0.3)
+    mlx_features, torch_features = make_columns(n_columns)
+    rng = np.random.default_rng(3)
+    values = (rng.uniform(size=BATCH) if labels == "scores" else rng.normal(size=(BATCH, DIM))).astype(np.float32)
+    mlx_loss = mlx_losses.MatryoshkaLoss(mlx_model, getattr(mlx_losses, inner)(mlx_model), [16, 8, 4])
+    st_loss = st_losses.MatryoshkaLoss(torch_model, getattr(st_losses, inner)(torch_model), [16, 8, 4])
+    value, grad = mnn.value_and_grad(mlx_model, lambda f: mlx_loss(f, mx.array(values)))(mlx_features)
+    torch_model.zero_grad()
+    ref = st_loss(torch_features(), torch.tensor(values))
+    ref.backward()
+    ref_grad = torch_model[0].weight.grad.numpy()
+    assert abs(value.item() - ref.item()) <= TOL * max(1.0, abs(ref.item()))
+    np.testing.assert_allclose(np.array(grad["weight"]), ref_grad, rtol=0, atol=TOL * float(np.abs(ref_grad).max()))

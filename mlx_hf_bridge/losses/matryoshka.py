@@ -54,6 +54,12 @@ class _ShrinkingModel:
         self.idx += 1
         return output
 
+    def get_embedding_dimension(self):
+        """The truncated width (a wrapped loss that checks label widths, e.g. MSELoss, sees it)."""
+        return self.dim
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
     def __getattr__(self, name):
         return getattr(self._model, name)
 
