@@ -48,7 +48,7 @@ def test_information_retrieval(models, tmp_path, texts):
     queries = {f"q{i}": " ".join(t.split()[:4]) for i, t in enumerate(texts[:12])}
     relevant = {f"q{i}": {f"d{i}", f"d{rng.randrange(40)}"} for i in range(12)}
     runs_o, runs_t = run_both(models, tmp_path, lambda m: m.InformationRetrievalEvaluator(
-        queries, corpus, relevant, name="minilm", corpus_chunk_size=20, query_prompt="query: ",
+        queries, corpus, relevant, name="minilm", corpus_chunk_size=20, query_prompt="query: ", truncate_dim=128,
         accuracy_at_k=[1, 3], precision_recall_at_k=[1, 5], mrr_at_k=[10], ndcg_at_k=[10], map_at_k=[20]))
     for r_o, r_t in zip(runs_o, runs_t):
         assert_metrics_match(r_o, r_t, exact=True)
