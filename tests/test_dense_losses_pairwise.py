@@ -311,3 +311,31 @@ def test_batch_triplet(name, metric, labels):
     result = run_both(name, 1, values, {"distance_metric": t_metric, **margin}, {"distance_metric": m_metric, **margin},
                       scale=0.5)
     assert_close(f"{name} {metric} {labels}", result)
+
+
+# --- compiled steps (torch_compile=True compiles the step) -------------------------------------
+COMPILED = [("CoSENTLoss", 2, "scores", {}), ("AnglELoss", 3, None, {}), ("CosineSimilarityLoss", 2, "scores", {}),
+            ("MSELoss", 2, "teacher", {}), ("MarginMSELoss", 3, "margin", {}), ("DistillKLDivLoss", 3, "kd", {}),
+            ("TripletLoss", 3, None, {}), ("ContrastiveLoss", 2, "binary", {}), ("OnlineContrastiveLoss", 2, "binary", {}),
+            ("SoftmaxLoss", 2, "class", {"embedding_dimension": DIM, "num_labels": 3}),
+            ("BatchAllTripletLoss", 1, "class", {}), ("BatchSemiHardTripletLoss", 1, "class", {})]
+
+
+@pytest.mark.parametrize("name,n_columns,kind,kwargs", COMPILED)
+def test_compiled_steps_equal_eager_steps(name, n_columns, kind, kwargs):
+    from mlx_hf_bridge.engine.optim import AdamW
+    from mlx_hf_bridge.engine.step import StepRunner
+
+    labels = {"scores": scores(), "teacher": teacher((BATCH, DIM)), "margin": teacher((BATCH,)),
+              "kd": teacher((BATCH, 2)), "binary": binary(), "class": np.array([0, 1, 2, 0, 1, 2, 0, 1]), None: None}[kind]
+    runs = []
+    for compile in (False, True):
+        mx.random.seed(0)  # SoftmaxLoss's classifier init
+        model = MlxTable(table())
+        loss = getattr(mlx_losses, name)(model, **kwargs)
+        trained = loss if isinstance(loss, nn.Module) else model
+        runner = StepRunner(trained, AdamW.for_model(trained, 1e-2), 1.0, compile=compile)
+        features = [{"input_ids": mx.array(column[:, None])} for column in batch(n_columns)]
+        runs.append([runner.step([(loss, features, _mx(labels))], 1.0)[0] for _ in range(3)])
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-6)
+    assert runs[0][0] != runs[0][-1]

@@ -264,3 +264,11 @@ def test_batch_triplet_losses_take_one_labelled_column(name):
         assert loss.get_config_dict() == reference.get_config_dict()
     else:
         assert loss.get_config_dict()["distance_metric"] == "euclidean_distance"
+
+
+def test_distill_pre_flight_reads_the_teacher_scores():
+    loss = losses.DistillKLDivLoss(CountingTable())
+    with pytest.raises(ValueError, match="teacher scores contain NaN"):
+        loss.check_labels(mx.array([[0.0, float("nan")]]), "train dataset")
+    loss.check_labels(mx.array([[0.0, 1.0]]), "train dataset")
+    assert not loss._checked_teacher_scale  # the first batch is still looked at, as in ST

@@ -72,6 +72,11 @@ class DistillKLDivLoss:
                 f"{type(self).__name__} expects teacher scores of shape (batch_size, N), one per candidate column; "
                 f"the {where} gives labels of shape {tuple(labels.shape)}."
             )
+        checked = self._checked_teacher_scale  # the first batch is still looked at (as ST), unless compiled
+        try:
+            self._check_teacher_scores(labels)
+        finally:
+            self._checked_teacher_scale = checked
 
     def _check(self, sentence_features, labels) -> mx.array:
         if len(sentence_features) < 3:
@@ -88,11 +93,20 @@ class DistillKLDivLoss:
                 f"for N candidate columns, but got {tuple(labels.shape)}."
             )
         if not self._checked_teacher_scale:
-            # ST 6's first-batch look at the teacher target, written once (the multi-vector loss's)
-            from ..sentence_transformers.multi_vector_encoder.losses.distill_kl_div import MultiVectorDistillKLDivLoss
-
-            MultiVectorDistillKLDivLoss._check_teacher_scores(self, labels)
+            self._check_teacher_scores(labels)
         return labels
+
+    def _check_teacher_scores(self, labels):
+        """ST 6's first-batch look at the teacher target (NaN raises, an underflowing softmax warns),
+        written once: the multi-vector loss's. Inside ``mx.compile`` the labels cannot be read; the
+        trainer's pre-flight (:meth:`check_labels`) has looked at the first rows then."""
+        try:
+            values = np.asarray(labels, dtype=np.float64)
+        except (ValueError, RuntimeError):
+            return
+        from ..sentence_transformers.multi_vector_encoder.losses.distill_kl_div import MultiVectorDistillKLDivLoss
+
+        MultiVectorDistillKLDivLoss._check_teacher_scores(self, values)
 
     def __call__(self, sentence_features, labels) -> mx.array:
         sentence_features = list(sentence_features)
