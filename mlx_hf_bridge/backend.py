@@ -237,11 +237,27 @@ def use_cpu():
     mx.set_default_device(mx.cpu)
 
 
-def device_name() -> str:
+class DeviceName(str):
+    """``model.device``: ``"cpu"`` / ``"gpu"`` (MLX's names), with torch.device's ``.type`` / ``.index`` for
+    scripts that write ``torch.autocast(device_type=model.device.type, ...)``: ``cpu``, or for the GPU the torch
+    name of the same hardware (``mps`` on macOS, ``cuda`` elsewhere)."""
+
+    @property
+    def type(self) -> str:
+        if self == "cpu":
+            return "cpu"
+        return "mps" if sys.platform == "darwin" else "cuda"
+
+    @property
+    def index(self):
+        return None if self == "cpu" else 0
+
+
+def device_name() -> DeviceName:
     import mlx.core as mx
 
     dev = mx.default_device()
-    return "gpu" if dev == mx.gpu else "cpu"
+    return DeviceName("gpu" if dev == mx.gpu else "cpu")
 
 
 def seed_everything(seed: int):

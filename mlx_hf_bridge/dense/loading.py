@@ -4,7 +4,9 @@
   Normalize) run with ST 5.3's semantics ("st5": texts stripped before tokenization, ST 5.3's Pooling);
 - sentence-transformers 6 folders (``sentence_transformers.base.modules.*`` and
   ``sentence_transformer.modules.Pooling``, model_type ``SentenceTransformer``) with ST 6.2's ("st6");
-- plain HF folders as both do: the backbone + mean Pooling (ST 5.3's warning), ST 6.2's tokenization.
+- plain HF folders as both do: the backbone + mean Pooling (ST 5.3's warning), with the semantics and save
+  layout of the installed sentence-transformers' generation (ST 5 installed: "st5", whose layout ST 5.3 and
+  6.2 both read; ST 6 or none: "st6"), so the saved folder loads in the user's own library.
 Everything the bridge cannot reproduce (other module kinds, a Router, StaticEmbedding, PyLate /
 multi-vector / Stanford folders) is refused by ``modules.layout`` or here before any weights are read.
 """
@@ -34,13 +36,27 @@ class Loaded:
     config: dict = field(default_factory=dict)  # config_sentence_transformers.json
 
 
+def installed_generation() -> str:
+    """"st5" when sentence-transformers 5 (or older) is installed, else "st6" (read from its metadata:
+    nothing is imported)."""
+    import importlib.metadata
+
+    try:
+        major = int(importlib.metadata.version("sentence-transformers").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return "st6"
+    return "st5" if major <= 5 else "st6"
+
+
 def load_folder(folder, processor_kwargs=None, config_kwargs=None, model_kwargs=None) -> Loaded:
     layout = module_layout.read_layout(folder)  # validates every listed module before any weights
     kwargs = dict(model_kwargs=model_kwargs, processor_kwargs=processor_kwargs, config_kwargs=config_kwargs)
     if layout.dialect == "hf":
         logger.warning(f"No sentence-transformers model found with name {folder}. Creating a new one with mean pooling.")
         transformer = Transformer(folder, **kwargs)
-        return Loaded([transformer, Pooling(transformer.get_embedding_dimension(), "mean")], "st6")
+        generation = installed_generation()
+        pooling = Pooling(transformer.get_embedding_dimension(), "mean", flavour=generation)
+        return Loaded([transformer, pooling], generation)
     if layout.dialect in _REFUSED_DIALECTS:
         raise module_layout.LayoutError(f"{folder} is {_REFUSED_DIALECTS[layout.dialect]}, not a dense SentenceTransformer.")
     if layout.dialect == "st6" and (layout.model_type or "SentenceTransformer") != "SentenceTransformer":

@@ -22,6 +22,10 @@ from . import loading
 from .encode import DenseEncodeMixin
 from .similarity import SimilarityFunction
 
+# how ST's card names each similarity function
+SIMILARITY_LABELS = {"cosine": "Cosine Similarity", "dot": "Dot Product", "euclidean": "Euclidean Distance",
+                     "manhattan": "Manhattan Distance"}
+
 logger = logging.getLogger(__name__)
 
 MODULE_KINDS = (Pooling, Dense, Normalize)
@@ -177,6 +181,16 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
     def _first_module(self):
         return self.transformer
 
+    def add_module(self, name: str, module) -> None:
+        """torch's ``nn.Sequential.add_module`` as ST scripts use it (``model.add_module("normalize",
+        Normalize())``): append a Pooling / Dense / Normalize after the current modules."""
+        if not isinstance(module, MODULE_KINDS):
+            raise TypeError(
+                f"add_module({name!r}, {type(module).__module__}.{type(module).__name__}): the MLX SentenceTransformer "
+                "takes the bridge's Pooling, Dense and Normalize (sentence_transformers' names) after its Transformer."
+            )
+        self.heads = [*self.heads, module]
+
     def _last_module(self):
         return self._module_list()[-1]
 
@@ -201,7 +215,9 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
 
     @property
     def device(self) -> str:
-        return "gpu" if mx.default_device() == mx.gpu else "cpu"
+        from ..backend import device_name
+
+        return device_name()  # "cpu" / "gpu", with torch.device's .type for autocast
 
     def to(self, *args, **kwargs):
         return self  # MLX arrays live in unified memory; there is nothing to move
@@ -287,7 +303,7 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
              safe_serialization: bool = True):
         """Write the folder in the layout of the generation the model reproduces (``dense.save``: ST 5.3's
         for ST 5 models, readable by ST 5.3 and 6.2; ST 6.2's otherwise); other files in ``path`` stay.
-        No README model card is written yet (``create_model_card`` is accepted for ST's signature)."""
+        With ``create_model_card`` a sentence-transformers-style README (``model_card.dense``)."""
         if path is None:
             return
         from ..engine.step import refuse_if_damaged
@@ -295,7 +311,34 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
         from .save import write_folder
 
         refuse_if_damaged(self, path)
-        save_folder(path, lambda tmp: write_folder(self, tmp))
+
+        def write(tmp):
+            write_folder(self, tmp)
+            if create_model_card:
+                self._write_model_card(tmp, model_name, train_datasets)
+
+        save_folder(path, write)
+
+    def _card_info(self, model_name=None, train_datasets=None, model_id=None) -> dict:
+        """What the README says: the model card data, the trainer's facts (``card_info``), the model."""
+        card_data = self.model_card_data
+        info = {**(card_data.to_info() if hasattr(card_data, "to_info") else {}),
+                **(getattr(self, "card_info", {}) or {})}
+        info.update(family="sentence-transformers", model=self, max_seq_length=self.max_seq_length,
+                    dense_similarity=SIMILARITY_LABELS.get(self.similarity_fn_name, self.similarity_fn_name))
+        info.setdefault("base_model", self.model_name_or_path)
+        if model_name:
+            info.setdefault("model_name", model_name)
+        if train_datasets:
+            info["train_datasets"] = train_datasets
+        if model_id:
+            info["model_id"] = model_id
+        return info
+
+    def _write_model_card(self, folder, model_name=None, train_datasets=None):
+        from ..model_card import write_model_card
+
+        write_model_card(folder, self._card_info(model_name, train_datasets))
 
     def save_pretrained(self, path, model_name=None, create_model_card: bool = True, train_datasets=None,
                         safe_serialization: bool = True):
@@ -307,9 +350,14 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
         """Save the layout, then upload it (``hub.push_to_hub``: the save is kept if the upload fails)."""
         from .. import hub
 
+        from ..model_card import write_model_card
+
+        def card(folder, final_repo_id):
+            write_model_card(folder, self._card_info(train_datasets=train_datasets, model_id=final_repo_id))
+
         return hub.push_to_hub(
             lambda folder: self.save(folder, model_name=repo_id, create_model_card=False),
             repo_id, token=token, private=private, commit_message=commit_message,
             local_model_path=local_model_path, exist_ok=exist_ok, replace_model_card=replace_model_card,
-            revision=revision, create_pr=create_pr, model_class="SentenceTransformer",
+            revision=revision, create_pr=create_pr, model_class="SentenceTransformer", card_fn=card,
         )

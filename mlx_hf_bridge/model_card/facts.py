@@ -137,6 +137,8 @@ def loss_entries(loss) -> list[dict]:
         return []
     if isinstance(loss, (list, tuple)):
         return [e for item in loss for e in loss_entries(item)]
+    if type(loss) is not dict and hasattr(loss, "model"):  # a loss object (an mlx.nn.Module is a dict too)
+        return _loss_object_entry(loss)
     if isinstance(loss, dict) and not any(k in loss for k in ("name", "fullname", "config")):
         return [e for item in loss.values() for e in loss_entries(item)]  # {dataset_name: loss}
     if isinstance(loss, str):
@@ -144,6 +146,10 @@ def loss_entries(loss) -> list[dict]:
     if isinstance(loss, dict):
         fullname = loss.get("fullname") or loss.get("name") or "Loss"
         return [{"name": loss.get("name") or fullname.rsplit(".", 1)[-1], "fullname": fullname, "config": loss.get("config")}]
+    return _loss_object_entry(loss)
+
+
+def _loss_object_entry(loss) -> list[dict]:
     cls = type(loss)
     config = None
     if hasattr(loss, "get_config_dict"):

@@ -88,6 +88,10 @@ def _dataset_phrase(datasets: list[dict]) -> str:
 def render_model_card(folder, info: dict | None = None) -> str:
     """The README.md text (see :func:`write_model_card` for the keys of ``info``)."""
     card = collect(folder, info)
+    if card.get("family") == "sentence-transformers":
+        from .dense import render_dense_card
+
+        return render_dense_card(card)
     out = ["---", "# For reference on model card metadata, see the spec: https://github.com/huggingface/hub-docs/blob/main/modelcard.md?plain=1",
            "# Doc / guide: https://huggingface.co/docs/hub/model-cards", _yaml(front_matter(card)), "---", ""]
     out.append(f"# {card['model_name']}\n")

@@ -33,7 +33,9 @@ class MultiVectorModule:
 
     @property
     def device(self) -> str:
-        return "gpu" if mx.default_device() == mx.gpu else "cpu"
+        from ..backend import device_name
+
+        return device_name()  # "cpu" / "gpu", with torch.device's .type for autocast
 
     def to(self, *args, **kwargs):
         return self  # MLX arrays live in unified memory; there is nothing to move

@@ -9,13 +9,14 @@ from ..engine.state import TrainerControl, TrainerState, TrainOutput
 from ..dense.model import SentenceTransformer
 from ..dense.quantization import quantize_embeddings
 from ..dense.similarity import SimilarityFunction
+from ..model_card.card_data import SentenceTransformerModelCardData
 from ..multi_vector import MultiVectorEncoder
 from .multi_vector_encoder import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
 from .trainer import SentenceTransformerTrainer
 from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
 
 __all__ = [
-    "SentenceTransformer", "SimilarityFunction", "quantize_embeddings",
+    "SentenceTransformer", "SentenceTransformerModelCardData", "SimilarityFunction", "quantize_embeddings",
     "MultiVectorEncoder", "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments",
     "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
     "TrainOutput", "TrainerCallback", "TrainerControl", "TrainerState",

@@ -9,6 +9,7 @@ import os
 import time
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from ..engine import data as D
 from ..engine import sampling
@@ -30,6 +31,11 @@ LOSS_INPUTS = {
     "CoSENTLoss": (2, 2, True, "sentence1, sentence2 and a 'score' label column"),
     "CosineSimilarityLoss": (2, 2, True, "sentence1, sentence2 and a 'score' label column"),
 }
+
+
+def _is_loss_dict(loss) -> bool:
+    """``{dataset_name: loss}``; a loss that is an ``mlx.nn.Module`` (a dict subclass) is one loss."""
+    return isinstance(loss, dict) and not isinstance(loss, nn.Module)
 
 
 def _loss_spec(loss):
@@ -93,7 +99,7 @@ class SentenceTransformerTrainer(Trainer):
 
         if loss is None:
             loss = self.get_default_loss(model)
-        if isinstance(loss, dict):
+        if _is_loss_dict(loss):
             self.loss = {name: self._prepare_loss(fn, model) for name, fn in loss.items()}
             for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
                 if ds is None:
@@ -155,7 +161,7 @@ class SentenceTransformerTrainer(Trainer):
             return None
         prompts, routes = self.args.prompts, self.args.router_mapping
         add_name = isinstance(dataset, dict) and (
-            isinstance(self.loss, dict) or isinstance(prompts, dict)
+            _is_loss_dict(self.loss) or isinstance(prompts, dict)
             or bool(routes and isinstance(next(iter(routes.values())), dict))
         )
         source = D.Source(dataset, split, add_dataset_name=add_name)
@@ -165,7 +171,7 @@ class SentenceTransformerTrainer(Trainer):
         return source
 
     def _loss_for(self, dataset_name):
-        if isinstance(self.loss, dict):
+        if _is_loss_dict(self.loss):
             if dataset_name not in self.loss:
                 raise KeyError(f"No loss for dataset {dataset_name!r}; the loss dict has {sorted(self.loss)}.")
             return self.loss[dataset_name]
