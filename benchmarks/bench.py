@@ -7,6 +7,7 @@ bridge/torch ratio and the max relative loss difference over the measured steps.
     python benchmarks/bench.py train --document-length 2048 --layers 4 --steps 3
     python benchmarks/bench.py train --fixed --document-length 512
     python benchmarks/bench.py encode --document-length 512
+    python benchmarks/bench.py train --sides st6-dense mlx-dense   # dense CachedMNRL vs ST 6.2 (.venv-st6)
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ HERE = Path(__file__).parent
 TORCH_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**31 - 1), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
+ST6_PYTHON = HERE.parent / ".venv-st6" / "bin" / "python"
+
+
 class Worker:
     def __init__(self, side: str):
         self.side = side
         env = {**os.environ, **TORCH_MALLOC_ENV} if side == "torch-malloc" else None
+        # the ST 6.2 side runs in the ST 6 reference venv (ST 6 and PyLate 1.6 cannot share one)
+        python = str(ST6_PYTHON) if side.startswith("st6") else sys.executable
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "worker.py"), side], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [python, str(HERE / "worker.py"), side], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=open(HERE / f".{side}.log", "w"), text=True, env=env,
         )
 
@@ -108,6 +114,12 @@ def summarize(args, results, cfg, per):
     out = {"config": cfg, "per": per, "sides": rows, "machine": machine()}
     if "torch-malloc" in rows and "mlx" in rows:
         out["ratio_torch_malloc"] = rows["mlx"]["samples_per_s"] / rows["torch-malloc"]["samples_per_s"]
+    for torch_side, mlx_side in (("torch", "mlx"), ("st6-dense", "mlx-dense")):
+        if torch_side in rows and mlx_side in rows and torch_side != "torch":
+            out[f"ratio_{mlx_side}"] = rows[mlx_side]["samples_per_s"] / rows[torch_side]["samples_per_s"]
+            if per == "step":
+                pairs = zip(rows[torch_side]["losses"], rows[mlx_side]["losses"])
+                out[f"max_rel_loss_diff_{mlx_side}"] = max(abs(a - b) / max(abs(a), 1e-12) for a, b in pairs)
     if "torch" in rows and "mlx" in rows:
         out["ratio"] = rows["mlx"]["samples_per_s"] / rows["torch"]["samples_per_s"]
         if per == "step":
@@ -143,7 +155,7 @@ def main(argv=None):
     p.add_argument("--no-query-expansion", dest="do_query_expansion", action="store_false")
     p.add_argument("--encode-docs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sides", nargs="+", default=["torch", "mlx"], choices=["torch", "mlx", "torch-malloc"])
+    p.add_argument("--sides", nargs="+", default=["torch", "mlx"], choices=["torch", "mlx", "torch-malloc", "st6-dense", "mlx-dense"])
     p.add_argument("--json", type=Path, help="append the result as one JSON line to this file")
     args = p.parse_args(argv)
 
@@ -158,6 +170,7 @@ def main(argv=None):
         "query_length": args.query_length, "batch_size": args.batch_size, "mini_batch_size": args.mini_batch_size,
         "lr": 1e-5, "seed": 0, "fixed": args.fixed, "padding_free": args.padding_free, "threads": args.threads,
         "do_query_expansion": args.do_query_expansion, "n_rows": n_rows,
+        "model_config": json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {},
     }
     t0 = time.time()
     result = (run_train if args.mode == "train" else run_encode)(args, cfg)

@@ -125,8 +125,13 @@ def main():
                 # mlx_hf_bridge, whose OpenBLAS preload (RTLD_GLOBAL) slows torch down in-process
                 rows = make_rows(cfg["n_rows"], cfg["document_length"], cfg["query_length"], cfg["seed"], cfg["fixed"],
                                  tokenizer_dir=cfg["model"])
-                side = (MLXSide if side_name == "mlx" else TorchSide)(cfg)  # "torch" or "torch-malloc"
-                if side_name != "mlx" and "mlx_hf_bridge" in sys.modules:
+                from dense_sides import SIDES as DENSE_SIDES
+
+                if side_name in DENSE_SIDES:
+                    side = DENSE_SIDES[side_name](cfg)
+                else:
+                    side = (MLXSide if side_name == "mlx" else TorchSide)(cfg)  # "torch" or "torch-malloc"
+                if not side_name.startswith("mlx") and "mlx_hf_bridge" in sys.modules:
                     raise RuntimeError("the torch worker imported mlx_hf_bridge: its BLAS preload would skew torch")
                 reply = {"ok": True}
             elif msg["cmd"] == "step":
