@@ -292,3 +292,28 @@ def test_reranking_sample_without_negatives_key_is_named():
 
     with pytest.raises(ValueError, match=r"samples\[1\] has no \['negative'\] entry"):
         ours.RerankingEvaluator([{"query": "q", "positive": ["a"], "negative": ["b"]}, {"query": "q", "positive": ["a"]}])
+
+
+def test_st_module_paths_under_run():
+    """Every import form of an ST 5.3 / 6.2 evaluator script resolves to the bridge's classes under ``run``."""
+    import importlib
+
+    from mlx_hf_bridge import runner
+    from mlx_hf_bridge.evaluation import InformationRetrievalEvaluator, NanoBEIREvaluator, SentenceEvaluator
+    from mlx_hf_bridge.evaluation import SimilarityFunction, TripletEvaluator
+
+    paths = [("sentence_transformers.evaluation", "InformationRetrievalEvaluator", InformationRetrievalEvaluator),
+             ("sentence_transformers.evaluation.InformationRetrievalEvaluator", "InformationRetrievalEvaluator",
+              InformationRetrievalEvaluator),
+             ("sentence_transformers.evaluation.SentenceEvaluator", "SentenceEvaluator", SentenceEvaluator),
+             ("sentence_transformers.evaluation.SimilarityFunction", "SimilarityFunction", SimilarityFunction),
+             ("sentence_transformers.evaluation.TripletEvaluator", "TripletEvaluator", TripletEvaluator),
+             ("sentence_transformers.sentence_transformer.evaluation.nano_beir", "NanoBEIREvaluator", NanoBEIREvaluator),
+             ("sentence_transformers.sentence_transformer.evaluation.triplet", "TripletEvaluator", TripletEvaluator),
+             ("sentence_transformers.base.evaluation.evaluator", "BaseEvaluator", SentenceEvaluator),
+             ("sentence_transformers.base.evaluation", "SequentialEvaluator", None)]
+    with runner.redirect_imports():
+        for module, name, expected in paths:
+            value = getattr(importlib.import_module(module), name)
+            assert value.__module__.startswith(("mlx_hf_bridge.evaluation", "mlx_hf_bridge.dense")), (module, name)
+            assert expected is None or value is expected

@@ -1,4 +1,5 @@
-"""``sentence_transformers.sentence_transformer.evaluation`` (ST 6.2's path) on MLX."""
+"""``sentence_transformers.sentence_transformer.evaluation`` (ST 6.2's path) on MLX, with ST 6.2's
+module names (``...evaluation.information_retrieval``...) for the bridge's modules."""
 
 from ....evaluation import (  # noqa: F401
     BaseEvaluator,
@@ -20,3 +21,10 @@ __all__ = [
     "EmbeddingSimilarityEvaluator", "InformationRetrievalEvaluator", "MSEEvaluator", "ParaphraseMiningEvaluator",
     "SequentialEvaluator", "TripletEvaluator", "RerankingEvaluator", "NanoBEIREvaluator",
 ]
+
+from ...evaluation import alias_modules  # noqa: E402
+
+alias_modules(__name__, {name: name for name in (
+    "binary_classification", "embedding_similarity", "information_retrieval", "mse", "nano_beir", "paraphrase_mining",
+    "reranking", "triplet",
+)})
