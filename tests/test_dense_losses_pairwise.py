@@ -339,3 +339,24 @@ def test_compiled_steps_equal_eager_steps(name, n_columns, kind, kwargs):
         runs.append([runner.step([(loss, features, _mx(labels))], 1.0)[0] for _ in range(3)])
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-6)
     assert runs[0][0] != runs[0][-1]
+
+
+@pytest.mark.parametrize("name,n_columns,kind", [("MSELoss", 2, "teacher"), ("CoSENTLoss", 2, "scores"),
+                                                 ("MarginMSELoss", 3, "margin"), ("BatchAllTripletLoss", 1, "class")])
+def test_inside_matryoshka(name, n_columns, kind):
+    """Wrapped by MatryoshkaLoss (helper B's), as ST's: the teacher embeddings are cut with the student's."""
+    if not hasattr(mlx_losses, "MatryoshkaLoss"):
+        pytest.skip("MatryoshkaLoss not in this checkout yet")
+    labels = {"teacher": teacher((BATCH, DIM)), "scores": scores(), "margin": teacher((BATCH,)),
+              "class": np.array([0, 1, 2, 0, 1, 2, 0, 1])}[kind]
+    weight, ids = table(), batch(n_columns)
+    t_model, m_model = TorchTable(weight), MlxTable(weight)
+    t_loss = st_losses.MatryoshkaLoss(t_model, getattr(st_losses, name)(t_model), [DIM, 4, 2])
+    m_loss = mlx_losses.MatryoshkaLoss(m_model, getattr(mlx_losses, name)(m_model), [DIM, 4, 2])
+    t_value = t_loss([{"input_ids": torch.tensor(c[:, None])} for c in ids], torch.tensor(labels))
+    t_value.backward()
+    m_value, m_grads = nn.value_and_grad(m_model, lambda f, y: m_loss(f, y))(
+        [{"input_ids": mx.array(c[:, None])} for c in ids], mx.array(labels))
+    assert abs(t_value.item() - m_value.item()) <= TOL * max(1.0, abs(t_value.item()))
+    reference = t_model.weight.grad.numpy()
+    assert float(np.abs(np.array(m_grads["weight"]) - reference).max()) <= TOL * max(1.0, float(np.abs(reference).max()))

@@ -67,6 +67,15 @@ class MSELoss(nn.Module):
                 f"(batch_size, num_columns, teacher_dim); the {where} gives labels of shape {tuple(labels.shape)}. "
                 "Compute them with the teacher: dataset.map(lambda b: {'label': teacher.encode(b['text'])}, batched=True)."
             )
+        self._check_width(labels.shape[-1], self._student_width())
+
+    def _check_width(self, teacher_width: int, student_width: int | None):
+        if student_width is not None and teacher_width != student_width:
+            raise ValueError(
+                f"{type(self).__name__}: the teacher embeddings (labels) have {teacher_width} dimensions, the "
+                f"student's {'projected ' if self.projection_dim else ''}embeddings {student_width}. Use a teacher of "
+                f"the same width, or MSELoss(model, projection_dim={teacher_width}) to learn a projection."
+            )
 
     def __call__(self, sentence_features, labels) -> mx.array:
         sentence_features = list(sentence_features)
@@ -93,13 +102,6 @@ class MSELoss(nn.Module):
                 f"Expected labels to be 2D (batch_size, teacher_dim) or 3D (batch_size, num_columns, teacher_dim); "
                 f"got {labels.ndim}D."
             )
-        width = self._student_width()
-        if width is not None and targets[0].shape[-1] != width:
-            raise ValueError(
-                f"{type(self).__name__}: the teacher embeddings (labels) have {targets[0].shape[-1]} dimensions, the "
-                f"student's {'projected ' if self.projection_dim else ''}embeddings {width}. Use a teacher of the same "
-                f"width, or MSELoss(model, projection_dim={targets[0].shape[-1]}) to learn a projection."
-            )
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), targets)
 
     forward = __call__
@@ -117,6 +119,7 @@ class MSELoss(nn.Module):
         for student, teacher in zip(embeddings, teacher_embeddings):
             if self.projection is not None:
                 student = self.projection(student)
+            self._check_width(teacher.shape[-1], student.shape[-1])  # (MatryoshkaLoss shrinks both sides)
             losses.append(mx.square(student - teacher.astype(student.dtype)).mean())
         return mx.stack(losses).mean()
 
