@@ -191,6 +191,18 @@ def test_paraphrase_mining(tmp_path, variant):
     check(ours, theirs, exact_csv=False)
 
 
+@pytest.mark.parametrize("variant", ["default", "duplicates-named-truncated"])
+def test_translation(tmp_path, variant):
+    src, trg = sentences(61, 20), sentences(62, 20)
+    kwargs = {}
+    if variant != "default":  # a repeated target: ST 6.2 counts a match of equal text, ST 5.3 only its index
+        trg[7] = trg[3]
+        src[9] = src[2]
+        kwargs = dict(name="en-de", truncate_dim=6)
+    ours, theirs = run_pair(lambda m, **kw: m.TranslationEvaluator(src, trg, **kw), tmp_path, **kwargs)
+    check(ours, theirs, exact_csv=True, exact_metrics=True)
+
+
 @pytest.mark.parametrize("variant", ["batched", "individual-named-at5"])
 def test_reranking(tmp_path, variant):
     rng = random.Random(9)
@@ -317,3 +329,8 @@ def test_st_module_paths_under_run():
             value = getattr(importlib.import_module(module), name)
             assert value.__module__.startswith(("mlx_hf_bridge.evaluation", "mlx_hf_bridge.dense")), (module, name)
             assert expected is None or value is expected
+    # importing a module named after its class (ST 5.3's layout) leaves the class on the package
+    from mlx_hf_bridge.sentence_transformers import evaluation
+
+    assert evaluation.InformationRetrievalEvaluator is InformationRetrievalEvaluator
+    assert evaluation.SimilarityFunction is SimilarityFunction and evaluation.TripletEvaluator is TripletEvaluator

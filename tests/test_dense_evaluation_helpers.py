@@ -75,14 +75,16 @@ class StandIn:
             else:
                 from mlx_hf_bridge.sentence_transformers import quantize_embeddings
             return np.asarray(quantize_embeddings(emb, precision=precision))
-        if convert_to_tensor:
+        if convert_to_tensor or not convert_to_numpy:
             if self.backend == "torch":
                 import torch
 
-                return torch.from_numpy(emb)
-            import mlx.core as mx
+                emb = torch.from_numpy(emb)
+            else:
+                import mlx.core as mx
 
-            return mx.array(emb)
+                emb = mx.array(emb)
+            return emb if convert_to_tensor else list(emb)  # convert_to_numpy=False: a list of vectors
         return emb
 
     def _encode_role(self, role, sentences, prompt_name=None, prompt=None, **kwargs):

@@ -113,6 +113,7 @@ def test_mse_paraphrase_reranking(models, tmp_path, texts):
          False),
         ("paraphrase", lambda m, side: m.ParaphraseMiningEvaluator(sentences_map, dups, top_k=5), False),
         ("reranking", lambda m, side: m.RerankingEvaluator(samples, at_k=3), False),
+        ("translation", lambda m, side: m.TranslationEvaluator(texts[:20], [t.upper() for t in texts[:20]]), True),
     ):
         from mlx_hf_bridge.sentence_transformers import evaluation as ours_module
 

@@ -18,11 +18,12 @@ from .nano_beir import NanoBEIREvaluator
 from .paraphrase_mining import ParaphraseMiningEvaluator
 from .reranking import RerankingEvaluator
 from .sequential import SequentialEvaluator
+from .translation import TranslationEvaluator
 from .triplet import TripletEvaluator
 
 __all__ = [
     "BaseEvaluator", "SentenceEvaluator", "SequentialEvaluator", "SimilarityFunction",
     "BinaryClassificationEvaluator", "EmbeddingSimilarityEvaluator", "InformationRetrievalEvaluator",
-    "MSEEvaluator", "NanoBEIREvaluator", "ParaphraseMiningEvaluator", "RerankingEvaluator", "TripletEvaluator",
+    "MSEEvaluator", "NanoBEIREvaluator", "ParaphraseMiningEvaluator", "RerankingEvaluator", "TranslationEvaluator", "TripletEvaluator",
     "paraphrase_mining", "paraphrase_mining_embeddings",
 ]

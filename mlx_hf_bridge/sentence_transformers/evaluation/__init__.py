@@ -8,6 +8,7 @@ are the bridge's modules under those names.
 
 import importlib
 import sys
+import types
 
 from ...evaluation import (  # noqa: F401
     BaseEvaluator,
@@ -21,13 +22,15 @@ from ...evaluation import (  # noqa: F401
     SentenceEvaluator,
     SequentialEvaluator,
     SimilarityFunction,
+    TranslationEvaluator,
     TripletEvaluator,
 )
 
 __all__ = [
     "SentenceEvaluator", "SimilarityFunction", "BinaryClassificationEvaluator", "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator", "MSEEvaluator", "ParaphraseMiningEvaluator", "SequentialEvaluator",
-    "TripletEvaluator", "RerankingEvaluator", "NanoBEIREvaluator",
+    "TranslationEvaluator", "TripletEvaluator", "RerankingEvaluator",
+    "NanoBEIREvaluator",
 ]
 
 # ST 5.3's module per class -> the bridge module that defines it
@@ -35,15 +38,26 @@ _ST5_MODULES = {
     "BinaryClassificationEvaluator": "binary_classification", "EmbeddingSimilarityEvaluator": "embedding_similarity",
     "InformationRetrievalEvaluator": "information_retrieval", "MSEEvaluator": "mse", "NanoBEIREvaluator": "nano_beir",
     "ParaphraseMiningEvaluator": "paraphrase_mining", "RerankingEvaluator": "reranking", "SentenceEvaluator": "base",
-    "SequentialEvaluator": "sequential", "TripletEvaluator": "triplet",
+    "SequentialEvaluator": "sequential", "TranslationEvaluator": "translation", "TripletEvaluator": "triplet",
 }
 
 
 def alias_modules(package: str, modules: dict) -> None:
     """Registers ``package.<name>`` as ``mlx_hf_bridge.evaluation.<module>`` (imports find it in sys.modules)."""
     for name, module in modules.items():
-        sys.modules.setdefault(f"{package}.{name}", importlib.import_module(f"mlx_hf_bridge.evaluation.{module}"))
+        target = f"mlx_hf_bridge.evaluation.{module}" if module else "mlx_hf_bridge.dense.similarity"
+        sys.modules.setdefault(f"{package}.{name}", importlib.import_module(target))
 
 
-alias_modules(__name__, _ST5_MODULES)
-sys.modules.setdefault(f"{__name__}.SimilarityFunction", importlib.import_module("mlx_hf_bridge.dense.similarity"))
+class _ClassNamedModules(types.ModuleType):
+    """Importing ``...evaluation.TripletEvaluator`` (a module named after its class) under another
+    name, as ``run`` does, makes Python set the package attribute to the module: keep the class."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and isinstance(getattr(self, name, None), type):
+            return
+        super().__setattr__(name, value)
+
+
+alias_modules(__name__, {**_ST5_MODULES, "SimilarityFunction": None})
+sys.modules[__name__].__class__ = _ClassNamedModules

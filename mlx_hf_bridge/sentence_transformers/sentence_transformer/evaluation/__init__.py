@@ -13,18 +13,20 @@ from ....evaluation import (  # noqa: F401
     SentenceEvaluator,
     SequentialEvaluator,
     SimilarityFunction,
+    TranslationEvaluator,
     TripletEvaluator,
 )
 
 __all__ = [
     "BaseEvaluator", "SentenceEvaluator", "SimilarityFunction", "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator", "InformationRetrievalEvaluator", "MSEEvaluator", "ParaphraseMiningEvaluator",
-    "SequentialEvaluator", "TripletEvaluator", "RerankingEvaluator", "NanoBEIREvaluator",
+    "SequentialEvaluator", "TranslationEvaluator", "TripletEvaluator", "RerankingEvaluator",
+    "NanoBEIREvaluator",
 ]
 
 from ...evaluation import alias_modules  # noqa: E402
 
 alias_modules(__name__, {name: name for name in (
     "binary_classification", "embedding_similarity", "information_retrieval", "mse", "nano_beir", "paraphrase_mining",
-    "reranking", "triplet",
+    "reranking", "translation", "triplet",
 )})
