@@ -364,3 +364,84 @@ def test_matryoshka_wraps_other_losses(inner, n_columns, labels):
     ref_grad = torch_model[0].weight.grad.numpy()
     assert abs(value.item() - ref.item()) <= TOL * max(1.0, abs(ref.item()))
     np.testing.assert_allclose(np.array(grad["weight"]), ref_grad, rtol=0, atol=TOL * float(np.abs(ref_grad).max()))
+
+
+DISTRIBUTED_SCRIPT = """
+import json, sys
+import mlx_hf_bridge
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+from mlx_hf_bridge import losses
+
+class Table(nn.Module):
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = mx.array(weight)
+    def __call__(self, features, **kwargs):
+        return {"sentence_embedding": self.weight[features["input_ids"][:, 0]]}
+
+out_path = sys.argv[1]
+world = mx.distributed.init()
+rank, size = world.rank(), world.size()
+rng = np.random.default_rng(0)
+model = Table(rng.normal(0, 0.3, (64, 16)).astype(np.float32))
+ids = rng.choice(64, size=(3, 8), replace=False)
+full = [{"input_ids": mx.array(c[:, None]), "attention_mask": mx.ones((8, 1), dtype=mx.int32)} for c in ids]
+local_b = 8 // size
+local = [{k: v[rank * local_b:(rank + 1) * local_b] for k, v in f.items()} for f in full]
+kw = {"directions": ("query_to_doc", "doc_to_query"), "partition_mode": "per_direction"}
+plain = losses.MultipleNegativesRankingLoss(model, gather_across_devices=True, **kw)
+loss_p, grads_p = nn.value_and_grad(model, lambda f: plain(f))(local)
+cached = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=3, gather_across_devices=True, **kw)
+loss_c, grads_c = cached.value_and_grad(local)
+full_loss, full_grads = nn.value_and_grad(model, lambda f: losses.MultipleNegativesRankingLoss(model, **kw)(f))(full)
+summed = {k: np.array(mx.distributed.all_sum(v)) for k, v in tree_flatten(grads_p)}
+ref = {k: np.array(v) for k, v in tree_flatten(full_grads)}
+result = {
+    "size": size,
+    "losses": np.array(mx.distributed.all_gather(mx.stack([loss_p, loss_c]).reshape(1, 2))).tolist(),
+    "full_loss": full_loss.item(),
+    "sum_vs_full": max(float(np.abs(summed[k] - size * v).max()) for k, v in ref.items()),
+    "cached_vs_plain": max(float(np.abs(np.array(grads_c["weight"]) - np.array(grads_p["weight"])).max()), 0.0),
+    "scale": max(float(np.abs(v).max()) for v in ref.values()),
+}
+if rank == 0:
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+"""
+
+
+def test_gather_across_devices_two_processes(tmp_path):
+    """Two ring-backend processes, 4 rows each, gathering with gradients (ST's all_gather_with_grad): the
+    mean of the ranks' losses is the one-process full-batch loss, the summed gradients are W x its
+    gradients (DDP's average is the full-batch gradient), and GradCache agrees with the uncached loss."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = Path(sys.executable).with_name("mlx.launch")
+    launcher = str(launcher) if launcher.exists() else shutil.which("mlx.launch")
+    if launcher is None:
+        pytest.skip("mlx.launch is not installed")
+    script = tmp_path / "dist_child.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    out = tmp_path / "result.json"
+    proc = subprocess.run([launcher, "-n", "2", "--backend", "ring", "--", sys.executable, str(script), str(out)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if not out.exists():
+        if "ring" in proc.stderr.lower() and "error" in proc.stderr.lower():
+            pytest.skip(f"ring backend unavailable: {proc.stderr[-300:]}")
+        raise AssertionError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    result = json.loads(out.read_text())
+    print("two processes:", result)
+    assert result["size"] == 2
+    per_rank = np.array(result["losses"])  # (rank, [uncached, cached])
+    np.testing.assert_allclose(per_rank[:, 1], per_rank[:, 0], rtol=1e-6)
+    assert per_rank[:, 0].mean() == pytest.approx(result["full_loss"], rel=1e-6)
+    assert result["sum_vs_full"] < 1e-5 * result["scale"]
+    assert result["cached_vs_plain"] < 1e-6 * result["scale"]
