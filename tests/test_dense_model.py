@@ -35,7 +35,8 @@ def test_minilm_matches_st(minilm_dir):
     batch = texts(40, seed=3, n_max=60)
     ours = SentenceTransformer(str(minilm_dir))
     ref = reference(minilm_dir)
-    assert ours.generation == "st5" and len(ours) == len(ref) == 3
+    # an ST 5 folder runs as the installed library runs it (ST 6.2 reads ST 5 folders with its own semantics)
+    assert ours.generation == ("st6" if ST6 else "st5") and len(ours) == len(ref) == 3
     assert ours.max_seq_length == ref.max_seq_length == 256
     assert ours.get_sentence_embedding_dimension() == 384
     got = ours.encode(batch, batch_size=8)

@@ -78,15 +78,22 @@ def test_plain_hf_model_saves_the_installed_generations_layout(tiny_bert_dir, tm
     assert max_diff(ours.encode(BATCH), reference(tmp_path / "hf-st").encode(BATCH)) <= TOL
 
 
-def test_st5_built_model_saves_st5_layout(tiny_bert_dir, tmp_path):
+def test_st5_built_model_saves_the_installed_layout(tiny_bert_dir, tmp_path):
+    # sentence_transformers.models.* is ST 5.3's API and ST 6.2's deprecated alias: the model runs and saves
+    # as the installed library would (ST 5.3: its layout; ST 6.2: its own)
     from mlx_hf_bridge.sentence_transformers import models
 
     transformer = models.Transformer(str(tiny_bert_dir), max_seq_length=64)
     model = SentenceTransformer(modules=[transformer, models.Pooling(32, "max"), models.Normalize()])
-    assert model.generation == "st5"
+    assert model.generation == ("st6" if ST6 else "st5")
     model.save(str(tmp_path / "st5"))
     modules = json.loads((tmp_path / "st5" / "modules.json").read_text())
-    assert [m["type"] for m in modules] == ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
-                                            "sentence_transformers.models.Normalize"]
-    assert json.loads((tmp_path / "st5" / "sentence_bert_config.json").read_text()) == {"max_seq_length": 64, "do_lower_case": False}
+    if not ST6:
+        assert [m["type"] for m in modules] == ["sentence_transformers.models.Transformer",
+                                                "sentence_transformers.models.Pooling",
+                                                "sentence_transformers.models.Normalize"]
+        config = json.loads((tmp_path / "st5" / "sentence_bert_config.json").read_text())
+        assert config == {"max_seq_length": 64, "do_lower_case": False}
+    else:
+        assert modules[1]["type"] == "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
     assert max_diff(model.encode(BATCH), reference(tmp_path / "st5").encode(BATCH)) <= TOL

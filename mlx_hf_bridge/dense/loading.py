@@ -1,12 +1,12 @@
-"""The module pipeline of a dense ``SentenceTransformer`` folder, read as the library that wrote it.
+"""The module pipeline of a dense ``SentenceTransformer`` folder.
 
-- sentence-transformers 5 folders (``sentence_transformers.models.*``: Transformer, Pooling, Dense,
-  Normalize) run with ST 5.3's semantics ("st5": texts stripped before tokenization, ST 5.3's Pooling);
-- sentence-transformers 6 folders (``sentence_transformers.base.modules.*`` and
-  ``sentence_transformer.modules.Pooling``, model_type ``SentenceTransformer``) with ST 6.2's ("st6");
-- plain HF folders as both do: the backbone + mean Pooling (ST 5.3's warning), with the semantics and save
-  layout of the installed sentence-transformers' generation (ST 5 installed: "st5", whose layout ST 5.3 and
-  6.2 both read; ST 6 or none: "st6"), so the saved folder loads in the user's own library.
+Folders of either generation load -- sentence-transformers 5 (``sentence_transformers.models.*``:
+Transformer, Pooling, Dense, Normalize), sentence-transformers 6 (``sentence_transformers.base.modules.*``
+and ``sentence_transformer.modules.Pooling``, model_type ``SentenceTransformer``) and plain HF folders (the
+backbone + mean Pooling, with ST's warning) -- and every model runs with the semantics and saves the layout
+of the *installed* sentence-transformers (``modules.pooling.installed_generation``; ST 6.2's when none is
+installed), as that library itself reads any folder: ST 5.3's ("st5": texts stripped before tokenization,
+ST 5.3's Pooling and quantisation; its layout is read by 5.3 and 6.2) or ST 6.2's ("st6").
 Everything the bridge cannot reproduce (other module kinds, a Router, StaticEmbedding, PyLate /
 multi-vector / Stanford folders) is refused by ``modules.layout`` or here before any weights are read.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..modules import Dense, Normalize, Transformer
 from ..modules import layout as module_layout
-from ..modules.pooling import Pooling
+from ..modules.pooling import Pooling, installed_generation
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +34,6 @@ class Loaded:
     modules: list
     generation: str  # "st5" | "st6": whose tokenization / Pooling semantics the model reproduces
     config: dict = field(default_factory=dict)  # config_sentence_transformers.json
-
-
-def installed_generation() -> str:
-    """"st5" when sentence-transformers 5 (or older) is installed, else "st6" (read from its metadata:
-    nothing is imported)."""
-    import importlib.metadata
-
-    try:
-        major = int(importlib.metadata.version("sentence-transformers").split(".")[0])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return "st6"
-    return "st5" if major <= 5 else "st6"
 
 
 def load_folder(folder, processor_kwargs=None, config_kwargs=None, model_kwargs=None) -> Loaded:
@@ -71,7 +59,8 @@ def load_folder(folder, processor_kwargs=None, config_kwargs=None, model_kwargs=
             "model_kwargs / processor_kwargs / config_kwargs are not applied to saved sentence-transformers folders "
             "on MLX yet; drop them (the folder's own settings are used)."
         )
-    generation = "st6" if layout.dialect == "st6" else "st5"
+    # the installed ST's semantics and save layout, whoever wrote the folder (as ST 6.2 reads ST 5 folders)
+    generation = installed_generation()
     # two passes: every settings-only module first (a bad Pooling mode is named before weights are read)
     modules = [None] * len(layout.modules)
     for index, (kind, path, entry) in enumerate(layout.modules):
@@ -96,5 +85,5 @@ def load_folder(folder, processor_kwargs=None, config_kwargs=None, model_kwargs=
             modules[index] = Transformer.load(sub)
         elif kind == "Dense":
             # ST 5.3's Dense always maps sentence_embedding; ST 6's names its features (same default)
-            modules[index] = Dense.load(sub, drop_unknown=generation == "st5")
+            modules[index] = Dense.load(sub, drop_unknown=layout.dialect != "st6")
     return Loaded(modules, generation, layout.model_config if isinstance(layout.model_config, dict) else {})

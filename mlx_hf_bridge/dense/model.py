@@ -17,7 +17,7 @@ import mlx.nn as nn
 from ..errors import check_texts
 from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..modules import Dense, Normalize, Transformer
-from ..modules.pooling import Pooling
+from ..modules.pooling import Pooling, installed_generation
 from . import loading
 from .encode import DenseEncodeMixin
 from .similarity import SimilarityFunction
@@ -88,7 +88,7 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
         self.default_prompt_name = default_prompt_name
         self.model_card_data = model_card_data
         self.model_name_or_path = str(model_name_or_path) if model_name_or_path else None
-        self.generation = "st6"
+        self.generation = installed_generation()  # whose semantics / layout: the installed ST's
         if model_name_or_path:
             if modules is not None:
                 logger.warning("Both `model_name_or_path` and `modules` were provided; the modules are loaded from the path.")

@@ -1,13 +1,12 @@
 """A dense ``SentenceTransformer``'s folder, in the layout of the generation it reproduces.
 
-- "st5" models (loaded from ST 5 folders, or built from ``sentence_transformers.models``) are written
+- "st5" models (sentence-transformers 5 installed, see ``dense.loading``) are written
   as ST 5.3 writes them: ``sentence_transformers.models.*`` types, ``sentence_bert_config.json`` with
   ``max_seq_length`` / ``do_lower_case``, ST 5.3's Pooling booleans and Dense keys, an empty
   ``N_Normalize/``. ST 5.3 and ST 6.2 both read that layout.
-- "st6" models (ST 6 folders, plain HF folders, ``sentence_transformer.modules``) as ST 6.2 writes them:
+- "st6" models (ST 6 or no ST installed) as ST 6.2 writes them:
   ``base.modules.*`` / ``sentence_transformer.modules.pooling.Pooling`` types and ST 6.2's configs.
-  ST 5.3 cannot read an ST 6.2 folder (its module types do not exist there): re-save through an ST 5
-  model (``model.generation = "st5"``) for ST 5.3 users.
+  ST 5.3 cannot read an ST 6.2 folder (its module types do not exist there), as with ST 6.2's own saves.
 Callers make the whole write atomic (``io_utils.save_folder``).
 """
 

@@ -11,6 +11,8 @@ Two generations, one implementation (``flavour``):
   replaces ``attention_mask`` and ``max`` leaves -1e9 in ``token_embeddings`` (returned by
   ``encode(output_value=None)``) -- so with ``cls`` + ``max`` a masked position 0 (left padding, an
   excluded prompt) gives a cls vector of -1e9 (ST 5.3's quirk, reproduced); config: ST 5.3's booleans.
+Which one a model runs is the installed sentence-transformers' (``installed_generation``; ST 6.2's when
+none is installed), whoever wrote the folder: ST 6.2 loads ST 5 folders with its own semantics too.
 For right-padded batches without excluded prompts both give the same vectors. Padding never reaches
 the result (every mode masks it), so padding-free batches (packed rows, zeros at padded positions)
 give ST's padded results.
@@ -26,6 +28,18 @@ import mlx.nn as nn
 import numpy as np
 
 from ..errors import read_json
+
+def installed_generation() -> str:
+    """"st5" when sentence-transformers 5 (or older) is installed, else "st6" (read from its metadata:
+    nothing is imported)."""
+    import importlib.metadata
+
+    try:
+        major = int(importlib.metadata.version("sentence-transformers").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return "st6"
+    return "st5" if major <= 5 else "st6"
+
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 # ST 6.2's legacy keys, in the order ST 5.3 concatenates the modes
@@ -73,11 +87,12 @@ class Pooling(nn.Module):
     POOLING_MODES = POOLING_MODES
 
     def __init__(self, embedding_dimension: int | None = None, pooling_mode=None, include_prompt: bool = True, *,
-                 word_embedding_dimension: int | None = None, flavour: str = "st6", **legacy_modes):
+                 word_embedding_dimension: int | None = None, flavour: str | None = None, **legacy_modes):
         super().__init__()
         unknown = sorted(set(legacy_modes) - set(LEGACY_MODE_KEYS))
         if unknown:
             raise TypeError(f"Pooling got unknown argument(s) {unknown}; valid: {sorted(CONFIG_KEYS)}.")
+        flavour = installed_generation() if flavour is None else flavour
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}.")
         dim = embedding_dimension if embedding_dimension is not None else word_embedding_dimension
@@ -203,7 +218,7 @@ class Pooling(nn.Module):
         (Path(output_path) / "config.json").write_text(json.dumps(self.get_config_dict(), indent=4))
 
     @classmethod
-    def load(cls, input_path, flavour: str = "st6") -> "Pooling":
+    def load(cls, input_path, flavour: str | None = None) -> "Pooling":
         """A saved Pooling folder (ST 5.3 booleans or ST 6.2 ``pooling_mode``); unknown keys and modes
         are refused before any weights are read."""
         path = Path(input_path) / "config.json"

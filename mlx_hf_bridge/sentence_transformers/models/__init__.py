@@ -1,7 +1,8 @@
 """``sentence_transformers.models`` (ST 5.3's module names and signatures) on MLX.
 
 Each is a thin spelling of the one implementation in :mod:`mlx_hf_bridge.modules`: ``Pooling`` runs
-with ST 5.3's semantics (``flavour="st5"``, see ``modules.pooling``) and ``Transformer`` takes ST 5.3's
+with the installed sentence-transformers' semantics (see ``modules.pooling``), as ST 6.2's deprecated alias
+does, and ``Transformer`` takes ST 5.3's
 ``model_args`` / ``tokenizer_args`` / ``config_args``."""
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Pooling(_Pooling):
                  pooling_mode_weightedmean_tokens: bool = False, pooling_mode_lasttoken: bool = False,
                  include_prompt: bool = True):
         super().__init__(
-            word_embedding_dimension, pooling_mode, include_prompt, flavour="st5",
+            word_embedding_dimension, pooling_mode, include_prompt,
             pooling_mode_cls_token=pooling_mode_cls_token, pooling_mode_max_tokens=pooling_mode_max_tokens,
             pooling_mode_mean_tokens=pooling_mode_mean_tokens,
             pooling_mode_mean_sqrt_len_tokens=pooling_mode_mean_sqrt_len_tokens,
