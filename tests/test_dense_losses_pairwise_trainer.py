@@ -57,12 +57,8 @@ def _labels(kind, rng):
     }[kind]
 
 
-# SoftmaxLoss owns its classifier (as in ST, whose trainer optimises loss.named_parameters()); the engine
-# steps only model.trainable_parameters(), so the classifier stays at its init: requested (engine/trainer.py).
-LOSS_PARAMETERS = pytest.mark.xfail(strict=True, raises=(AssertionError, TypeError), reason=(
-    "the engine trains model.trainable_parameters() only; SoftmaxLoss's classifier (the loss's own parameters) "
-    "must be trained too, as ST's trainer does"))
-
+# SoftmaxLoss owns its classifier: as ST's trainer (which optimises loss.named_parameters()) the engine
+# trains it beside the model (SentenceTransformerTrainer.trained_module)
 CASES = {
     "cosent": ("CoSENTLoss", ["s1", "s2"], "score", {}),
     "cosine-similarity": ("CosineSimilarityLoss", ["s1", "s2"], "score", {}),
@@ -72,7 +68,7 @@ CASES = {
     "triplet": ("TripletLoss", ["anchor", "positive", "negative"], None, {}),
     "online-contrastive": ("OnlineContrastiveLoss", ["s1", "s2"], "binary", {"margin": 1.0}),
     "batch-semi-hard-triplet": ("BatchSemiHardTripletLoss", ["text"], "groups", {"margin": 1.0}),
-    "softmax": pytest.param(("SoftmaxLoss", ["premise", "hypothesis"], "class", {"num_labels": 3}), marks=LOSS_PARAMETERS),
+    "softmax": ("SoftmaxLoss", ["premise", "hypothesis"], "class", {"num_labels": 3}),
 }
 
 

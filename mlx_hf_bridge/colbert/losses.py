@@ -196,7 +196,9 @@ class Contrastive:
 # --- Distillation -------------------------------------------------------------------------------
 def _kl_div_log_target(log_input: mx.array, log_target: mx.array, reduction: str) -> mx.array:
     """``torch.nn.KLDivLoss(reduction, log_target=True)(log_input, log_target)``."""
-    pointwise = mx.exp(log_target) * (log_target - log_input)
+    # torch's kl_div gives 0 where the target probability is 0 (log_target -inf: a candidate the teacher
+    # excludes); exp(-inf) * (-inf - x) would be NaN
+    pointwise = mx.where(log_target == -mx.inf, 0.0, mx.exp(log_target) * (log_target - log_input))
     if reduction == "batchmean":
         return pointwise.sum() / log_input.shape[0]
     if reduction == "sum":

@@ -104,8 +104,38 @@ def _json_default(o):
     return str(o)
 
 
+EXTRA_PARAMETERS = "loss_parameters.safetensors"
+
+
+def extra_parameters(trained) -> dict:
+    """The trained parameters outside the model (``trained.model``), e.g. SoftmaxLoss's classifier: saved
+    beside the model so a resume continues them exactly (the model folder holds only the model)."""
+    if getattr(trained, "model", None) is None:
+        return {}
+    return {k: v for k, v in tree_flatten(trained.trainable_parameters()) if not k.startswith("model.")}
+
+
+def load_extra_parameters(trained, path) -> None:
+    from ..loading import read_safetensors
+
+    own = extra_parameters(trained)
+    if not own:
+        return
+    file = Path(path) / EXTRA_PARAMETERS
+    if not file.exists():
+        raise ValueError(
+            f"{path} has no {EXTRA_PARAMETERS}: it was not written by a run whose loss trains parameters of its own "
+            f"({sorted(own)[:3]}...). Resume with the loss that wrote it, or start a new run."
+        )
+    tensors = read_safetensors(file, _RESUME_FIX)
+    if tensors.keys() != own.keys() or any(tensors[k].shape != own[k].shape for k in own):
+        raise ValueError(f"{file} does not match the loss's own parameters {sorted(own)[:3]}...; resume with the same loss.")
+    trained.update(tree_unflatten(list(tensors.items())))
+
+
 def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: TrainerState, args_dict: dict,
-                    save_only_model: bool = False, _before_commit=None, extra_json: dict | None = None) -> Path:
+                    save_only_model: bool = False, _before_commit=None, extra_json: dict | None = None,
+                    extra_parameters: dict | None = None) -> Path:
     """Write everything into a temp folder, then rename it to ``path`` (atomic on one filesystem).
 
     ``extra_json`` maps file names to JSON-able dicts written into the checkpoint before it is committed
@@ -118,6 +148,8 @@ def save_checkpoint(path, model, optimizer, scheduler_state: dict, state: Traine
 
     def write(tmp: Path):
         model.save(str(tmp))
+        if extra_parameters:
+            write_safetensors(tmp / EXTRA_PARAMETERS, extra_parameters)
         if not save_only_model:
             tensors = optimizer.state_tensors()
             write_safetensors(tmp / "optimizer.safetensors", tensors or {"__empty__": mx.zeros((0,))})

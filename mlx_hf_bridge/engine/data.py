@@ -122,7 +122,9 @@ class DefaultCollator:
             batch["dataset_name"] = rows[0]["dataset_name"]
         col = label_column(columns, self.valid_label_columns)
         if col is not None:
-            batch["label"] = mx.array(np.asarray([r[col] for r in rows]))
+            values = [r[col] for r in rows]
+            check_numeric_labels(values, col)
+            batch["label"] = mx.array(np.asarray(values))
             columns.remove(col)
         routes, prompts = self.router_mapping, self.prompts
         ds_name = batch.get("dataset_name")
@@ -186,11 +188,23 @@ def start_batch(features: list[dict], valid_label_columns, batch: dict, on_colum
     return column_names
 
 
+def check_numeric_labels(values: list, column: str) -> None:
+    """Text labels cannot become an array: name the column and the fix (instead of MLX's bad_cast)."""
+    first = values[0] if values else None
+    if isinstance(first, str) or (isinstance(first, (list, tuple)) and first and isinstance(first[0], str)):
+        raise TypeError(
+            f"label column {column!r} holds text ({values[0]!r}); labels must be numbers (a score, a class index or "
+            "a list of scores). Map the text labels to numbers first, e.g. dataset.class_encode_column"
+            f"({column!r}), or rename the column if it is a text input."
+        )
+
+
 def label_array(features: list[dict], column: str) -> mx.array:
     values = [row[column] for row in features]
+    check_numeric_labels(values, column)
     try:
         return mx.array(values)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:
         lengths = sorted({len(v) if isinstance(v, (list, tuple)) else 1 for v in values})
         raise ValueError(
             f"label column {column!r} cannot form one array ({exc}; row lengths {lengths}). Every row needs "

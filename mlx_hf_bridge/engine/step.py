@@ -112,8 +112,16 @@ def _set(model, flat: dict):
 class StepRunner:
     """Holds the fp32 master weights of ``model`` and applies HF-semantics optimizer steps."""
 
-    def __init__(self, model, optimizer, max_grad_norm: float, compute_dtype=None, compile: bool = False):
+    def __init__(self, model, optimizer, max_grad_norm: float, compute_dtype=None, compile: bool = False,
+                 clip_prefix: str | None = None):
         self.model, self.optimizer = model, optimizer
+        # HF clips model.parameters() only: with a loss that trains its own parameters (SoftmaxLoss's
+        # classifier), only names under this prefix enter the norm and are clipped
+        self.clip_prefix = clip_prefix
+        # ST 5.3's trainer (transformers' loop calls model.zero_grad()) never clears the gradients of a loss's
+        # own parameters, so they add up over steps; reproduced when asked (accumulate_outside_prefix)
+        self.accumulate_outside_prefix = False
+        self._carried: dict | None = None
         self.max_grad_norm = max_grad_norm
         self.compute_dtype = compute_dtype
         self.compile = compile
@@ -187,13 +195,20 @@ class StepRunner:
                 mx.eval(acc_loss, acc)
                 if on_substep_end is not None:
                     on_substep_end()
-        norm = global_norm(acc)
+        if self.accumulate_outside_prefix and self.clip_prefix is not None:
+            if self._carried is not None:
+                acc = {k: g + self._carried[k] if k in self._carried else g for k, g in acc.items()}
+            self._carried = {k: g for k, g in acc.items() if not k.startswith(self.clip_prefix)}
+        clipped = acc if self.clip_prefix is None else {k: g for k, g in acc.items() if k.startswith(self.clip_prefix)}
+        norm = global_norm(clipped)
         mx.eval(acc_loss, norm)
         loss_val, norm_val = acc_loss.item(), norm.item()
         if not (math.isfinite(loss_val) and math.isfinite(norm_val)):
             cause = "loss" if not math.isfinite(loss_val) else "grad_norm"
             raise NonFiniteLossError(f"loss={loss_val}, grad_norm={norm_val}", cause, loss_val, norm_val)
         coef = clip_coefficient(norm, self.max_grad_norm)  # applied inside the optimizer's update pass
+        if self.clip_prefix is not None and coef is not None:  # undo the scale where HF does not clip
+            acc = {k: g if k.startswith(self.clip_prefix) else g / coef for k, g in acc.items()}
         new_params, moments = self.optimizer.compute(self.params, acc, lr_factor, grad_scale=coef)
         # Only the lazy results are referenced when they are evaluated, so the fused AdamW updates
         # weights and moments in place (no fresh buffers, no page faults on ~3x the model size).

@@ -96,6 +96,16 @@ class Trainer:
     def _resolve_resume(self, resume_from_checkpoint):
         return health.resolve_resume(resume_from_checkpoint, self.args.output_dir)
 
+    def trained_module(self):
+        """The module whose trainable parameters the optimizer steps: the model, or an object that holds
+        it under ``.model`` plus parameters of its own (a loss with a classifier, as ST's SoftmaxLoss)."""
+        return self.model
+
+    def carries_loss_gradients(self) -> bool:
+        """Whether the gradients of parameters outside the model add up over steps (a library quirk a
+        subclass reproduces); the engine clears every gradient each step."""
+        return False
+
     def create_optimizer_and_scheduler(self, num_training_steps: int):
         args = self.args
         if self.optimizer is None:
@@ -103,7 +113,7 @@ class Trainer:
             if not optim.startswith("adamw"):
                 raise ValueError(f"optim={optim!r} is not available on MLX; use 'adamw_torch' (the default AdamW).")
             self.optimizer = AdamW.for_model(
-                self.model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
+                self.trained_module(), args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
                 args.adam_epsilon, lr_mapping=getattr(args, "learning_rate_mapping", None),
             )
         if self.lr_scheduler is None or self._created_scheduler:  # HF rebuilds its own scheduler per train()
@@ -166,11 +176,15 @@ class Trainer:
         self.create_optimizer_and_scheduler(max_steps)
         if resume is not None:
             ckpt.load_model_weights(self.model, resume)
+            ckpt.load_extra_parameters(self.trained_module(), resume)
             ckpt.load_optimizer(resume, self.optimizer)
         self._unverified = resume  # the next step's loss tells whether its weights can be trained from
-        self.runner = StepRunner(self.model, self.optimizer, args.max_grad_norm,
+        trained = self.trained_module()
+        self.runner = StepRunner(trained, self.optimizer, args.max_grad_norm,
                                  resolve_compute_dtype(args.bf16, args.fp16),
-                                 compile=bool(getattr(args, "torch_compile", False)))
+                                 compile=bool(getattr(args, "torch_compile", False)),
+                                 clip_prefix=None if trained is self.model else "model.")
+        self.runner.accumulate_outside_prefix = trained is not self.model and self.carries_loss_gradients()
         epochs_trained = self.state.global_step // nups
         skip_batches = (self.state.global_step % nups) * ga if resume is not None and not args.ignore_data_skip else 0
 
@@ -335,6 +349,7 @@ class Trainer:
         self.state.stateful_callbacks["TrainerControl"] = self.control.state()
         sched = self.lr_scheduler.state_json(self.state.global_step, [g["lr"] for g in self.optimizer.groups])
         ckpt.save_checkpoint(path, self.model, self.optimizer, sched, self.state, self._args_dict(),
+                             extra_parameters=ckpt.extra_parameters(self.trained_module()),
                              save_only_model=bool(getattr(self.args, "save_only_model", False)),
                              _before_commit=getattr(self, "_before_commit_hook", None),
                              extra_json={health.HEALTH_FILE: health.weights_record(self.model, self.state.global_step)})

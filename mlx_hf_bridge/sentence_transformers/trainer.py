@@ -38,6 +38,15 @@ def _is_loss_dict(loss) -> bool:
     return isinstance(loss, dict) and not isinstance(loss, nn.Module)
 
 
+def _own_parameters(loss, model) -> bool:
+    """Whether ``loss`` is an ``nn.Module`` holding ``model`` and trainable parameters besides it."""
+    if not isinstance(loss, nn.Module) or getattr(loss, "model", None) is not model:
+        return False
+    from mlx.utils import tree_flatten
+
+    return any(not k.startswith("model.") for k, _ in tree_flatten(loss.trainable_parameters()))
+
+
 def _loss_spec(loss):
     spec = getattr(loss, "expected_inputs", None)
     if spec is not None:
@@ -101,6 +110,12 @@ class SentenceTransformerTrainer(Trainer):
             loss = self.get_default_loss(model)
         if _is_loss_dict(loss):
             self.loss = {name: self._prepare_loss(fn, model) for name, fn in loss.items()}
+            trains_own = [name for name, fn in self.loss.items() if _own_parameters(fn, model)]
+            if trains_own:
+                raise ValueError(
+                    f"The losses for {trains_own} train parameters of their own (e.g. SoftmaxLoss's classifier); in a "
+                    "loss dict the MLX trainer cannot train them yet. Train those datasets in a run of their own."
+                )
             for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
                 if ds is None:
                     continue
@@ -121,6 +136,21 @@ class SentenceTransformerTrainer(Trainer):
         self._eval = self._source(eval_dataset, "eval")
 
     # --- set-up helpers ------------------------------------------------------------------------
+    def trained_module(self):
+        """The loss itself when it trains parameters of its own beside the model (SoftmaxLoss's classifier,
+        MSELoss's projection): ST's trainer optimises the loss's parameters, which include the model's."""
+        return self.loss if _own_parameters(self.loss, self.model) else self.model
+
+    # ST 5.3 with transformers' loop never zeroes the loss's own gradients (SoftmaxLoss's classifier
+    # gradient sums over all steps so far); ST 6.2 does. Reproduced where ST 5 is installed; set this to
+    # False for the fixed behaviour.
+    reproduce_st5_loss_gradient_accumulation = True
+
+    def carries_loss_gradients(self) -> bool:
+        from ..modules.pooling import installed_generation
+
+        return self.reproduce_st5_loss_gradient_accumulation and installed_generation() == "st5"
+
     def get_default_loss(self, model):
         """ST's default: ``CoSENTLoss(model)`` for a dense SentenceTransformer. A ColBERT model has no
         default in PyLate / ST 5 (ST would build CoSENT over its token embeddings), so it is refused."""
