@@ -26,7 +26,7 @@ def check_columns(loss, sentence_features, low: int, high: int | None, roles: st
             f"{type(loss).__name__} expects {want} text columns ({roles}), got {n}. Columns are used by "
             "position: select / reorder them with dataset.select_columns([...])."
         )
-    rows = [int(f["input_ids"].shape[0]) for f in sentence_features]
+    rows = [int(next(v for v in f.values() if hasattr(v, "shape")).shape[0]) for f in sentence_features]
     if any(r != rows[0] for r in rows[1:]):
         raise ValueError(
             f"{type(loss).__name__}: the text columns have {rows} rows; every column needs one text per "

@@ -10,6 +10,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..colbert.loss_common import cross_entropy
+from ._inbatch import check_columns  # noqa: F401  (one column check for every dense loss)
 
 
 def embed_columns(model, sentence_features) -> list[mx.array]:
@@ -19,17 +20,6 @@ def embed_columns(model, sentence_features) -> list[mx.array]:
 
 def rows(sentence_features) -> int:
     return int(sentence_features[0]["input_ids"].shape[0])
-
-
-def check_columns(loss, sentence_features, low: int, high: int | None, roles: str):
-    """A wrong number of text columns names the count, the roles and the fix (before any forward)."""
-    n = len(sentence_features)
-    if n < low or (high is not None and n > high):
-        want = f"{low}" if high == low else f"at least {low}" if high is None else f"{low} to {high}"
-        raise ValueError(
-            f"{type(loss).__name__} expects {want} text columns ({roles}), got {n}. Columns are used by "
-            "position: select / reorder them with dataset.select_columns([...])."
-        )
 
 
 def _kind(values: np.ndarray) -> str:

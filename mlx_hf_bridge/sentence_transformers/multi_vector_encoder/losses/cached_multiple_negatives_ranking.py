@@ -4,13 +4,13 @@ and token-budget mini-batches."""
 
 from __future__ import annotations
 
-import bisect
 from typing import Any, Callable
 
 import mlx.core as mx
 import numpy as np
 
 from ....colbert.conventions import MULTI_VECTOR_ENCODER, colbert_scores
+from ....losses.gradcache import token_budget_ranges
 from ....colbert.gradcache import CachedContrastive
 from ._common import check_scale, refuse_multi_process_gather, similarity_fct_name
 
@@ -102,15 +102,7 @@ class CachedMultiVectorMultipleNegativesRankingLoss(CachedContrastive):
     def _ranges(self, sentence_feature: dict) -> list[tuple[int, int]]:
         if self.mini_batch_num_tokens is None:
             return super()._ranges(sentence_feature)
-        # ST 6's greedy packing: as many rows as fit the budget of attended tokens, at least one
-        cumulative = np.cumsum(np.asarray(sentence_feature["attention_mask"]).sum(axis=1)).tolist()
-        ranges, begin = [], 0
-        while begin < len(cumulative):
-            before = cumulative[begin - 1] if begin else 0
-            end = max(bisect.bisect_right(cumulative, before + self.mini_batch_num_tokens), begin + 1)
-            ranges.append((begin, end))
-            begin = end
-        return ranges
+        return token_budget_ranges(sentence_feature["attention_mask"], self.mini_batch_num_tokens)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
