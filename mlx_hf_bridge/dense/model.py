@@ -321,19 +321,11 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
 
     def _card_info(self, model_name=None, train_datasets=None, model_id=None) -> dict:
         """What the README says: the model card data, the trainer's facts (``card_info``), the model."""
-        card_data = self.model_card_data
-        info = {**(card_data.to_info() if hasattr(card_data, "to_info") else {}),
-                **(getattr(self, "card_info", {}) or {})}
-        info.update(family="sentence-transformers", model=self, max_seq_length=self.max_seq_length,
-                    dense_similarity=SIMILARITY_LABELS.get(self.similarity_fn_name, self.similarity_fn_name))
-        info.setdefault("base_model", self.model_name_or_path)
-        if model_name:
-            info.setdefault("model_name", model_name)
-        if train_datasets:
-            info["train_datasets"] = train_datasets
-        if model_id:
-            info["model_id"] = model_id
-        return info
+        from ..model_card.card_data import card_info
+
+        return card_info(self, "sentence-transformers", model_name, train_datasets, model_id,
+                         max_seq_length=self.max_seq_length,
+                         dense_similarity=SIMILARITY_LABELS.get(self.similarity_fn_name, self.similarity_fn_name))
 
     def _write_model_card(self, folder, model_name=None, train_datasets=None):
         from ..model_card import write_model_card

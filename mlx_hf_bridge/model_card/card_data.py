@@ -37,3 +37,29 @@ class SentenceTransformerModelCardData:
         for key in ("local_files_only", "generate_widget_examples"):
             info.pop(key)
         return {k: v for k, v in info.items() if v not in (None, [], "")}
+
+
+@dataclass
+class MultiVectorEncoderModelCardData(SentenceTransformerModelCardData):
+    """``MultiVectorEncoderModelCardData(...)``: ST 6.2's fields; the task and tags of a multi-vector model."""
+
+    task_name: str | None = None  # as ST 6.2: the card says "semantic search with late interaction"
+    tags: list[str] = field(
+        default_factory=lambda: ["sentence-transformers", "multi-vector", "colbert", "late-interaction"]
+    )
+
+
+def card_info(model, family: str, model_name=None, train_datasets=None, model_id=None, **facts) -> dict:
+    """The ``info`` a sentence-transformers-family model's README is written from: its model card data,
+    the trainer's facts (``model.card_info``, set after training), the model itself and ``facts``."""
+    card_data = getattr(model, "model_card_data", None)
+    info = {**(card_data.to_info() if hasattr(card_data, "to_info") else {}), **(getattr(model, "card_info", {}) or {})}
+    info.update(family=family, model=model, **facts)
+    info.setdefault("base_model", getattr(model, "model_name_or_path", None))
+    if model_name:
+        info.setdefault("model_name", model_name)
+    if train_datasets:
+        info["train_datasets"] = train_datasets
+    if model_id:
+        info["model_id"] = model_id
+    return info

@@ -1,6 +1,7 @@
-"""The README of a dense ``SentenceTransformer`` folder, in sentence-transformers' card structure
-(YAML front-matter with ``library_name: sentence-transformers``, description, Model Details, the
-``encode`` / ``similarity`` usage snippet, training sections, framework versions, citation)."""
+"""The README of a sentence-transformers folder -- a dense ``SentenceTransformer`` or an ST 6
+``MultiVectorEncoder`` (``card["family"]``) -- in sentence-transformers' card structure (YAML front-matter
+with ``library_name: sentence-transformers``, description, Model Details, the usage snippet, training
+sections, framework versions, citation)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,41 @@ On Apple Silicon the same calls run on MLX with `from mlx_hf_bridge.sentence_tra
 '''
 
 
+MV_TAGS = ["sentence-transformers", "multi-vector", "colbert", "late-interaction"]
+MV_TASK = "semantic search with late interaction"
+MV_USAGE = '''## Usage
+
+### Direct Usage (Sentence Transformers)
+
+First install the Sentence Transformers library:
+
+```bash
+pip install -U sentence-transformers
+```
+
+Then you can load this model and run inference.
+```python
+from sentence_transformers import MultiVectorEncoder
+
+# Download from the 🤗 Hub
+model = MultiVectorEncoder("{model_id}")
+# Run inference: one {dim}-dimensional vector per token
+query_embeddings = model.encode_query(["What is late interaction?"])
+document_embeddings = model.encode_document(["ColBERT scores every query token against every document token."])
+scores = model.similarity(query_embeddings, document_embeddings)  # MaxSim
+```
+
+On Apple Silicon the same calls run on MLX with `from mlx_hf_bridge.sentence_transformers import MultiVectorEncoder`.
+'''
+# family -> (model type, default tags, default task, pipeline tag, usage, what the vectors are)
+FAMILIES = {
+    "sentence-transformers": ("Sentence Transformer", DEFAULT_TAGS, DEFAULT_TASK, "sentence-similarity", USAGE,
+                              "a {dim}-dimensional dense vector space"),
+    "multi-vector": ("Multi-Vector Encoder", MV_TAGS, MV_TASK, "feature-extraction", MV_USAGE,
+                     "sequences of {dim}-dimensional token vectors, compared with MaxSim,"),
+}
+
+
 def dense_facts(folder) -> dict:
     facts = {}
     config = _read_json(folder / "config_sentence_transformers.json") or {}
@@ -56,7 +92,8 @@ def dense_facts(folder) -> dict:
 
 
 def front_matter(card: dict) -> dict:
-    tags = list(card.get("tags") or DEFAULT_TAGS)
+    family = FAMILIES[card.get("family", "sentence-transformers")]
+    tags = list(card.get("tags") or family[1])
     if card["trained"]:
         extra = ["generated_from_trainer"] + ([f"dataset_size:{card['dataset_size']}"] if card.get("dataset_size") else [])
         extra += [f"loss:{loss['name']}" for loss in card["losses"]]
@@ -70,7 +107,7 @@ def front_matter(card: dict) -> dict:
     datasets = [d["id"] for d in card["train_datasets"] + card["eval_datasets"] if d.get("id")]
     if datasets:
         data["datasets"] = list(dict.fromkeys(datasets))
-    data["pipeline_tag"] = "sentence-similarity"
+    data["pipeline_tag"] = family[3]
     data["library_name"] = "sentence-transformers"
     if card.get("base_model"):
         data["base_model"] = card["base_model"]
@@ -78,10 +115,12 @@ def front_matter(card: dict) -> dict:
 
 
 def render_dense_card(card: dict) -> str:
+    model_type, _, default_task, _, usage, vectors = FAMILIES[card.get("family", "sentence-transformers")]
+    cls = "MultiVectorEncoder" if card.get("family") == "multi-vector" else "SentenceTransformer"
     base = card.get("base_model")
     name = card.get("model_name")
     if not name or name.startswith("PyLate model"):
-        name = f"SentenceTransformer based on {base}" if base else "SentenceTransformer"
+        name = f"{cls} based on {base}" if base else cls
     dim = card.get("output_dimensionality", "?")
     if base:
         origin = f" finetuned from [{base}](https://huggingface.co/{base})"
@@ -93,16 +132,19 @@ def render_dense_card(card: dict) -> str:
            "# Doc / guide: https://huggingface.co/docs/hub/model-cards", _yaml(front_matter(card)), "---", "",
            f"# {name}\n",
            f"This is a [sentence-transformers](https://www.SBERT.net) model{origin}{_dataset_phrase(card['train_datasets'])}. "
-           f"It maps inputs to a {dim}-dimensional dense vector space and can be used for "
-           f"{card.get('task_name') or DEFAULT_TASK}."
+           f"It maps inputs to {vectors.format(dim=dim)} and can be used for "
+           f"{card.get('task_name') or default_task}."
            + (" It was trained on [Apple MLX](https://github.com/ml-explore/mlx) with `mlx_hf_bridge`." if card["trained"] else "")
            + "\n", "## Model Details\n\n### Model Description", ]
-    details = ["- **Model Type:** Sentence Transformer"]
+    details = [f"- **Model Type:** {model_type}"]
     if base:
         rev = f" <!-- at revision {card['base_model_revision']} -->" if card.get("base_model_revision") else ""
         details.append(f"- **Base model:** [{base}](https://huggingface.co/{base}){rev}")
     if card.get("max_seq_length") is not None:
         details.append(f"- **Maximum Sequence Length:** {card['max_seq_length']} tokens")
+    for label, key in (("Maximum Query Length", "query_length"), ("Maximum Document Length", "document_length")):
+        if card.get(key) is not None:
+            details.append(f"    - **{label}:** {card[key]} tokens")
     details.append(f"- **Output Dimensionality:** {dim} dimensions")
     details.append(f"- **Similarity Function:** {card.get('dense_similarity') or 'Cosine Similarity'}")
     language = card.get("language")
@@ -116,8 +158,9 @@ def render_dense_card(card: dict) -> str:
                "- **Repository:** [Sentence Transformers on GitHub](https://github.com/huggingface/sentence-transformers)\n"
                "- **Hugging Face:** [Sentence Transformers on Hugging Face](https://huggingface.co/models?library=sentence-transformers)\n")
     if card.get("model_string"):
-        out.append("### Full Model Architecture\n\n```\n" + card["model_string"].replace("ColBERT(", "SentenceTransformer(", 1) + "\n```\n")
-    out.append(USAGE.replace("{model_id}", card.get("model_id") or "sentence_transformers_model_id").replace("{dim}", str(dim)))
+        out.append("### Full Model Architecture\n\n```\n" + card["model_string"].replace("ColBERT(", f"{cls}(", 1) + "\n```\n")
+    default_id = "multi_vector_encoder_model_id" if cls == "MultiVectorEncoder" else "sentence_transformers_model_id"
+    out.append(usage.replace("{model_id}", card.get("model_id") or default_id).replace("{dim}", str(dim)))
     if card.get("eval_metrics"):
         out.append("## Evaluation\n\n### Metrics\n")
         out.append(markdown_table([{"Metric": k, "Value": v} for k, v in card["eval_metrics"].items()]))

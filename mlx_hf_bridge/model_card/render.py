@@ -88,7 +88,7 @@ def _dataset_phrase(datasets: list[dict]) -> str:
 def render_model_card(folder, info: dict | None = None) -> str:
     """The README.md text (see :func:`write_model_card` for the keys of ``info``)."""
     card = collect(folder, info)
-    if card.get("family") == "sentence-transformers":
+    if card.get("family") in ("sentence-transformers", "multi-vector"):
         from .dense import render_dense_card
 
         return render_dense_card(card)

@@ -340,13 +340,29 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
     def save(self, path, model_name=None, create_model_card: bool = True, train_datasets=None,
              safe_serialization: bool = True):
         """Write ST 6's folder layout into ``path``; other files there are left alone (as ST 6 does).
-        No README model card is written yet (``create_model_card`` is accepted for ST 6's signature)."""
+        With ``create_model_card`` a sentence-transformers-style README (``model_card.dense``)."""
         if path is None:
             return
         from ..engine.step import refuse_if_damaged
 
         refuse_if_damaged(self, path)
-        save_folder(path, lambda tmp: module_layout.write_st6_folder(self, tmp))
+
+        def write(tmp):
+            module_layout.write_st6_folder(self, tmp)
+            if create_model_card:
+                from ..model_card import write_model_card
+
+                write_model_card(tmp, self._card_info(model_name, train_datasets))
+
+        save_folder(path, write)
+
+    def _card_info(self, model_name=None, train_datasets=None, model_id=None) -> dict:
+        from ..model_card.card_data import card_info
+
+        return card_info(self, "multi-vector", model_name, train_datasets, model_id,
+                         max_seq_length=self.max_seq_length, dense_similarity="MaxSim",
+                         query_length=getattr(self.transformer, "query_length", None),
+                         document_length=getattr(self.transformer, "document_length", None))
 
     save_pretrained = save
 
@@ -355,10 +371,14 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
                     train_datasets=None, revision=None, create_pr: bool = False) -> str:
         """Save ST 6's layout, then upload it (``hub.push_to_hub``: the save is kept if the upload fails)."""
         from .. import hub
+        from ..model_card import write_model_card
+
+        def card(folder, final_repo_id):
+            write_model_card(folder, self._card_info(train_datasets=train_datasets, model_id=final_repo_id))
 
         return hub.push_to_hub(
             lambda folder: self.save(folder, model_name=repo_id, create_model_card=False),
             repo_id, token=token, private=private, commit_message=commit_message,
             local_model_path=local_model_path, exist_ok=exist_ok, replace_model_card=replace_model_card,
-            revision=revision, create_pr=create_pr, model_class="MultiVectorEncoder",
+            revision=revision, create_pr=create_pr, model_class="MultiVectorEncoder", card_fn=card,
         )

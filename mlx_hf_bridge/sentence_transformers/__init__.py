@@ -9,7 +9,7 @@ from ..engine.state import TrainerControl, TrainerState, TrainOutput
 from ..dense.model import SentenceTransformer
 from ..dense.quantization import quantize_embeddings
 from ..dense.similarity import SimilarityFunction
-from ..model_card.card_data import SentenceTransformerModelCardData
+from ..model_card.card_data import MultiVectorEncoderModelCardData, SentenceTransformerModelCardData
 from ..multi_vector import MultiVectorEncoder
 from .multi_vector_encoder import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
 from .trainer import SentenceTransformerTrainer
@@ -17,7 +17,7 @@ from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTra
 
 __all__ = [
     "SentenceTransformer", "SentenceTransformerModelCardData", "SimilarityFunction", "quantize_embeddings",
-    "MultiVectorEncoder", "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments",
+    "MultiVectorEncoder", "MultiVectorEncoderModelCardData", "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments",
     "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
     "TrainOutput", "TrainerCallback", "TrainerControl", "TrainerState",
 ]
