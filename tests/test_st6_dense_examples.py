@@ -31,11 +31,12 @@ SENTENCES = ["what causes tides", "Vaccines train the immune system.", "a short 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, tiny_bert_dir, minilm_dir):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import make_local_data
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    import importlib.util
+
+    # by path, under its own name: examples/pylate_scripts has a make_local_data module too
+    spec = importlib.util.spec_from_file_location("st_make_local_data", SCRIPTS / "make_local_data.py")
+    make_local_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_local_data)
     from huggingface_hub import HfApi
 
     data = tmp_path_factory.mktemp("st-local")
