@@ -256,3 +256,15 @@ def push_to_hub(
     if created_tmp:
         shutil.rmtree(folder, ignore_errors=True)
     return info.pr_url if create_pr else info.commit_url
+
+
+def push_model(model, repo_id: str, model_class: str, train_datasets=None, **kwargs) -> str:
+    """``push_to_hub`` of a sentence-transformers-family model (dense or multi-vector): ``model.save`` the
+    layout, write the README from ``model._card_info`` for the final repo id, upload (see :func:`push_to_hub`)."""
+    from .model_card import write_model_card
+
+    def card(folder, final_repo_id):
+        write_model_card(folder, model._card_info(train_datasets=train_datasets, model_id=final_repo_id))
+
+    return push_to_hub(lambda folder: model.save(folder, model_name=repo_id, create_model_card=False),
+                       repo_id, model_class=model_class, card_fn=card, **kwargs)

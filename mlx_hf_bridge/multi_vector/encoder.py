@@ -371,14 +371,9 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
                     train_datasets=None, revision=None, create_pr: bool = False) -> str:
         """Save ST 6's layout, then upload it (``hub.push_to_hub``: the save is kept if the upload fails)."""
         from .. import hub
-        from ..model_card import write_model_card
 
-        def card(folder, final_repo_id):
-            write_model_card(folder, self._card_info(train_datasets=train_datasets, model_id=final_repo_id))
-
-        return hub.push_to_hub(
-            lambda folder: self.save(folder, model_name=repo_id, create_model_card=False),
-            repo_id, token=token, private=private, commit_message=commit_message,
-            local_model_path=local_model_path, exist_ok=exist_ok, replace_model_card=replace_model_card,
-            revision=revision, create_pr=create_pr, model_class="MultiVectorEncoder", card_fn=card,
+        return hub.push_model(
+            self, repo_id, "MultiVectorEncoder", train_datasets=train_datasets, token=token, private=private,
+            commit_message=commit_message, local_model_path=local_model_path, exist_ok=exist_ok,
+            replace_model_card=replace_model_card, revision=revision, create_pr=create_pr,
         )
