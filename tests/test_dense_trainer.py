@@ -102,3 +102,33 @@ def test_kl_divergence_excludes_minus_infinity_teacher_scores_as_torch():
     expected = torch.nn.functional.kl_div(torch.tensor(student), torch.tensor(teacher).exp(), reduction="sum")
     got = _kl_div_log_target(mx.array(student), mx.array(teacher), "sum")
     assert np.isfinite(got.item()) and abs(got.item() - expected.item()) < 1e-6
+
+
+def test_a_teacher_model_inside_a_loss_module_is_not_trained():
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    from mlx_hf_bridge.sentence_transformers.trainer import _own_parameters
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+
+        def encode(self, texts):
+            return texts
+
+    class Loss(nn.Module):  # a module holding the student and, frozen by the trainer, a teacher
+        def __init__(self, model, teacher, head=False):
+            super().__init__()
+            self.model, self.teacher = model, teacher
+            if head:
+                self.head = nn.Linear(2, 3)
+
+    student, teacher = Model(), Model()
+    assert not _own_parameters(Loss(student, teacher), student)
+    assert not tree_flatten(teacher.trainable_parameters())  # as torch: ST runs a teacher without gradients
+    loss = Loss(student, Model(), head=True)
+    assert _own_parameters(loss, student)
+    assert sorted(k for k, _ in tree_flatten(loss.trainable_parameters()) if not k.startswith("model.")) == [
+        "head.bias", "head.weight"]

@@ -39,11 +39,16 @@ def _is_loss_dict(loss) -> bool:
 
 
 def _own_parameters(loss, model) -> bool:
-    """Whether ``loss`` is an ``nn.Module`` holding ``model`` and trainable parameters besides it."""
+    """Whether ``loss`` is an ``nn.Module`` holding ``model`` and trainable parameters besides it. Another
+    model the loss holds (a teacher or guide: anything with ``encode``) is frozen first: ST computes it
+    without gradients, so torch's optimizer never moves it (here a zero gradient would still decay it)."""
     if not isinstance(loss, nn.Module) or getattr(loss, "model", None) is not model:
         return False
     from mlx.utils import tree_flatten
 
+    for name, child in loss.children().items():
+        if name != "model" and isinstance(child, nn.Module) and hasattr(child, "encode"):
+            child.freeze()
     return any(not k.startswith("model.") for k, _ in tree_flatten(loss.trainable_parameters()))
 
 
