@@ -233,9 +233,11 @@ def test_triplet_versions_differ_where_st_changed():
     features = [{"input_ids": mx.array(column[:, None])} for column in ids]
     model = MlxTable(weight)
     metric = mlx_losses.TripletDistanceMetric.EUCLIDEAN
-    new = mlx_losses.TripletLoss(model, metric, 1.0)(features).item()
+    new = mlx_losses.TripletLoss(model, metric, 1.0, st_version="6.2")(features).item()
     old = mlx_losses.TripletLoss(model, metric, 1.0, st_version="5.3")(features).item()
     assert new != old
+    # the default follows the installed sentence-transformers (as the dense model's semantics do)
+    assert mlx_losses.TripletLoss(model, metric, 1.0)(features).item() == (new if ST == "6.2" else old)
     with pytest.raises(ValueError, match="st_version"):
         mlx_losses.TripletLoss(model, st_version="6")
 

@@ -38,13 +38,13 @@ class OnlineContrastiveLoss:
     margin
         Negative pairs closer than this are penalised (default 0.5).
     st_version
-        Bridge option, keyword only: ``"5.3"`` or ``"6.2"`` (default), see above.
+        Bridge option, keyword only: ``"5.3"``, ``"6.2"`` or None (default: the installed release's), see above.
     """
 
     expected_inputs = (2, 2, True, "anchor, other and a 'label' column (1 similar, 0 dissimilar)")
 
     def __init__(self, model, distance_metric=SiameseDistanceMetric.COSINE_DISTANCE, margin: float = 0.5, *,
-                 st_version: str = "6.2") -> None:
+                 st_version: str | None = None) -> None:
         self.model = model
         self.margin = margin
         self.distance_metric = distance_metric

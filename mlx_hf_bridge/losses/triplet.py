@@ -29,9 +29,15 @@ _ST5_METRICS = {
 }
 
 
-def _check_st_version(st_version: str) -> str:
+def _check_st_version(st_version: str | None) -> str:
+    """None: the installed sentence-transformers' behaviour (ST 6.2's when none is installed), as the
+    dense model's semantics follow it (``modules.pooling.installed_generation``)."""
+    if st_version is None:
+        from ..modules.pooling import installed_generation
+
+        return "5.3" if installed_generation() == "st5" else "6.2"
     if st_version not in ("5.3", "6.2"):
-        raise ValueError(f"st_version must be '6.2' (the default) or '5.3' (the older behaviour), got {st_version!r}.")
+        raise ValueError(f"st_version must be None (the installed release's), '6.2' or '5.3', got {st_version!r}.")
     return st_version
 
 
@@ -57,13 +63,14 @@ class TripletLoss:
         Default 5 (for the Euclidean distance; about 0.5 suits COSINE).
     st_version
         Bridge option, keyword only: ``"5.3"`` gives ST 5.3's values, whose EUCLIDEAN and MANHATTAN
-        metrics were negative distances (a sign slip ST 6.2 fixed); default ``"6.2"``.
+        metrics were negative distances (a sign slip ST 6.2 fixed), ``"6.2"`` the fixed ones; default None:
+        the installed release's (ST 6.2's when none is installed).
     """
 
     expected_inputs = (3, 3, False, "anchor, positive, negative")
 
     def __init__(self, model, distance_metric=TripletDistanceMetric.EUCLIDEAN, triplet_margin: float = 5, *,
-                 st_version: str = "6.2") -> None:
+                 st_version: str | None = None) -> None:
         self.model = model
         self.distance_metric = distance_metric
         self.triplet_margin = triplet_margin
