@@ -87,7 +87,8 @@ def ir_data(seed=0, n_queries=10, n_docs=37):
     rng = random.Random(seed)
     queries = {f"q{i}": sentence(rng, 2, 9) for i in range(n_queries)}
     corpus = {f"d{i:02d}": sentence(rng, 3, 22) for i in range(n_docs)}
-    relevant = {f"q{i}": {f"d{rng.randrange(n_docs):02d}" for _ in range(rng.randint(1, 3))} for i in range(n_queries - 1)}
+    relevant = {f"q{i}": {f"d{rng.randrange(n_docs):02d}" for _ in range(rng.randint(1, 3))}
+                for i in range(n_queries - 1)}
     relevant[f"q{n_queries - 1}"] = set()  # dropped by both (no relevant document)
     return queries, corpus, relevant
 
@@ -125,8 +126,8 @@ def test_information_retrieval_explicit_score_functions(models, tmp_path):
 
     def make(module, side):
         fn = torch_maxsim if side == "theirs" else mlx_maxsim
-        return module.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant, score_functions={"colbert": fn},
-                                                               corpus_chunk_size=9)
+        return module.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant,
+                                                               score_functions={"colbert": fn}, corpus_chunk_size=9)
 
     runs, *_ = run_both(models, "bert-min", make, tmp_path)
     assert "colbert_ndcg@10" in runs[0]
@@ -253,3 +254,37 @@ def test_bad_arguments_refused_as_st():
                 case(module, side)
             errors.append((type(info.value).__name__, str(info.value)))
         assert errors[0] == errors[1], i
+
+
+def test_trainer_runs_the_evaluator_as_st(st6_folders, tmp_path):
+    """An evaluator handed to MultiVectorEncoderTrainer runs at each evaluation: the same eval_* keys in
+    the log history and the same CSV files under output_dir/eval as ST 6.2's trainer (the values follow
+    each side's training, compared in test_st6_training)."""
+    import importlib
+
+    from datasets import Dataset
+
+    queries, corpus, relevant = ir_data(seed=8)
+    rows = [{"query": queries[f"q{i}"], "positive": corpus[f"d{i:02d}"]} for i in range(8)]
+    logged = {}
+    for side, st_name in (("theirs", "sentence_transformers"), ("ours", "mlx_hf_bridge.sentence_transformers")):
+        st = importlib.import_module(st_name)
+        losses = importlib.import_module(st_name + ".multi_vector_encoder.losses")
+        evaluation = importlib.import_module(st_name + ".multi_vector_encoder.evaluation")
+        model = st.MultiVectorEncoder(str(st6_folders["bert-min"]), **({"device": "cpu"} if side == "theirs" else {}))
+        args = st.MultiVectorEncoderTrainingArguments(
+            output_dir=str(tmp_path / side), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
+            eval_strategy="steps", eval_steps=1, save_strategy="no", report_to="none", seed=0)
+        evaluator = evaluation.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant, name="dev")
+        trainer = st.MultiVectorEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                               loss=losses.MultiVectorMultipleNegativesRankingLoss(model),
+                                               evaluator=evaluator)
+        trainer.train()
+        logged[side] = [sorted(k for k in e if k.startswith("eval_") and k not in ("eval_runtime",))
+                        for e in trainer.state.log_history if "eval_dev_maxsim_ndcg@10" in e]
+        logged[side + "-csv"] = [p.read_text().splitlines()[0] for p in sorted((tmp_path / side / "eval").iterdir())]
+    assert len(logged["ours"]) == 2
+    timing = {"eval_samples_per_second", "eval_steps_per_second"}
+    assert [[k for k in e if k not in timing] for e in logged["ours"]] == \
+        [[k for k in e if k not in timing] for e in logged["theirs"]]
+    assert logged["ours-csv"] == logged["theirs-csv"] and logged["ours-csv"][0].startswith("epoch,steps,maxsim-")

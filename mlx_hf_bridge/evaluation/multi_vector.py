@@ -158,7 +158,9 @@ class MultiVectorTripletEvaluator(TripletEvaluator):
             self.similarity_fn_names = [self.main_similarity_function.value]
         fn_keys = list(self._get_similarity_functions())
         if unknown_names := sorted(set(self.similarity_fn_names) - set(fn_keys)):
-            raise ValueError(f"`similarity_fn_names` got unexpected names {unknown_names}, expected names in {fn_keys}.")
+            raise ValueError(
+                f"`similarity_fn_names` got unexpected names {unknown_names}, expected names in {fn_keys}."
+            )
         if margin is None:
             self.margin = {k: 0 for k in fn_keys}
         elif isinstance(margin, (float, int)):

@@ -83,9 +83,8 @@ class MultiVectorDistillationEvaluator(SentenceEvaluator):
         self.csv_headers = ["epoch", "steps", "kl_divergence", "spearman"]
 
     def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        logger.info(
-            f"MultiVectorDistillationEvaluator: Evaluating the model on the {self.name} dataset{epoch_text(epoch, steps)}:"
-        )
+        out_txt = epoch_text(epoch, steps)
+        logger.info(f"MultiVectorDistillationEvaluator: Evaluating the model on the {self.name} dataset{out_txt}:")
         encode = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar}
         query_embeddings = model.encode_query(self.queries, **encode)
         pairwise = self.similarity_fct if self.similarity_fct is not None else model.similarity_pairwise
@@ -93,7 +92,8 @@ class MultiVectorDistillationEvaluator(SentenceEvaluator):
             n_ways = len(self.documents[0])
             flat = model.encode_document([d for row in self.documents for d in row], **encode)
             # (num_queries, n_ways), as the KD loss scores each query against its own candidates
-            student = np.stack([as_numpy(pairwise(query_embeddings, flat[way::n_ways])) for way in range(n_ways)], axis=1)
+            ways = [as_numpy(pairwise(query_embeddings, flat[way::n_ways])) for way in range(n_ways)]
+            student = np.stack(ways, axis=1)
         else:
             student = as_numpy(pairwise(query_embeddings, model.encode_document(self.documents, **encode)))
         teacher_log_probs = _log_softmax(self.scores / np.float32(self.teacher_temperature))
