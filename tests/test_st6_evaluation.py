@@ -288,3 +288,20 @@ def test_trainer_runs_the_evaluator_as_st(st6_folders, tmp_path):
     assert [[k for k in e if k not in timing] for e in logged["ours"]] == \
         [[k for k in e if k not in timing] for e in logged["theirs"]]
     assert logged["ours-csv"] == logged["theirs-csv"] and logged["ours-csv"][0].startswith("epoch,steps,maxsim-")
+
+
+def test_signatures_match_st():
+    """ST 6.2's parameter names, kinds and defaults (the triplet evaluator spells out the parameters ST's
+    forwards with ``*args, **kwargs`` to the dense ``TripletEvaluator``: compared with those)."""
+    import inspect
+
+    from sentence_transformers.sentence_transformer.evaluation import TripletEvaluator
+
+    def params(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    theirs, ours = modules()
+    for name in theirs.__all__:
+        expected = TripletEvaluator.__init__ if name == "MultiVectorTripletEvaluator" else getattr(theirs, name).__init__
+        assert params(getattr(ours, name).__init__) == params(expected), name
+    assert sorted(theirs.__all__) == sorted(ours.__all__)
