@@ -146,7 +146,7 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
                 best = max([(name, scores[name]["ndcg@k"][k]) for name in self.score_function_names], key=lambda x: x[1])
                 self.primary_metric = f"{best[0]}_ndcg@{k}"
             else:
-                self.primary_metric = f"{self.main_score_function.value}_ndcg@{k}"
+                self.primary_metric = f"{getattr(self.main_score_function, 'value', self.main_score_function)}_ndcg@{k}"
 
         metrics = {
             f"{score_function}_{metric_name.replace('@k', '@' + str(k))}": value
