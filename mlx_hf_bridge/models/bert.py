@@ -147,7 +147,9 @@ class BertPooler(nn.Module):
 
 
 class Model(nn.Module):
-    """``BertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H)."""
+    """``BertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H); with
+    ``output_hidden_states=True`` -> ``(last, hidden_states)``, transformers' tuple: the embeddings'
+    output, then each layer's (``num_hidden_layers + 1`` entries, the last one the last hidden state)."""
 
     def __init__(self, args: ModelArgs, add_pooling_layer: bool = True):
         super().__init__()
@@ -166,7 +168,7 @@ class Model(nn.Module):
         """The longest sequence the position table holds (MLX would read past it, torch raises)."""
         return int(self.args.max_position_embeddings)
 
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
         if input_ids.shape[1] > self.max_positions:  # MLX's gather would read past the table; torch raises
             raise ValueError(
                 f"Input of {input_ids.shape[1]} tokens is longer than BERT's position table "
@@ -175,9 +177,12 @@ class Model(nn.Module):
             )
         x = self.embeddings(input_ids, token_type_ids)
         bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
+        hidden_states = [x] if output_hidden_states else None
         for layer in self.encoder.layer:
             x = layer(x, bias)
-        return x
+            if hidden_states is not None:
+                hidden_states.append(x)
+        return (x, tuple(hidden_states)) if output_hidden_states else x
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings

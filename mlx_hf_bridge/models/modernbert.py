@@ -210,7 +210,9 @@ class ModernBertEncoderLayer(nn.Module):
 
 
 class Model(nn.Module):
-    """``ModernBertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H).
+    """``ModernBertModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H); with
+    ``output_hidden_states=True`` -> ``(last, hidden_states)`` as transformers: the embeddings' output,
+    then each layer's, where only the last entry has ``final_norm`` applied (it is the last hidden state).
 
     With ``pack_sequences`` set (the padding-free ColBERT losses set it while they encode) and the
     fused CPU attention available, a right-padded batch runs packed (``models/packing.py``):
@@ -228,10 +230,10 @@ class Model(nn.Module):
         self.layers = [ModernBertEncoderLayer(args, i) for i in range(args.num_hidden_layers)]
         self.final_norm = LayerNorm(args.hidden_size, eps=args.norm_eps, bias=args.norm_bias)
 
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
         x = self.embeddings(input_ids)
         if self._fuses_attention(x):
-            return self._fused_forward(x, attention_mask)
+            return self._fused_forward(x, attention_mask, output_hidden_states)
         L = input_ids.shape[1]
         global_bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         local_bias, visible, local = global_bias, None, None
@@ -248,14 +250,17 @@ class Model(nn.Module):
                     in_band = (band[0, 0] == 0).astype(mx.float32)
                     counts = attention_mask.astype(mx.float32) @ in_band
                     visible = (counts > 0).astype(x.dtype)[:, None, :, None]
+        hidden_states = [x] if output_hidden_states else None
         for layer in self.layers:
             if layer.layer_type == "sliding_attention":
                 x = layer(x, local_bias, visible, local)
             else:
                 x = layer(x, global_bias)
-        return self.final_norm(x)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        return _with_hidden_states(self.final_norm(x), hidden_states)
 
-    def _fused_forward(self, x, attention_mask):
+    def _fused_forward(self, x, attention_mask, output_hidden_states: bool = False):
         packing = None
         if self.pack_sequences and attention_mask is not None:
             packing = SequencePacking.plan(attention_mask)
@@ -266,10 +271,16 @@ class Model(nn.Module):
             segments = None
         full = FusedAttention(key_mask, -1, segments)
         sliding = FusedAttention(key_mask, self.args.local_attention // 2, segments)
+        hidden_states = [x] if output_hidden_states else None
         for layer in self.layers:
             x = layer(x, None, None, sliding if layer.layer_type == "sliding_attention" else full)
+            if hidden_states is not None:
+                hidden_states.append(x)
         x = self.final_norm(x)
-        return packing.unpack(x) if packing is not None else x
+        if packing is not None:
+            x = packing.unpack(x)
+            hidden_states = hidden_states and [packing.unpack(h) for h in hidden_states]
+        return _with_hidden_states(x, hidden_states)
 
     def _fuses_attention(self, x) -> bool:
         # the kernel has no attention-probability dropout
@@ -296,4 +307,12 @@ class Model(nn.Module):
     @staticmethod
     def has_pooler(weights: dict) -> bool:
         return False
+def _with_hidden_states(last, hidden_states):
+    """``last``, or ``(last, hidden_states)`` with the last entry replaced by ``last``: transformers
+    records each layer's output and then swaps in the final-normed last hidden state."""
+    if hidden_states is None:
+        return last
+    return last, (*hidden_states[:-1], last)
+
+
 HF_ARCHITECTURE = "ModernBertModel"

@@ -172,6 +172,17 @@ class Transformer(_Backbone):
         if token_id is None or (token_id == tok.unk_token_id and token != tok.unk_token):
             raise ValueError(f"query_expansion token={token!r} isn't in this tokenizer's vocabulary.")
 
+    def __call__(self, features: dict) -> dict:
+        """ST's forward: ``token_embeddings``, and ``all_layer_embeddings`` (every layer's output, as
+        transformers' ``hidden_states``) while the backbone config's ``output_hidden_states`` is set,
+        which ST's AdaptiveLayerLoss does around its first pass."""
+        if not getattr(getattr(self.auto_model, "config", None), "output_hidden_states", False):
+            return super().__call__(features)
+        last, hidden_states = self.auto_model(
+            features["input_ids"], features["attention_mask"], features.get("token_type_ids"), output_hidden_states=True
+        )
+        return {**features, "token_embeddings": last, "all_layer_embeddings": hidden_states}
+
     def get_embedding_dimension(self) -> int:
         return self.get_word_embedding_dimension()
 
