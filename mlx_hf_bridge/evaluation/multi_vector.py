@@ -132,6 +132,8 @@ class MultiVectorTripletEvaluator(TripletEvaluator):
     (``{name}_maxsim_accuracy``, ``triplet_evaluation[_{name}]_results.csv``). ``truncate_dim`` refused.
     """
 
+    always_st6 = True
+
     def __init__(self, anchors: list[str], positives: list[str], negatives: list[str],
                  main_similarity_function: str | SimilarityFunction | None = None,
                  margin: float | dict[str, float] | None = None, name: str = "", batch_size: int = 16,
@@ -139,40 +141,10 @@ class MultiVectorTripletEvaluator(TripletEvaluator):
                  similarity_fn_names: list[str] | None = None,
                  main_distance_function: str | SimilarityFunction | None = "deprecated") -> None:
         _refuse_truncate_dim(truncate_dim)
-        # the dense base checks names and margins against the dense functions: set ours after it
-        super().__init__(anchors, positives, negatives, name=name, batch_size=batch_size,
-                         show_progress_bar=show_progress_bar, write_csv=write_csv)
-        self._st6 = True
-        if main_distance_function != "deprecated" and main_similarity_function is None:
-            main_similarity_function = main_distance_function
-            logger.warning(
-                "The 'main_distance_function' parameter is deprecated. Please use 'main_similarity_function' instead. "
-                "'main_distance_function' will be removed in a future release."
-            )
-        self.main_similarity_function = (
-            SimilarityFunction(getattr(main_similarity_function, "value", main_similarity_function))
-            if main_similarity_function else None
-        )
-        self.similarity_fn_names = similarity_fn_names or []
-        if not self.similarity_fn_names and self.main_similarity_function is not None:
-            self.similarity_fn_names = [self.main_similarity_function.value]
-        fn_keys = list(self._get_similarity_functions())
-        if unknown_names := sorted(set(self.similarity_fn_names) - set(fn_keys)):
-            raise ValueError(
-                f"`similarity_fn_names` got unexpected names {unknown_names}, expected names in {fn_keys}."
-            )
-        if margin is None:
-            self.margin = {k: 0 for k in fn_keys}
-        elif isinstance(margin, (float, int)):
-            self.margin = {k: margin for k in fn_keys}
-        elif isinstance(margin, dict):
-            if unknown_keys := sorted(set(margin) - set(fn_keys)):
-                raise ValueError(f"`margin` got unexpected keys {unknown_keys}, expected keys in {fn_keys}.")
-            self.margin = {**{k: 0 for k in fn_keys}, **margin}
-        else:
-            raise ValueError(f"`margin` should be a float or a dictionary with keys in {fn_keys}.")
-        self.csv_headers = ["epoch", "steps"]
-        self._append_csv_headers(self.similarity_fn_names)
+        super().__init__(anchors, positives, negatives, main_similarity_function=main_similarity_function,
+                         margin=margin, name=name, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                         write_csv=write_csv, similarity_fn_names=similarity_fn_names,
+                         main_distance_function=main_distance_function)
 
     def _get_similarity_functions(self) -> dict:
         functions = {}
@@ -181,52 +153,11 @@ class MultiVectorTripletEvaluator(TripletEvaluator):
             functions[fn_name] = lambda a, p, n, pairwise=pairwise: (pairwise(a, p), pairwise(a, n))
         return functions
 
-    def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        logger.info(f"TripletEvaluator: Evaluating the model on the {self.name} dataset{epoch_text(epoch, steps)}:")
-        embeddings_anchors = self.embed_inputs(model, self.anchors, encode_fn_name="query")
-        embeddings_positives = self.embed_inputs(model, self.positives, encode_fn_name="document")
-        embeddings_negatives = self.embed_inputs(model, self.negatives, encode_fn_name="document")
-        if not self.similarity_fn_names:
-            self.similarity_fn_names = [model.similarity_fn_name]
-            self._append_csv_headers(self.similarity_fn_names)
-
-        similarity_functions = self._get_similarity_functions()
-        metrics = {}
-        for fn_name in self.similarity_fn_names:
-            if fn_name in similarity_functions:
-                positive_scores, negative_scores = similarity_functions[fn_name](
-                    embeddings_anchors, embeddings_positives, embeddings_negatives
-                )
-                # ST compares float32 tensors: the margin is added in float32 too
-                hits = as_numpy(positive_scores) > as_numpy(negative_scores) + np.float32(self.margin[fn_name])
-                accuracy = float(np.float32(hits.astype(np.float32).mean()))
-                metrics[f"{fn_name}_accuracy"] = accuracy
-                logger.info(f"Accuracy {fn_name.capitalize()} Similarity:\t{accuracy:.2%}")
-
-        if output_path is not None and self.write_csv:
-            append_csv_row(output_path, self.csv_file, self.csv_headers, [epoch, steps] + list(metrics.values()))
-        if len(self.similarity_fn_names) > 1:
-            metrics["max_accuracy"] = max(metrics.values())
-        if self.main_similarity_function:
-            self.primary_metric = f"{self.main_similarity_function.value}_accuracy"
-        elif len(self.similarity_fn_names) > 1:
-            self.primary_metric = "max_accuracy"
-        else:
-            self.primary_metric = f"{self.similarity_fn_names[0]}_accuracy"
-        metrics = self.prefix_name_to_metrics(metrics, self.name)
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
-        return metrics
-
     def embed_inputs(self, model, sentences, encode_fn_name: str | None = None, **kwargs):
+        kwargs.pop("truncate_dim", None)
         return encode_fn(model, encode_fn_name)(
             sentences, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar, **kwargs
         )
-
-    def get_config_dict(self):
-        config_dict = {}
-        if self.margin != {k: 0 for k in self._get_similarity_functions()}:
-            config_dict["margin"] = self.margin
-        return config_dict
 
 
 class MultiVectorRerankingEvaluator(RerankingEvaluator):

@@ -22,7 +22,10 @@ class TripletEvaluator(SentenceEvaluator):
 
     ST 6.2 embeds anchors with ``encode_query`` and positives / negatives with ``encode_document``
     and refuses unknown ``similarity_fn_names`` / ``margin`` keys; ST 5.3 uses ``encode`` for all three.
+    Subclasses change the scoring through ``_get_similarity_functions`` (ST 6.2's hook).
     """
+
+    always_st6 = False  # a subclass that exists only in ST 6 follows ST 6.2 whatever is installed
 
     def __init__(
         self,
@@ -45,7 +48,7 @@ class TripletEvaluator(SentenceEvaluator):
         self.negatives = negatives
         self.name = name
         self.truncate_dim = truncate_dim
-        self._st6 = st6()
+        self._st6 = self.always_st6 or st6()
         check_same_length(type(self).__name__, anchors=anchors, positives=positives, negatives=negatives)
 
         if main_distance_function != "deprecated" and main_similarity_function is None:
@@ -56,7 +59,7 @@ class TripletEvaluator(SentenceEvaluator):
             )
         self.main_similarity_function = similarity_value(main_similarity_function)
         self.similarity_fn_names = similarity_fn_names or []
-        fn_keys = ["cosine", "dot", "manhattan", "euclidean"]
+        fn_keys = list(self._get_similarity_functions())
         if self._st6:
             if not self.similarity_fn_names and self.main_similarity_function is not None:
                 self.similarity_fn_names = [self.main_similarity_function.value]
@@ -105,14 +108,15 @@ class TripletEvaluator(SentenceEvaluator):
             self.similarity_fn_names = [model.similarity_fn_name]
             self._append_csv_headers(self.similarity_fn_names)
 
+        similarity_functions = self._get_similarity_functions()
         metrics = {}
         for fn_name in self.similarity_fn_names:
-            if fn_name in PAIRWISE:
-                fn = PAIRWISE[fn_name]
-                positive_scores = as_numpy(fn(embeddings_anchors, embeddings_positives))
-                negative_scores = as_numpy(fn(embeddings_anchors, embeddings_negatives))
+            if fn_name in similarity_functions:
+                positive_scores, negative_scores = similarity_functions[fn_name](
+                    embeddings_anchors, embeddings_positives, embeddings_negatives
+                )
                 # ST compares float32 tensors: the margin is added in float32 too
-                hits = positive_scores > negative_scores + np.float32(self.margin[fn_name])
+                hits = as_numpy(positive_scores) > as_numpy(negative_scores) + np.float32(self.margin[fn_name])
                 accuracy = float(np.float32(hits.astype(np.float32).mean()))
                 metrics[f"{fn_name}_accuracy"] = accuracy
                 logger.info(f"Accuracy {fn_name.capitalize()} Similarity:\t{accuracy:.2%}")
@@ -144,9 +148,14 @@ class TripletEvaluator(SentenceEvaluator):
             **kwargs,
         )
 
+    def _get_similarity_functions(self) -> dict:
+        """name -> fn(anchors, positives, negatives) -> (positive scores, negative scores)."""
+        return {name: (lambda a, p, n, fn=PAIRWISE[name]: (fn(a, p), fn(a, n)))
+                for name in ("cosine", "dot", "manhattan", "euclidean")}
+
     def get_config_dict(self):
         config_dict = {}
-        if self.margin != {k: 0 for k in ("cosine", "dot", "manhattan", "euclidean")}:
+        if self.margin != {k: 0 for k in self._get_similarity_functions()}:
             config_dict["margin"] = self.margin
         if self.truncate_dim is not None:
             config_dict["truncate_dim"] = self.truncate_dim
