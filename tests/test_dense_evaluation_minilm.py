@@ -68,9 +68,14 @@ def test_embedding_similarity_triplet_binary(models, tmp_path, texts):
          False),
     ):
         runs_o, runs_t = run_both(models, tmp_path / name, make)
+        # The two models' embeddings differ by ~1e-7 (float32 kernels in another order, host-dependent);
+        # correlations near 0 amplify that: the manhattan Pearson (r = 0.044) differs by 1.2e-6 on an AMD
+        # EPYC host, under 1e-6 on an Intel one. So 5e-6 for these statistics of the two models' scores;
+        # the metric code itself is compared on identical scores at 1e-6 in tests/test_dense_evaluation.py.
+        tol = TOL if exact else 5 * TOL
         for r_o, r_t in zip(runs_o, runs_t):
-            assert_metrics_match(r_o, r_t, TOL, exact=exact)
-        assert_csv_dirs_match(tmp_path / name / "ours", tmp_path / name / "theirs", TOL, exact=exact)
+            assert_metrics_match(r_o, r_t, tol, exact=exact)
+        assert_csv_dirs_match(tmp_path / name / "ours", tmp_path / name / "theirs", tol, exact=exact)
 
 
 @pytest.mark.st6
