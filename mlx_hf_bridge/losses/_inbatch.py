@@ -26,7 +26,9 @@ def check_columns(loss, sentence_features, low: int, high: int | None, roles: st
             f"{type(loss).__name__} expects {want} text columns ({roles}), got {n}. Columns are used by "
             "position: select / reorder them with dataset.select_columns([...])."
         )
-    rows = [int(next(v for v in f.values() if hasattr(v, "shape")).shape[0]) for f in sentence_features]
+    # a StaticEmbedding's input_ids are one flat run of tokens: its offsets count the texts
+    rows = [int((f["offsets"] if "offsets" in f else next(v for v in f.values() if hasattr(v, "shape"))).shape[0])
+            for f in sentence_features]
     if any(r != rows[0] for r in rows[1:]):
         raise ValueError(
             f"{type(loss).__name__}: the text columns have {rows} rows; every column needs one text per "
@@ -80,6 +82,50 @@ def check_mnrl_options(scale, directions, partition_mode, hardness_mode, hardnes
             "effect. Set hardness_strength to a positive value to enable hardness weighting."
         )
     return tuple(directions)
+
+
+# --- the MultipleNegativesRankingLoss pair's shared options ------------------------------------------
+class MNRLOptions:
+    """The options, label check, config and block loss that MultipleNegativesRankingLoss and its
+    GradCache twin share (each keeps its own signature, as ST's two classes do)."""
+
+    def _set_mnrl_options(self, scale, similarity_fct, gather_across_devices, directions, partition_mode,
+                          hardness_mode, hardness_strength, warn) -> None:
+        self.directions = check_mnrl_options(scale, directions, partition_mode, hardness_mode, hardness_strength, warn)
+        self.scale = scale
+        self.similarity_fct = similarity_fct
+        self.gather_across_devices = gather_across_devices
+        self.partition_mode = partition_mode
+        self.hardness_mode = hardness_mode
+        self.hardness_strength = hardness_strength
+
+    def check_labels(self, labels, where: str = "batch") -> None:
+        check_no_labels(self, labels, where)
+
+    def mnrl_loss(self, columns, begin: int, end: int) -> mx.array:
+        """The mean loss's share of anchor rows ``[begin, end)`` (the whole batch: the loss itself)."""
+        batch_size = columns[0].shape[0]
+        queries, offset = gather(columns[0], self.gather_across_devices)
+        docs = [gather(d, self.gather_across_devices)[0] for d in columns[1:]]
+        return mnrl_block(self, queries, docs, begin, end, offset) / batch_size
+
+    def mnrl_config(self, similarity_fct_name, **between) -> dict:
+        """ST's ``get_config_dict`` order: scale, similarity_fct, ``between`` (the cached loss's
+        mini-batch keys), then the rest."""
+        return {
+            "scale": self.scale,
+            "similarity_fct": similarity_fct_name(self.similarity_fct),
+            **between,
+            "gather_across_devices": self.gather_across_devices,
+            "directions": self.directions,
+            "partition_mode": self.partition_mode,
+            "hardness_mode": self.hardness_mode,
+            "hardness_strength": self.hardness_strength,
+        }
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
 
 
 # --- gathering -----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from .gradcache import CachedDenseLoss
 logger = logging.getLogger(__name__)
 
 
-class CachedMultipleNegativesRankingLoss(CachedDenseLoss):
+class CachedMultipleNegativesRankingLoss(_inbatch.MNRLOptions, CachedDenseLoss):
     """:class:`MultipleNegativesRankingLoss` computed with GradCache (Gao et al., 2021): the same loss
     and the same (mean-loss) gradients, with peak memory set by ``mini_batch_size`` rather than the
     batch size. Pass 1 embeds each column in mini-batches without a graph, pass 2 scores anchors in
@@ -62,41 +62,16 @@ class CachedMultipleNegativesRankingLoss(CachedDenseLoss):
         hardness_strength: float = 0.0,
     ) -> None:
         self._init_cache(model, mini_batch_size, mini_batch_num_tokens, show_progress_bar)
-        self.directions = _inbatch.check_mnrl_options(
-            scale, directions, partition_mode, hardness_mode, hardness_strength, logger.warning)
-        self.scale = scale
-        self.similarity_fct = similarity_fct
-        self.gather_across_devices = gather_across_devices
-        self.partition_mode = partition_mode
-        self.hardness_mode = hardness_mode
-        self.hardness_strength = hardness_strength
-
-    def check_labels(self, labels, where: str = "batch") -> None:
-        _inbatch.check_no_labels(self, labels, where)
+        self._set_mnrl_options(scale, similarity_fct, gather_across_devices, directions, partition_mode,
+                               hardness_mode, hardness_strength, logger.warning)
 
     def check_inputs(self, sentence_features, labels) -> None:
         _inbatch.check_columns(self, sentence_features, *self.expected_inputs[:2], self.expected_inputs[3])
         self.check_labels(labels)
 
     def block_loss(self, columns, begin, end, labels=None) -> mx.array:
-        batch_size = columns[0].shape[0]
-        queries, offset = _inbatch.gather(columns[0], self.gather_across_devices)
-        docs = [_inbatch.gather(d, self.gather_across_devices)[0] for d in columns[1:]]
-        return _inbatch.mnrl_block(self, queries, docs, begin, end, offset) / batch_size
+        return self.mnrl_loss(columns, begin, end)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale,
-            "similarity_fct": similarity_fct_name(self.similarity_fct),
-            "mini_batch_size": self.mini_batch_size,
-            "mini_batch_num_tokens": self.mini_batch_num_tokens,
-            "gather_across_devices": self.gather_across_devices,
-            "directions": self.directions,
-            "partition_mode": self.partition_mode,
-            "hardness_mode": self.hardness_mode,
-            "hardness_strength": self.hardness_strength,
-        }
-
-    @property
-    def temperature(self) -> float:
-        return 1.0 / self.scale
+        return self.mnrl_config(similarity_fct_name, mini_batch_size=self.mini_batch_size,
+                                mini_batch_num_tokens=self.mini_batch_num_tokens)

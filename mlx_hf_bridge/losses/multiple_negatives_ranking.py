@@ -14,7 +14,7 @@ from . import _inbatch
 logger = logging.getLogger(__name__)
 
 
-class MultipleNegativesRankingLoss:
+class MultipleNegativesRankingLoss(_inbatch.MNRLOptions):
     """For each anchor, its positive must score above every other document in the batch (the other
     anchors' positives and every hard negative), optionally also in the other ``directions``.
 
@@ -71,17 +71,8 @@ class MultipleNegativesRankingLoss:
         hardness_strength: float = 0.0,
     ) -> None:
         self.model = model
-        self.directions = _inbatch.check_mnrl_options(
-            scale, directions, partition_mode, hardness_mode, hardness_strength, logger.warning)
-        self.scale = scale
-        self.similarity_fct = similarity_fct
-        self.gather_across_devices = gather_across_devices
-        self.partition_mode = partition_mode
-        self.hardness_mode = hardness_mode
-        self.hardness_strength = hardness_strength
-
-    def check_labels(self, labels, where: str = "batch") -> None:
-        _inbatch.check_no_labels(self, labels, where)
+        self._set_mnrl_options(scale, similarity_fct, gather_across_devices, directions, partition_mode,
+                               hardness_mode, hardness_strength, logger.warning)
 
     def _check(self, sentence_features, labels) -> list[dict]:
         sentence_features = list(sentence_features)
@@ -99,25 +90,10 @@ class MultipleNegativesRankingLoss:
     def compute_loss_from_embeddings(self, embeddings: list[mx.array], labels=None) -> mx.array:
         if len(embeddings) < 2:
             raise ValueError(f"Expected at least 2 embeddings, got {len(embeddings)}")
-        batch_size = embeddings[0].shape[0]
-        queries, offset = _inbatch.gather(embeddings[0], self.gather_across_devices)
-        docs = [_inbatch.gather(d, self.gather_across_devices)[0] for d in embeddings[1:]]
-        return _inbatch.mnrl_block(self, queries, docs, 0, batch_size, offset) / batch_size
+        return self.mnrl_loss(embeddings, 0, embeddings[0].shape[0])
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale,
-            "similarity_fct": similarity_fct_name(self.similarity_fct),
-            "gather_across_devices": self.gather_across_devices,
-            "directions": self.directions,
-            "partition_mode": self.partition_mode,
-            "hardness_mode": self.hardness_mode,
-            "hardness_strength": self.hardness_strength,
-        }
-
-    @property
-    def temperature(self) -> float:
-        return 1.0 / self.scale
+        return self.mnrl_config(similarity_fct_name)
 
     @property
     def citation(self) -> str:
