@@ -31,7 +31,23 @@ def metric_name(distance_metric) -> str:
     return name
 
 
-class ContrastiveLoss:
+class LabelledPairLoss:
+    """What ContrastiveLoss and OnlineContrastiveLoss share: (anchor, other) columns with 0 / 1 labels,
+    checked before the forward pass."""
+
+    expected_inputs = (2, 2, True, "anchor, other and a 'label' column (1 similar, 0 dissimilar)")
+
+    def check_labels(self, labels, where: str):
+        check_numeric(type(self).__name__, labels, where, "1 for similar pairs, 0 for dissimilar ones")
+
+    def _checked_embeddings(self, sentence_features, labels) -> list[mx.array]:
+        sentence_features = list(sentence_features)
+        check_columns(self, sentence_features, 2, 2, "anchor, other")
+        per_example(self, labels, rows(sentence_features))  # before the forward pass
+        return embed_columns(self.model, sentence_features)
+
+
+class ContrastiveLoss(LabelledPairLoss):
     """Hadsell et al. (2006): ``0.5 * (y * d² + (1 - y) * relu(margin - d)²)`` per pair, mean (or sum):
     positive pairs (label 1) are pulled together, negative pairs (label 0) pushed beyond ``margin``.
 
@@ -57,8 +73,6 @@ class ContrastiveLoss:
     ST 6.2 checks the label count and warns once for labels other than 0 / 1 (used as weights).
     """
 
-    expected_inputs = (2, 2, True, "anchor, other and a 'label' column (1 similar, 0 dissimilar)")
-
     def __init__(self, model, distance_metric=SiameseDistanceMetric.COSINE_DISTANCE, margin: float = 0.5,
                  size_average: bool = True) -> None:
         self.distance_metric = distance_metric
@@ -67,18 +81,12 @@ class ContrastiveLoss:
         self.size_average = size_average
         self._checked_labels = False
 
-    def check_labels(self, labels, where: str):
-        check_numeric(type(self).__name__, labels, where, "1 for similar pairs, 0 for dissimilar ones")
-
     def get_config_dict(self) -> dict[str, Any]:
         return {"distance_metric": metric_name(self.distance_metric), "margin": self.margin,
                 "size_average": self.size_average}
 
     def __call__(self, sentence_features, labels) -> mx.array:
-        sentence_features = list(sentence_features)
-        check_columns(self, sentence_features, 2, 2, "anchor, other")
-        per_example(self, labels, rows(sentence_features))  # before the forward pass
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+        return self.compute_loss_from_embeddings(self._checked_embeddings(sentence_features, labels), labels)
 
     forward = __call__
 

@@ -6,12 +6,12 @@ from typing import Any
 
 import mlx.core as mx
 
-from ._pairwise import check_columns, check_numeric, embed_columns, per_example, rows, warn_non_binary_once
-from .contrastive import SiameseDistanceMetric, metric_name
+from ._pairwise import per_example, warn_non_binary_once
+from .contrastive import LabelledPairLoss, SiameseDistanceMetric, metric_name
 from .triplet import _check_st_version
 
 
-class OnlineContrastiveLoss:
+class OnlineContrastiveLoss(LabelledPairLoss):
     """Contrastive loss over the hard pairs of the batch only: negatives closer than the farthest
     positive and positives farther than the closest negative, ``sum(d_pos²) + sum(relu(margin - d_neg)²)``
     (a sum, not a mean, as in ST).
@@ -41,8 +41,6 @@ class OnlineContrastiveLoss:
         Bridge option, keyword only: ``"5.3"``, ``"6.2"`` or None (default: the installed release's), see above.
     """
 
-    expected_inputs = (2, 2, True, "anchor, other and a 'label' column (1 similar, 0 dissimilar)")
-
     def __init__(self, model, distance_metric=SiameseDistanceMetric.COSINE_DISTANCE, margin: float = 0.5, *,
                  st_version: str | None = None) -> None:
         self.model = model
@@ -51,14 +49,8 @@ class OnlineContrastiveLoss:
         self.st_version = _check_st_version(st_version)
         self._checked_labels = False
 
-    def check_labels(self, labels, where: str):
-        check_numeric(type(self).__name__, labels, where, "1 for similar pairs, 0 for dissimilar ones")
-
     def __call__(self, sentence_features, labels, size_average=False) -> mx.array:
-        sentence_features = list(sentence_features)
-        check_columns(self, sentence_features, 2, 2, "anchor, other")
-        per_example(self, labels, rows(sentence_features))  # before the forward pass
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+        return self.compute_loss_from_embeddings(self._checked_embeddings(sentence_features, labels), labels)
 
     forward = __call__
 
