@@ -12,6 +12,7 @@ from .base import BaseEvaluator, SentenceEvaluator
 from .binary_classification import BinaryClassificationEvaluator
 from .embedding_similarity import EmbeddingSimilarityEvaluator
 from .information_retrieval import InformationRetrievalEvaluator
+from .label_accuracy import LabelAccuracyEvaluator
 from .mining import paraphrase_mining, paraphrase_mining_embeddings
 from .mse import MSEEvaluator
 from .nano_beir import NanoBEIREvaluator
@@ -24,6 +25,6 @@ from .triplet import TripletEvaluator
 __all__ = [
     "BaseEvaluator", "SentenceEvaluator", "SequentialEvaluator", "SimilarityFunction",
     "BinaryClassificationEvaluator", "EmbeddingSimilarityEvaluator", "InformationRetrievalEvaluator",
-    "MSEEvaluator", "NanoBEIREvaluator", "ParaphraseMiningEvaluator", "RerankingEvaluator", "TranslationEvaluator", "TripletEvaluator",
+    "LabelAccuracyEvaluator", "MSEEvaluator", "NanoBEIREvaluator", "ParaphraseMiningEvaluator", "RerankingEvaluator", "TranslationEvaluator", "TripletEvaluator",
     "paraphrase_mining", "paraphrase_mining_embeddings",
 ]

@@ -15,6 +15,7 @@ from ...evaluation import (  # noqa: F401
     BinaryClassificationEvaluator,
     EmbeddingSimilarityEvaluator,
     InformationRetrievalEvaluator,
+    LabelAccuracyEvaluator,
     MSEEvaluator,
     NanoBEIREvaluator,
     ParaphraseMiningEvaluator,
@@ -30,13 +31,13 @@ __all__ = [
     "SentenceEvaluator", "SimilarityFunction", "BinaryClassificationEvaluator", "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator", "MSEEvaluator", "ParaphraseMiningEvaluator", "SequentialEvaluator",
     "TranslationEvaluator", "TripletEvaluator", "RerankingEvaluator",
-    "NanoBEIREvaluator",
+    "NanoBEIREvaluator", "LabelAccuracyEvaluator",
 ]
 
 # ST 5.3's module per class -> the bridge module that defines it
 _ST5_MODULES = {
     "BinaryClassificationEvaluator": "binary_classification", "EmbeddingSimilarityEvaluator": "embedding_similarity",
-    "InformationRetrievalEvaluator": "information_retrieval", "MSEEvaluator": "mse", "NanoBEIREvaluator": "nano_beir",
+    "InformationRetrievalEvaluator": "information_retrieval", "LabelAccuracyEvaluator": "label_accuracy", "MSEEvaluator": "mse", "NanoBEIREvaluator": "nano_beir",
     "ParaphraseMiningEvaluator": "paraphrase_mining", "RerankingEvaluator": "reranking", "SentenceEvaluator": "base",
     "SequentialEvaluator": "sequential", "TranslationEvaluator": "translation", "TripletEvaluator": "triplet",
 }

@@ -6,6 +6,7 @@ from ....evaluation import (  # noqa: F401
     BinaryClassificationEvaluator,
     EmbeddingSimilarityEvaluator,
     InformationRetrievalEvaluator,
+    LabelAccuracyEvaluator,
     MSEEvaluator,
     NanoBEIREvaluator,
     ParaphraseMiningEvaluator,
@@ -21,12 +22,12 @@ __all__ = [
     "BaseEvaluator", "SentenceEvaluator", "SimilarityFunction", "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator", "InformationRetrievalEvaluator", "MSEEvaluator", "ParaphraseMiningEvaluator",
     "SequentialEvaluator", "TranslationEvaluator", "TripletEvaluator", "RerankingEvaluator",
-    "NanoBEIREvaluator",
+    "NanoBEIREvaluator", "LabelAccuracyEvaluator",
 ]
 
 from ...evaluation import alias_modules  # noqa: E402
 
 alias_modules(__name__, {name: name for name in (
-    "binary_classification", "embedding_similarity", "information_retrieval", "mse", "nano_beir", "paraphrase_mining",
+    "binary_classification", "embedding_similarity", "information_retrieval", "label_accuracy", "mse", "nano_beir", "paraphrase_mining",
     "reranking", "translation", "triplet",
 )})
