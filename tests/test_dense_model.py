@@ -166,10 +166,11 @@ def test_multi_vector_folder_is_refused(tiny_bert_dir, tmp_path):
         SentenceTransformer(str(folder))
 
 
-@pytest.mark.parametrize("kind", ["sentence_transformers.models.Router", "sentence_transformers.models.StaticEmbedding",
-                                  "sentence_transformers.base.modules.router.Router"])
-def test_router_and_static_embedding_are_refused_by_name(dense_folder, copy_dir, kind):
-    """Not implemented on MLX yet: refused naming the module type and what is supported, before weights."""
+@pytest.mark.parametrize("kind", ["sentence_transformers.models.WordEmbeddings", "sentence_transformers.models.CNN",
+                                  "sentence_transformers.sparse_encoder.modules.SpladePooling"])
+def test_unsupported_module_kinds_are_refused_by_name(dense_folder, copy_dir, kind):
+    """Not implemented on MLX: refused naming the module type and what is supported, before weights
+    (Router and StaticEmbedding run: tests/test_dense_router.py, tests/test_dense_static_embedding.py)."""
     folder = copy_dir(dense_folder)
     modules = json.loads((folder / "modules.json").read_text())
     modules[0]["type"] = kind

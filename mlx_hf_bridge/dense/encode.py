@@ -146,14 +146,19 @@ class DenseEncodeMixin:
     def _prompt_length(self, prompt: str, task=None) -> int:
         """ST's ``_get_prompt_length``: the tokenized prompt's length, less a trailing special token
         (measured as the model tokenizes: ST 5 folders strip it first)."""
+        from ..modules import Transformer
+
         cache = self.__dict__.setdefault("_prompt_lengths", {})
-        if prompt not in cache:
-            ids = np.array(self.tokenize([prompt])["input_ids"])
+        module = self.input_module(task) if hasattr(self, "input_module") else self.transformer
+        if not isinstance(module, Transformer):
+            return None  # a StaticEmbedding has no positions to exclude (Pooling never sees its tokens)
+        if (prompt, task) not in cache:
+            ids = np.array(self.tokenize([prompt], task=task)["input_ids"])
             length = ids.shape[-1]
-            if int(ids[0, -1]) in set(self.tokenizer.all_special_ids):
+            if int(ids[0, -1]) in set(module.tokenizer.all_special_ids):
                 length -= 1
-            cache[prompt] = length
-        return cache[prompt]
+            cache[(prompt, task)] = length
+        return cache[(prompt, task)]
 
     def get_model_kwargs(self) -> list:
         return []

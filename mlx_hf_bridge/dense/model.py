@@ -1,7 +1,9 @@
 """sentence-transformers' dense ``SentenceTransformer`` on MLX (ST 5.3 and ST 6.2 spellings).
 
 A sequential pipeline ``Transformer -> Pooling -> [Dense ...] -> [Normalize]`` of the bridge's ST
-module kinds (``mlx_hf_bridge.modules``), loaded from ST 5.3, ST 6.2 and plain HF folders
+module kinds (``mlx_hf_bridge.modules``) -- or a ``StaticEmbedding`` or a ``Router`` (asymmetric
+query / document routes) as the input module, then the same heads --, loaded from ST 5.3, ST 6.2
+and plain HF folders
 (``dense.loading``). It shares the machinery of the other families: the backbones, Dense and
 Normalize (``modules``), the length-ordered encode loop and packed rows (``colbert.encode`` /
 ``colbert.padding``, in ``dense.encode``), the similarity functions (``dense.similarity``).
@@ -18,6 +20,8 @@ from ..errors import check_texts
 from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..modules import Dense, Normalize, Transformer
 from ..modules.pooling import Pooling, installed_generation
+from ..modules.router import Router, call_module
+from ..modules.static_embedding import StaticEmbedding
 from . import loading
 from .encode import DenseEncodeMixin
 from .similarity import SimilarityFunction
@@ -29,6 +33,7 @@ SIMILARITY_LABELS = {"cosine": "Cosine Similarity", "dot": "Dot Product", "eucli
 logger = logging.getLogger(__name__)
 
 MODULE_KINDS = (Pooling, Dense, Normalize)
+INPUT_KINDS = (Transformer, StaticEmbedding, Router)  # the first module: it tokenizes
 
 
 class SentenceTransformer(DenseEncodeMixin, nn.Module):
@@ -109,6 +114,9 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
         self._check_modules(modules)
         if isinstance(modules[1] if len(modules) > 1 else None, Pooling) and model_name_or_path is None:
             self.generation = modules[1].flavour
+        elif isinstance(modules[0], Router) and model_name_or_path is None:
+            self.generation = modules[0].flavour  # its routing rules are one generation's
+        # the input module keeps the attribute name ``transformer`` (what the backbone helpers look up)
         self.transformer, self.heads = modules[0], modules[1:]
         self._validate_prompts()
         self.eval()
@@ -122,10 +130,10 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
 
     @staticmethod
     def _check_modules(modules):
-        if not isinstance(modules[0], Transformer):
+        if not isinstance(modules[0], INPUT_KINDS):
             raise TypeError(
-                f"The first module must be mlx_hf_bridge's Transformer (sentence_transformers.models.Transformer / "
-                f"base.modules.Transformer on MLX), got {type(modules[0]).__module__}.{type(modules[0]).__name__}."
+                f"The first module must be mlx_hf_bridge's Transformer, StaticEmbedding or Router (sentence-transformers' "
+                f"names on MLX), got {type(modules[0]).__module__}.{type(modules[0]).__name__}."
             )
         for module in modules[1:]:
             if not isinstance(module, MODULE_KINDS):
@@ -254,17 +262,23 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
     def tokenize(self, texts, prompt=None, task=None, **kwargs) -> dict:
         """ST's ``tokenize``: ``input_ids`` / ``attention_mask`` (/ ``token_type_ids``) as ``mx.array``.
         ST 5 folders strip each text first (ST 5.3's Transformer does; ST 6.2 does not)."""
+        if isinstance(self.transformer, Router):  # the route's input module tokenizes (dict rows name the task)
+            return self.transformer.preprocess(texts, prompt=prompt, task=task, strip=self.generation == "st5", **kwargs)
         texts = check_texts(texts)
         if prompt:
             texts = [prompt + t for t in texts]
-        if self.generation == "st5":
+        if self.generation == "st5" and isinstance(self.transformer, Transformer):
             texts = [t.strip() for t in texts]
         return self.transformer.preprocess(texts, task=task, **kwargs)
+
+    def input_module(self, task=None):
+        """What tokenizes ``task``'s texts: the Transformer / StaticEmbedding, or the Router's route's."""
+        return self.transformer.input_module(task) if isinstance(self.transformer, Router) else self.transformer
 
     preprocess = tokenize
 
     def __call__(self, features: dict, task=None, **kwargs) -> dict:
-        out = self.transformer(features)
+        out = call_module(self.transformer, features, task)
         for module in self.heads:
             out = module(out, task=task)
         return out

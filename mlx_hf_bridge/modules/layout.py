@@ -32,6 +32,12 @@ ST5_KINDS = {
     "sentence_transformers.models.Dense.Dense": "Dense",
     "pylate.models.Dense.Dense": "Dense",
     "pylate.models.Dense": "Dense",
+    # dense only (dense.loading): ST 5.3's StaticEmbedding and Router (Asym: its old name)
+    "sentence_transformers.models.StaticEmbedding": "StaticEmbedding",
+    "sentence_transformers.models.StaticEmbedding.StaticEmbedding": "StaticEmbedding",
+    "sentence_transformers.models.Router": "Router",
+    "sentence_transformers.models.Router.Router": "Router",
+    "sentence_transformers.models.Asym": "Router",
 }
 ST6_KINDS = {
     "sentence_transformers.base.modules.transformer.Transformer": "Transformer",
@@ -45,6 +51,11 @@ ST6_KINDS = {
     # the dense family's (SentenceTransformer): read by dense.loading
     "sentence_transformers.sentence_transformer.modules.pooling.Pooling": "Pooling",
     "sentence_transformers.sentence_transformer.modules.Pooling": "Pooling",
+    "sentence_transformers.sentence_transformer.modules.static_embedding.StaticEmbedding": "StaticEmbedding",
+    "sentence_transformers.sentence_transformer.modules.StaticEmbedding": "StaticEmbedding",
+    "sentence_transformers.base.modules.router.Router": "Router",
+    "sentence_transformers.base.modules.Router": "Router",
+    "sentence_transformers.sentence_transformer.modules.Router": "Router",
 }
 MULTI_VECTOR_KINDS = ("Transformer", "Dense", "Normalize", "MultiVectorMask")
 # module kinds whose folder holds state the model needs (Pooling / Normalize folders may be absent,

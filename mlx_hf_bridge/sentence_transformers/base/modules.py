@@ -2,5 +2,6 @@
 built from. One implementation each, in :mod:`mlx_hf_bridge.modules`."""
 
 from ...modules import Dense, Normalize, Transformer
+from ...modules.router import Router
 
-__all__ = ["Dense", "Normalize", "Transformer"]
+__all__ = ["Dense", "Normalize", "Router", "Transformer"]

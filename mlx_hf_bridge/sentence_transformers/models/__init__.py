@@ -12,8 +12,12 @@ from ...modules import Normalize
 from ...modules import Transformer as _Transformer
 from ...modules.dense import TANH
 from ...modules.pooling import Pooling as _Pooling
+from ...modules.router import Router
+from ...modules.static_embedding import StaticEmbedding
 
-__all__ = ["Dense", "Normalize", "Pooling", "Transformer"]
+Asym = Router  # ST 5.3's alias
+
+__all__ = ["Asym", "Dense", "Normalize", "Pooling", "Router", "StaticEmbedding", "Transformer"]
 
 
 class Transformer(_Transformer):

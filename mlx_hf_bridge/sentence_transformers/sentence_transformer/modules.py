@@ -3,5 +3,9 @@ MLX, one implementation each in :mod:`mlx_hf_bridge.modules` (Pooling with ST 6.
 
 from ...modules import Dense, Normalize, Transformer
 from ...modules.pooling import Pooling
+from ...modules.router import Router
+from ...modules.static_embedding import StaticEmbedding
 
-__all__ = ["Dense", "Normalize", "Pooling", "Transformer"]
+Asym = Router  # ST 6.2 keeps the old name
+
+__all__ = ["Asym", "Dense", "Normalize", "Pooling", "Router", "StaticEmbedding", "Transformer"]
