@@ -45,10 +45,10 @@ def _st6_copy(st6_folder, tmp_path, break_weights=True):
 
 def test_unknown_module_type_is_named(st6_folder, tmp_path):
     folder = _st6_copy(st6_folder, tmp_path)
-    pooling = "sentence_transformers.multi_vector_encoder.modules.token_pooling.HierarchicalTokenPooling"
+    pooling = "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"  # a sparse-encoder module
     edit_json(folder / "modules.json", lambda m: m[2].update(type=pooling))
     for load in (MultiVectorEncoder, pylate_models.ColBERT):
-        with pytest.raises(LayoutError, match="HierarchicalTokenPooling") as err:
+        with pytest.raises(LayoutError, match="SpladePooling") as err:
             load(str(folder))
         assert "Supported module types" in str(err.value) and "MultiVectorMask" in str(err.value)
 

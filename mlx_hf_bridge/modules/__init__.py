@@ -4,6 +4,8 @@ a folder, and whether the bridge can read it exactly)."""
 from .dense import Dense
 from .multi_vector_mask import MultiVectorMask
 from .normalize import Normalize
+from .token_pooling import BaseTokenPooling, HierarchicalTokenPooling, LambdaTokenPooling
 from .transformer import QUERY_EXPANSION_STRATEGIES, Transformer
 
-__all__ = ["Dense", "MultiVectorMask", "Normalize", "QUERY_EXPANSION_STRATEGIES", "Transformer"]
+__all__ = ["BaseTokenPooling", "Dense", "HierarchicalTokenPooling", "LambdaTokenPooling", "MultiVectorMask", "Normalize",
+           "QUERY_EXPANSION_STRATEGIES", "Transformer"]

@@ -48,6 +48,8 @@ ST6_KINDS = {
     "sentence_transformers.base.modules.Normalize": "Normalize",
     "sentence_transformers.multi_vector_encoder.modules.multi_vector_mask.MultiVectorMask": "MultiVectorMask",
     "sentence_transformers.multi_vector_encoder.modules.MultiVectorMask": "MultiVectorMask",
+    "sentence_transformers.multi_vector_encoder.modules.token_pooling.HierarchicalTokenPooling": "HierarchicalTokenPooling",
+    "sentence_transformers.multi_vector_encoder.modules.HierarchicalTokenPooling": "HierarchicalTokenPooling",
     # the dense family's (SentenceTransformer): read by dense.loading
     "sentence_transformers.sentence_transformer.modules.pooling.Pooling": "Pooling",
     "sentence_transformers.sentence_transformer.modules.Pooling": "Pooling",
@@ -57,10 +59,10 @@ ST6_KINDS = {
     "sentence_transformers.base.modules.Router": "Router",
     "sentence_transformers.sentence_transformer.modules.Router": "Router",
 }
-MULTI_VECTOR_KINDS = ("Transformer", "Dense", "Normalize", "MultiVectorMask")
+MULTI_VECTOR_KINDS = ("Transformer", "Dense", "Normalize", "MultiVectorMask", "HierarchicalTokenPooling")
 # module kinds whose folder holds state the model needs (Pooling / Normalize folders may be absent,
 # e.g. a Hub repo drops an empty 2_Normalize/)
-NEEDS_FOLDER = {"Transformer", "Dense", "MultiVectorMask"}
+NEEDS_FOLDER = {"Transformer", "Dense", "MultiVectorMask", "HierarchicalTokenPooling"}
 ST6_MODULE_PREFIXES = ("sentence_transformers.base.", "sentence_transformers.multi_vector_encoder.",
                        "sentence_transformers.sentence_transformer.", "sentence_transformers.sparse_encoder.",
                        "sentence_transformers.cross_encoder.")
@@ -164,6 +166,9 @@ ST6_TYPE_NAMES = {
     "Dense": "sentence_transformers.base.modules.dense.Dense",
     "Normalize": "sentence_transformers.base.modules.normalize.Normalize",
     "MultiVectorMask": "sentence_transformers.multi_vector_encoder.modules.multi_vector_mask.MultiVectorMask",
+    "HierarchicalTokenPooling": "sentence_transformers.multi_vector_encoder.modules.token_pooling.HierarchicalTokenPooling",
+    # never written: its save raises ST 6.2's "cannot be saved"
+    "LambdaTokenPooling": "sentence_transformers.multi_vector_encoder.modules.token_pooling.LambdaTokenPooling",
 }
 
 
@@ -173,6 +178,7 @@ def load_st6_modules(layout: Layout) -> list:
     from .dense import Dense
     from .multi_vector_mask import MultiVectorMask
     from .normalize import Normalize
+    from .token_pooling import HierarchicalTokenPooling
     from .transformer import Transformer
 
     if not layout.modules or layout.modules[0][0] != "Transformer":
@@ -200,6 +206,8 @@ def load_st6_modules(layout: Layout) -> list:
             loaded.append(dense)
         elif kind == "Normalize":
             loaded.append(Normalize.load(sub))
+        elif kind == "HierarchicalTokenPooling":
+            loaded.append(HierarchicalTokenPooling.load(sub))
         else:
             loaded.append(MultiVectorMask.load(sub))
     return loaded

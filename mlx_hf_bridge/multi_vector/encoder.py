@@ -24,6 +24,7 @@ from ..io_utils import save_folder
 from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..modules import Dense, MultiVectorMask, Normalize, Transformer
 from ..modules import layout as module_layout
+from ..modules import token_pooling as pooling_module
 from ..modules import legacy
 from .base import MultiVectorModule
 
@@ -105,11 +106,11 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
                 f"The first module must be mlx_hf_bridge's ST 6 Transformer, got {type(modules[0]).__name__}."
             )
         for module in modules[1:]:
-            if not isinstance(module, (Dense, MultiVectorMask, Normalize)):
+            if not isinstance(module, (Dense, MultiVectorMask, Normalize, pooling_module.BaseTokenPooling)):
                 raise TypeError(
                     f"modules: {type(module).__module__}.{type(module).__name__} is not a module kind MultiVectorEncoder "
-                    "runs on MLX; use mlx_hf_bridge.modules' Transformer (first), Dense, MultiVectorMask and Normalize "
-                    "(ST 6's names and arguments)."
+                    "runs on MLX; use mlx_hf_bridge.modules' Transformer (first), Dense, MultiVectorMask, Normalize and "
+                    "HierarchicalTokenPooling (ST 6's names and arguments)."
                 )
         self.transformer, self.heads = modules[0], modules[1:]
         self._validate_prompts()
@@ -214,6 +215,7 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
     tokenize = preprocess
 
     def __call__(self, features: dict, task=None) -> dict:
+        pooling_module.refuse_outside_encode(self, task)  # training through token pooling: not yet
         out = self.transformer(features)
         for module in self.heads:
             out = module(out, task=task)
@@ -262,9 +264,9 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
                 f"{type(self).__name__}.encode() has been called with additional keyword arguments that "
                 f"this model does not use: {list(kwargs)}."
             )
-        for name, value in (("pool", pool), ("token_pooling", token_pooling)):
-            if value is not None:
-                raise NotImplementedError(f"{name}= is not supported on MLX yet (one process, no token pooling).")
+        if pool is not None:
+            raise NotImplementedError("pool= is not supported on MLX yet (one process).")
+        pooling_module.check_per_call(token_pooling)
         if isinstance(device, list):
             raise NotImplementedError("A list of devices (multi-process encoding) is not supported on MLX.")
         single = isinstance(inputs, str)
@@ -278,9 +280,10 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
 
         def encode_batch(batch):
             features = self.transformer.preprocess(batch, prompt=prompt, task=task)
-            with packed_sequences(self, pack):
+            with packed_sequences(self, pack), pooling_module.encoding():
                 out = self(features, task=task)
             if output_value is None:
+                out = pooling_module.pool_encoded(self, token_pooling, out, task, logger)
                 mx.eval(out)
                 return [{k: (v[i] if isinstance(v, mx.array) and v.ndim and v.shape[0] == len(batch) else v)
                          for k, v in out.items()} for i in range(len(batch))]
@@ -290,6 +293,7 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
             rows = [emb_np[i][mask_np[i]] for i in range(len(batch))]
             if normalize_embeddings:
                 rows = [r / np.maximum(np.linalg.norm(r, axis=-1, keepdims=True), 1e-12) for r in rows]
+            rows = pooling_module.pool_encoded(self, token_pooling, rows, task, logger)
             return rows if convert_to_numpy else [mx.array(r) for r in rows]
 
         desc = f"Encoding {'queries' if task == 'query' else 'documents'}"
