@@ -82,6 +82,10 @@ class DenseEncodeMixin:
             raise ValueError(f"Precision {precision!r} is not supported, must be one of {set(ALLOWED_PRECISIONS)}")
         single = isinstance(sentences, str) or not hasattr(sentences, "__len__")
         texts = [sentences] if single else (sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences))
+        if texts and isinstance(texts[0], dict) and hasattr(getattr(self, "transformer", None), "structure"):
+            from ..modules.router import task_rows
+
+            texts, task = task_rows(texts, task)  # a Router's {task: text} rows
         prompt = self._resolve_prompt(prompt, prompt_name)
         truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
         extra = {}

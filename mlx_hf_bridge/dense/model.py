@@ -3,8 +3,7 @@
 A sequential pipeline ``Transformer -> Pooling -> [Dense ...] -> [Normalize]`` of the bridge's ST
 module kinds (``mlx_hf_bridge.modules``) -- or a ``StaticEmbedding`` or a ``Router`` (asymmetric
 query / document routes) as the input module, then the same heads --, loaded from ST 5.3, ST 6.2
-and plain HF folders
-(``dense.loading``). It shares the machinery of the other families: the backbones, Dense and
+and plain HF folders (``dense.loading``). It shares the machinery of the other families: the backbones, Dense and
 Normalize (``modules``), the length-ordered encode loop and packed rows (``colbert.encode`` /
 ``colbert.padding``, in ``dense.encode``), the similarity functions (``dense.similarity``).
 """
@@ -19,6 +18,7 @@ import mlx.nn as nn
 from ..errors import check_texts
 from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..modules import Dense, Normalize, Transformer
+from ..model_card.card_data import SentenceTransformerModelCardData
 from ..modules.pooling import Pooling, installed_generation
 from ..modules.router import Router, call_module
 from ..modules.static_embedding import StaticEmbedding
@@ -91,7 +91,8 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
         self.truncate_dim = truncate_dim
         self.prompts = {"query": None, "document": None, **(prompts or {})}
         self.default_prompt_name = default_prompt_name
-        self.model_card_data = model_card_data
+        # as ST: a default card data, so evaluators can store their metrics for the card
+        self.model_card_data = model_card_data if model_card_data is not None else SentenceTransformerModelCardData()
         self.model_name_or_path = str(model_name_or_path) if model_name_or_path else None
         self.generation = installed_generation()  # whose semantics / layout: the installed ST's
         if model_name_or_path:

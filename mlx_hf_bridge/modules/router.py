@@ -150,16 +150,7 @@ class Router(nn.Module):
         Transformer strips texts (the caller says whether the model reproduces ST 5.3)."""
         from .transformer import Transformer
 
-        texts = list(texts)
-        if texts and isinstance(texts[0], dict) and task is None:
-            keys = {key for text in texts for key in text}
-            if len(keys) > 1:
-                raise ValueError(
-                    "You cannot pass a list of dictionaries with different task types. Please ensure all dictionaries "
-                    "have the same task type key, or pass non-dictionary inputs while providing the `task` argument."
-                )
-            task = keys.pop()
-            texts = [text[task] for text in texts]
+        texts, task = task_rows(texts, task)
         modality = TEXT if self.flavour == "st6" else None
         route = self.resolve_route(task, modality)
         module = self.routed[self.structure[route][0]]
@@ -238,6 +229,21 @@ class Router(nn.Module):
         routes = ", ".join(f"{route}: [{', '.join(type(self.routed[i]).__name__ for i in ids)}]"
                            for route, ids in self.structure.items())
         return f"Router({routes}; default_route={self.default_route!r})"
+
+
+def task_rows(texts, task=None):
+    """``[{"query": text}, ...]`` names the task (both versions): the texts and that task."""
+    texts = list(texts)
+    if texts and isinstance(texts[0], dict) and task is None:
+        keys = {key for text in texts for key in text}
+        if len(keys) > 1:
+            raise ValueError(
+                "You cannot pass a list of dictionaries with different task types. Please ensure all dictionaries "
+                "have the same task type key, or pass non-dictionary inputs while providing the `task` argument."
+            )
+        task = keys.pop()
+        texts = [text[task] for text in texts]
+    return texts, task
 
 
 def call_module(module, features: dict, task=None) -> dict:

@@ -14,6 +14,7 @@ import mlx.nn as nn
 from ..engine import data as D
 from ..engine import sampling
 from ..engine.trainer import Trainer
+from ..modules.router import Router
 from . import hub
 from .evaluation import SequentialEvaluator
 from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
@@ -98,6 +99,13 @@ class SentenceTransformerTrainer(Trainer):
         if data_collator is None:
             if not hasattr(model, "tokenize"):
                 raise TypeError(f"{type(model).__name__} has no tokenize(); pass data_collator=... to the trainer.")
+            if isinstance(getattr(model, "transformer", None), Router) and not args.router_mapping:
+                raise ValueError(
+                    "You are using a Router module in your model, but you did not provide a `router_mapping` in the "
+                    "training arguments. This means that the Router module will not be able to route the inputs to "
+                    "the correct submodules. Please provide a `router_mapping` that maps column names to routes, "
+                    "e.g. {'column_one': 'query', 'column_two': 'document', 'column_three': 'document'}."
+                )
             data_collator = D.DefaultCollator(model.tokenize, router_mapping=args.router_mapping, prompts=args.prompts)
         self.data_collator = data_collator
         self.tokenizer = self.processing_class = tokenizer

@@ -1,0 +1,236 @@
+"""sentence-transformers' ``Router`` (asymmetric query / document routes) against the installed ST
+(ST 5.3's ``models.Router`` in .venv, ST 6.2's ``base.modules.Router`` in .venv-st6), on folders the
+real library wrote: a StaticEmbedding query route beside a tiny BERT + Pooling + Dense document route,
+two tiny BERT stacks (one with a larger init), and (ST 6.2) one BERT shared by both routes with
+different Poolings. Tokenization per route equal; ``encode_query`` / ``encode_document`` / ``encode``
+(default route) / ``task=`` / ``{task: text}`` rows within 1e-5; the bridge's saves have ST's files,
+``router_config.json`` and load in real ST; the errors are ST's; MNRL training with ``router_mapping``
+through both trainers: 10 full-batch logged losses within 1e-4 relative, the trained save loading in
+ST; ST 6.2's ``route_mappings``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+st = pytest.importorskip("sentence_transformers")
+datasets = pytest.importorskip("datasets")
+
+from conftest import ST_MAJOR, _save_tiny, tiny_bert_config  # noqa: E402
+from test_dense_model_helpers import max_diff, st_module_classes, texts  # noqa: E402
+
+if ST_MAJOR >= 6:
+    from sentence_transformers.base.modules import Router as TorchRouter
+    from sentence_transformers.sentence_transformer import losses as st_losses
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding as TorchStatic
+else:
+    from sentence_transformers import losses as st_losses
+    from sentence_transformers.models import Router as TorchRouter
+    from sentence_transformers.models import StaticEmbedding as TorchStatic
+
+DIM = 32
+CASES = texts(11, seed=5) + ["", "  padded  text ", "a"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rust_tokenizer(minilm_dir):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+
+
+def build_torch(kind, tmp_path_factory, minilm_dir):
+    Transformer, Pooling, Dense, Normalize = st_module_classes()
+    torch.manual_seed(0)
+    if kind == "static-query":
+        document = Transformer(str(_save_tiny(tmp_path_factory.mktemp("doc-bert"), tiny_bert_config(), minilm_dir, 0)))
+        router = TorchRouter.for_query_document(
+            query_modules=[TorchStatic(rust_tokenizer(minilm_dir), embedding_dim=DIM)],
+            document_modules=[document, Pooling(DIM, "mean"), Dense(DIM, DIM)])
+        return [router, Normalize()]
+    query = Transformer(str(_save_tiny(tmp_path_factory.mktemp("q-bert"), tiny_bert_config(), minilm_dir, 1)))
+    if kind == "two-berts":  # the document encoder with larger weights: its layers dominate
+        big = _save_tiny(tmp_path_factory.mktemp("d-bert"), tiny_bert_config(), minilm_dir, 2, init_scale=0.2)
+        return [TorchRouter.for_query_document(query_modules=[query, Pooling(DIM, "mean")],
+                                               document_modules=[Transformer(str(big)), Pooling(DIM, "cls")])]
+    # one backbone, two Poolings (ST 6.2 saves the shared module once)
+    return [TorchRouter.for_query_document(query_modules=[query, Pooling(DIM, "mean")],
+                                           document_modules=[query, Pooling(DIM, "max")])]
+
+
+KINDS = ["static-query", "two-berts"] + (["shared-bert"] if ST_MAJOR >= 6 else [])
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def folder(request, tmp_path_factory, minilm_dir):
+    path = tmp_path_factory.mktemp(request.param)
+    st.SentenceTransformer(modules=build_torch(request.param, tmp_path_factory, minilm_dir), device="cpu").save(str(path))
+    return path
+
+
+def test_routes_tokenize_and_encode_as_sentence_transformers(folder):
+    from mlx_hf_bridge.dense import SentenceTransformer
+
+    ref, ours = st.SentenceTransformer(str(folder), device="cpu"), SentenceTransformer(str(folder))
+    tokenize = getattr(ref, "preprocess", None) or ref.tokenize
+    for task in ("query", "document"):
+        theirs, mine = tokenize(CASES, task=task), ours.tokenize(CASES, task=task)
+        arrays = {k for k, v in theirs.items() if isinstance(v, torch.Tensor)}
+        assert arrays == {k for k, v in mine.items() if hasattr(v, "shape")}
+        for key in arrays:
+            np.testing.assert_array_equal(theirs[key].numpy(), np.array(mine[key]), err_msg=f"{task} {key}")
+        assert {k: v for k, v in theirs.items() if k not in arrays} == {k: v for k, v in mine.items() if k not in arrays}
+    worst = 0.0
+    for call, args, kwargs in (("encode_query", (CASES,), {}), ("encode_document", (CASES,), {}),
+                               ("encode", (CASES,), {}), ("encode", (CASES,), {"task": "query"}),
+                               ("encode", ([{"query": t} for t in CASES],), {}),
+                               ("encode_query", (CASES,), {"normalize_embeddings": True, "batch_size": 3})):
+        worst = max(worst, max_diff(getattr(ours, call)(*args, **kwargs), getattr(ref, call)(*args, **kwargs)))
+    print(f"{folder.name} (ST {ST_MAJOR}): encode max|d| {worst:.2e}")
+    assert worst <= 1e-5
+    assert ours.get_embedding_dimension() == DIM
+
+
+def _listing(path):
+    return sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file() and f.name != "README.md")
+
+
+def test_save_has_sentence_transformers_layout_and_loads_in_it(folder, tmp_path):
+    from mlx_hf_bridge.dense import SentenceTransformer
+
+    ours = SentenceTransformer(str(folder))
+    ours.save(str(tmp_path / "saved"))
+    saved = tmp_path / "saved"
+    assert _listing(saved) == _listing(folder)
+    for name in ("router_config.json", "modules.json"):
+        assert json.loads((saved / name).read_text()) == json.loads((folder / name).read_text()), name
+    for sub in folder.iterdir():  # each module's settings as ST wrote them
+        for config in ("config.json", "sentence_bert_config.json"):
+            if (sub / config).is_file() and sub.name != "." and sub.is_dir():
+                theirs, mine = json.loads((sub / config).read_text()), json.loads((saved / sub.name / config).read_text())
+                if config == "config.json" and "architectures" in theirs:  # the HF backbone config
+                    theirs, mine = ({k: v for k, v in c.items() if k not in ("transformers_version", "dtype", "torch_dtype")}
+                                    for c in (theirs, mine))
+                assert mine == theirs, (sub.name, config)
+    back = st.SentenceTransformer(str(saved), device="cpu")
+    for call in ("encode_query", "encode_document"):
+        assert max_diff(getattr(ours, call)(CASES), getattr(back, call)(CASES)) <= 1e-5, call
+
+
+def test_errors_are_sentence_transformers(minilm_dir):
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformer
+    from mlx_hf_bridge.sentence_transformers.models import Router, StaticEmbedding
+
+    def pair(side):
+        if side == "torch":
+            return TorchStatic(rust_tokenizer(minilm_dir), embedding_dim=4), TorchStatic(rust_tokenizer(minilm_dir), embedding_dim=4)
+        return StaticEmbedding(rust_tokenizer(minilm_dir), embedding_dim=4), StaticEmbedding(rust_tokenizer(minilm_dir), embedding_dim=4)
+
+    def message(side, build, call=None):
+        router_cls, model_cls = (TorchRouter, st.SentenceTransformer) if side == "torch" else (Router, SentenceTransformer)
+        kwargs = {"device": "cpu"} if side == "torch" else {}
+        with pytest.raises(ValueError) as err:
+            router = build(router_cls, pair(side))
+            model = model_cls(modules=[router], **kwargs)
+            model.eval()
+            call(model)
+        return str(err.value)
+
+    cases = [
+        (lambda R, m: R({}), None),
+        (lambda R, m: R({"query": [m[0]], "document": [m[1]]}, default_route="passage"), None),
+        (lambda R, m: R.for_query_document([m[0]], [m[1]]), lambda model: model.encode(["x"], task="passage")),
+        (lambda R, m: R({"query": [m[0]], "document": [m[1]]}, allow_empty_key=False), lambda model: model.encode(["x"])),
+    ]
+    if ST_MAJOR >= 6:
+        cases.append((lambda R, m: R({"q": [m[0]], "d": [m[1]]}, route_mappings={("query", None): "passage"}), None))
+    for build, call in cases:
+        assert message("mlx", build, call) == message("torch", build, call)
+
+
+def test_router_mapping_is_required_for_training_as_in_sentence_transformers(folder, tmp_path):
+    from mlx_hf_bridge import losses as mlx_losses
+    from mlx_hf_bridge.dense import SentenceTransformer
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    model = SentenceTransformer(str(folder))
+    with pytest.raises(ValueError, match="you did not provide a `router_mapping`"):
+        SentenceTransformerTrainer(model=model, train_dataset=pairs(), loss=mlx_losses.MultipleNegativesRankingLoss(model),
+                                   args=SentenceTransformerTrainingArguments(output_dir=str(tmp_path), report_to="none"))
+
+
+ROWS, STEPS = 8, 10
+RECIPE = dict(per_device_train_batch_size=ROWS, max_steps=STEPS, learning_rate=5e-3, logging_steps=1, seed=0,
+              save_strategy="no", weight_decay=0.01, lr_scheduler_type="linear",
+              router_mapping={"question": "query", "answer": "document"})
+
+
+def pairs():
+    rows = texts(2 * ROWS, seed=13, n_min=2, n_max=12)
+    return datasets.Dataset.from_dict({"question": rows[:ROWS], "answer": rows[ROWS:]})
+
+
+def test_mnrl_training_with_router_mapping_equals_sentence_transformers(folder, tmp_path):
+    from sentence_transformers import SentenceTransformerTrainer as TorchTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as TorchArgs
+
+    from mlx_hf_bridge import losses as mlx_losses
+    from mlx_hf_bridge.dense import SentenceTransformer
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    ref = st.SentenceTransformer(str(folder), device="cpu")
+    trainer = TorchTrainer(model=ref, train_dataset=pairs(), loss=st_losses.MultipleNegativesRankingLoss(ref),
+                           args=TorchArgs(output_dir=str(tmp_path / "torch"), report_to="none", disable_tqdm=True,
+                                          use_cpu=True, **RECIPE))
+    trainer.train()
+    theirs = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+    model = SentenceTransformer(str(folder))
+    ours_trainer = SentenceTransformerTrainer(
+        model=model, train_dataset=pairs(), loss=mlx_losses.MultipleNegativesRankingLoss(model),
+        args=SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "mlx"), disable_tqdm=True, **RECIPE))
+    ours_trainer.train()
+    ours = [h["loss"] for h in ours_trainer.state.log_history if "loss" in h]
+    assert len(ours) == len(theirs) == STEPS
+    rel = max(abs(a - b) / max(abs(a), 1e-6) for a, b in zip(theirs, ours))
+    print(f"{folder.name} (ST {ST_MAJOR}): MNRL with router_mapping {theirs[0]:.5g} -> {theirs[-1]:.5g}, max rel {rel:.1e}")
+    assert rel < 1e-4, (theirs, ours)
+    assert abs(theirs[0] - theirs[-1]) > 1e-2 * abs(theirs[0])  # training moved
+
+    model.save(str(tmp_path / "trained"))
+    back = st.SentenceTransformer(str(tmp_path / "trained"), device="cpu")
+    model.eval()
+    ref.eval()
+    for call in ("encode_query", "encode_document"):
+        assert max_diff(getattr(model, call)(CASES), getattr(back, call)(CASES)) <= 1e-5, call
+        assert max_diff(getattr(model, call)(CASES), getattr(ref, call)(CASES)) <= 1e-4, call  # trained alike
+
+
+@pytest.mark.skipif(ST_MAJOR < 6, reason="route_mappings are ST 6's")
+def test_route_mappings_resolve_as_sentence_transformers_6(tmp_path, minilm_dir):
+    Transformer, Pooling, _, _ = st_module_classes()
+    torch.manual_seed(3)
+    bert = Transformer(str(_save_tiny(tmp_path / "bert", tiny_bert_config(), minilm_dir, 4)))
+    router = TorchRouter({"fast": [TorchStatic(rust_tokenizer(minilm_dir), embedding_dim=DIM)],
+                          "deep": [bert, Pooling(DIM, "mean")]},
+                         route_mappings={("query", None): "fast", (None, "text"): "deep"})
+    st.SentenceTransformer(modules=[router], device="cpu").save(str(tmp_path / "mapped"))
+    from mlx_hf_bridge.dense import SentenceTransformer
+
+    ref, ours = st.SentenceTransformer(str(tmp_path / "mapped"), device="cpu"), SentenceTransformer(str(tmp_path / "mapped"))
+    assert ours[0].route_mappings == ref[0].route_mappings
+    for call, kwargs in (("encode_query", {}), ("encode_document", {}), ("encode", {}), ("encode", {"task": "fast"})):
+        assert max_diff(getattr(ours, call)(CASES, **kwargs), getattr(ref, call)(CASES, **kwargs)) <= 1e-5, (call, kwargs)
+    ours.save(str(tmp_path / "again"))
+    assert (json.loads((tmp_path / "again" / "router_config.json").read_text())
+            == json.loads((tmp_path / "mapped" / "router_config.json").read_text()))
