@@ -30,12 +30,21 @@ class SentenceTransformerModelCardData:
     def __post_init__(self):
         if isinstance(self.language, str):
             self.language = [self.language]
+        # evaluator -> its latest metrics (ST's eval_results_dict, not a constructor argument there either)
+        self.eval_results_dict: dict = {}
+
+    def set_evaluation_metrics(self, evaluator, metrics: dict, epoch: int = 0, step: int = 0) -> None:
+        """ST's hook, called by every evaluator: the card's Evaluation section shows the latest metrics of
+        each evaluator (the training-log table already carries them, from the trainer's log history)."""
+        self.eval_results_dict[evaluator] = dict(metrics)
 
     def to_info(self) -> dict:
         """The fields a card renders (empty ones left out, so saved facts and defaults fill them)."""
         info = {f.name: getattr(self, f.name) for f in fields(self)}
         for key in ("local_files_only", "generate_widget_examples"):
             info.pop(key)
+        if self.eval_results_dict:
+            info["eval_results"] = dict(self.eval_results_dict)
         return {k: v for k, v in info.items() if v not in (None, [], "")}
 
 

@@ -5,6 +5,7 @@ sections, framework versions, citation)."""
 
 from __future__ import annotations
 
+from .eval_metrics import front_matter_entries, render_section
 from .facts import _read_json
 from .render import _dataset_phrase, _training_section, _yaml, markdown_table
 from .templates import ST_CITATION
@@ -128,8 +129,11 @@ def render_dense_card(card: dict) -> str:
         origin = f" finetuned from a local model (`{card['base_model_local']}`)"
     else:
         origin = " trained"
+    yaml_data = front_matter(card)
+    if card.get("eval_results"):
+        yaml_data.update(front_matter_entries(card["eval_results"], name))
     out = ["---", "# For reference on model card metadata, see the spec: https://github.com/huggingface/hub-docs/blob/main/modelcard.md?plain=1",
-           "# Doc / guide: https://huggingface.co/docs/hub/model-cards", _yaml(front_matter(card)), "---", "",
+           "# Doc / guide: https://huggingface.co/docs/hub/model-cards", _yaml(yaml_data), "---", "",
            f"# {name}\n",
            f"This is a [sentence-transformers](https://www.SBERT.net) model{origin}{_dataset_phrase(card['train_datasets'])}. "
            f"It maps inputs to {vectors.format(dim=dim)} and can be used for "
@@ -161,7 +165,10 @@ def render_dense_card(card: dict) -> str:
         out.append("### Full Model Architecture\n\n```\n" + card["model_string"].replace("ColBERT(", f"{cls}(", 1) + "\n```\n")
     default_id = "multi_vector_encoder_model_id" if cls == "MultiVectorEncoder" else "sentence_transformers_model_id"
     out.append(usage.replace("{model_id}", card.get("model_id") or default_id).replace("{dim}", str(dim)))
-    if card.get("eval_metrics"):
+    if card.get("eval_results"):  # what the evaluators stored through model_card_data, rendered as ST does
+        generation = "st6" if cls == "MultiVectorEncoder" else getattr(card.get("model"), "generation", "st6")
+        out.append(render_section(card["eval_results"], card.get("family", "sentence-transformers"), generation))
+    elif card.get("eval_metrics"):
         out.append("## Evaluation\n\n### Metrics\n")
         out.append(markdown_table([{"Metric": k, "Value": v} for k, v in card["eval_metrics"].items()]))
     if card["trained"]:

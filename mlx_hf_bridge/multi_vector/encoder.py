@@ -22,6 +22,7 @@ from ..colbert.padding import packed_sequences
 from ..errors import check_texts
 from ..io_utils import save_folder
 from ..loading import check_layout_json, check_remote_code, resolve_path
+from ..model_card.card_data import MultiVectorEncoderModelCardData
 from ..modules import Dense, MultiVectorMask, Normalize, Transformer
 from ..modules import layout as module_layout
 from ..modules import token_pooling as pooling_module
@@ -86,7 +87,8 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
         self.similarity_fn_name = similarity_fn_name
         self.prompts = {"query": None, "document": None, **(prompts or {})}
         self.default_prompt_name = default_prompt_name
-        self.model_card_data = model_card_data
+        # as ST: a default card data, so evaluators can store their metrics for the card
+        self.model_card_data = model_card_data if model_card_data is not None else MultiVectorEncoderModelCardData()
         self.model_name_or_path = str(model_name_or_path) if model_name_or_path is not None else None
         if model_name_or_path is not None:
             if modules is not None:
