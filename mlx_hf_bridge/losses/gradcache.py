@@ -255,7 +255,9 @@ class CachedDenseLoss(GradCache):
             first = model[0]
         except (KeyError, IndexError, TypeError):
             first = None
-        if type(first).__name__ == "StaticEmbedding":
+        # ST 6.2's has_static_embedding_input: directly, or as a Router route's input (ST 5.3 crashes there)
+        inputs = [route[0] for route in first.sub_modules.values()] if type(first).__name__ == "Router" else [first]
+        if any(type(module).__name__ == "StaticEmbedding" for module in inputs):
             raise ValueError(
                 f"{type(self).__name__} is not compatible with a SentenceTransformer model based on a "
                 "StaticEmbedding, whose inputs cannot be split into mini-batches along a batch dimension. "
