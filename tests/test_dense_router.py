@@ -261,3 +261,49 @@ def test_route_mappings_resolve_as_sentence_transformers_6(tmp_path, minilm_dir)
     ours.save(str(tmp_path / "again"))
     assert (json.loads((tmp_path / "again" / "router_config.json").read_text())
             == json.loads((tmp_path / "mapped" / "router_config.json").read_text()))
+
+
+def test_information_retrieval_evaluator_routes_queries_and_documents_as_sentence_transformers(folder):
+    """The evaluator encodes queries with ``encode_query`` and the corpus with ``encode_document``: each
+    through its route; metrics equal ST's."""
+    from mlx_hf_bridge.dense import SentenceTransformer
+    from mlx_hf_bridge.evaluation import InformationRetrievalEvaluator
+
+    st_eval = pytest.importorskip("sentence_transformers.evaluation")
+    queries = {f"q{i}": t for i, t in enumerate(texts(6, seed=21, n_min=2, n_max=6))}
+    corpus = {f"d{i}": t for i, t in enumerate(texts(15, seed=22, n_min=4, n_max=20))}
+    relevant = {f"q{i}": {f"d{i}", f"d{i + 6}"} for i in range(6)}
+    theirs = st_eval.InformationRetrievalEvaluator(queries, corpus, relevant, name="r", show_progress_bar=False)(
+        st.SentenceTransformer(str(folder), device="cpu"))
+    ours = InformationRetrievalEvaluator(queries, corpus, relevant, name="r")(SentenceTransformer(str(folder)))
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_a_router_built_on_mlx_saves_for_sentence_transformers(tmp_path, minilm_dir, tiny_bert_dir):
+    """``Router.for_query_document`` from the bridge's modules: encodes, trains-ready, and its save loads in
+    real ST with the same query / document embeddings."""
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformer
+    from mlx_hf_bridge.sentence_transformers.models import Router, StaticEmbedding
+
+    Transformer, Pooling, Dense, Normalize = _bridge_modules()
+    document = Transformer(str(tiny_bert_dir))
+    router = Router.for_query_document(
+        query_modules=[StaticEmbedding(rust_tokenizer(minilm_dir), embedding_dim=DIM)],
+        document_modules=[document, Pooling(DIM, "mean"), Dense(DIM, DIM)])
+    model = SentenceTransformer(modules=[router, Normalize()])
+    assert [type(m).__name__ for m in model[0].sub_modules["document"]] == ["Transformer", "Pooling", "Dense"]
+    model.save(str(tmp_path / "built"))
+    back = st.SentenceTransformer(str(tmp_path / "built"), device="cpu")
+    assert type(back[0]).__name__ == "Router" and back[0].default_route == "document"
+    for call in ("encode_query", "encode_document", "encode"):
+        assert max_diff(getattr(model, call)(CASES), getattr(back, call)(CASES)) <= 1e-5, call
+
+
+def _bridge_modules():
+    if ST_MAJOR >= 6:
+        from mlx_hf_bridge.sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    else:
+        from mlx_hf_bridge.sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    return Transformer, Pooling, Dense, Normalize
