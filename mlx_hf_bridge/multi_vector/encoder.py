@@ -328,6 +328,13 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
     def similarity_fn_name(self, value):
         value = getattr(value, "value", value)  # a SimilarityFunction enum member
         if value is not None and value not in self.SUPPORTED_SIMILARITY_FN_NAMES:
+            if value == "xtr":  # ST 6.2's own refusal: XTR scores depend on the batch, not on the pair
+                raise ValueError(
+                    f"MultiVectorEncoder only supports {self.SUPPORTED_SIMILARITY_FN_NAMES} as the model-level "
+                    "similarity. XTR is a training-time scoring: pass xtr_scores (or a configured XTRScores) "
+                    "as a loss's similarity_fct instead. XTR's global top-k runs over the in-batch token "
+                    "pool, so a pair's score depends on batch composition and is not well defined here."
+                )
             raise ValueError(
                 f"MultiVectorEncoder only supports {self.SUPPORTED_SIMILARITY_FN_NAMES}, got {value!r}. "
                 "Cosine / dot / euclidean / manhattan are defined on single vectors and don't compose "
