@@ -1,7 +1,9 @@
 """``sentence_transformers.util`` on MLX: similarity functions (``util.similarity``), ``quantize_embeddings``
-(``util.quantization``) and ``paraphrase_mining`` / ``paraphrase_mining_embeddings``."""
+(``util.quantization``), ``paraphrase_mining`` / ``paraphrase_mining_embeddings`` and ``resolve_ids``
+(``util.dataset``)."""
 
 from .similarity import *  # noqa: F401,F403
 from .similarity import SimilarityFunction, cos_sim, dot_score, pytorch_cos_sim  # noqa: F401
 from .quantization import quantize_embeddings  # noqa: F401,E402
 from ...evaluation.mining import paraphrase_mining, paraphrase_mining_embeddings  # noqa: F401,E402
+from .dataset import resolve_ids  # noqa: F401,E402
