@@ -252,3 +252,14 @@ def test_bad_options_and_models(folders):
     loss([mlx_model.tokenize(c) for c in texts(2, 0)])
     assert not mlx_model[0].auto_model.config.output_hidden_states
     assert math.isclose(loss.get_layer_weight(3), 1.0 if ST_MAJOR >= 6 else 0.25)  # ST 5.3: 1 / (1 + i)
+
+
+def test_a_wrapped_loss_that_never_embeds_is_named(folders):
+    _, mlx_model = load(folders["bert"])
+
+    class Constant:
+        def __call__(self, features, labels=None):
+            return mx.array(1.0)
+
+    with pytest.raises(RuntimeError, match="the wrapped loss never called the model"):
+        mlx_losses.AdaptiveLayerLoss(mlx_model, Constant())([mlx_model.tokenize(["a"])])

@@ -42,6 +42,11 @@ class _LayerModel:
 
     @property
     def num_layers(self) -> int:
+        if not self.cache:
+            raise RuntimeError(
+                "AdaptiveLayerLoss: the wrapped loss never called the model, so there are no layer outputs to "
+                "train; wrap a loss that embeds its text columns with the model."
+            )
         return len(self.cache[0]["all_layer_embeddings"])
 
     def __call__(self, features, *args, **kwargs) -> dict:
@@ -178,12 +183,13 @@ class AdaptiveLayerLoss:
         stand_in = _LayerModel(self.model)
         with _Swapped(self.loss, stand_in):
             loss = self.loss(sentence_features, labels) * self.last_layer_weight
+            num_layers = stand_in.num_layers
             if self.kl_temperature > 0:
                 final = mx.softmax(stand_in.take_embeddings() / self.kl_temperature, axis=-1)
                 if self.st_version == "6.2":  # the final layer is the teacher: no KL gradient into it
                     final = mx.stop_gradient(final)
-            layer_indices = range(stand_in.num_layers - 1)
-            if 0 < self.n_layers_per_step < stand_in.num_layers - 1:
+            layer_indices = range(num_layers - 1)
+            if 0 < self.n_layers_per_step < num_layers - 1:
                 layer_indices = random.sample(layer_indices, self.n_layers_per_step)
             for layer_idx in layer_indices:
                 stand_in.set_layer_idx(layer_idx)
