@@ -6,39 +6,42 @@ The folder kind is detected from its files:
   keys such as ``query_length`` / ``similarity_fn_name: MaxSim``, or a ``pylate`` module in
   ``modules.json``): ``pylate.models.ColBERT`` (torch) vs ``mlx_hf_bridge.pylate.models.ColBERT``;
   every probe text is encoded with ``is_query=True`` and with ``is_query=False``.
-- **sentence-transformers** (``modules.json``, not ColBERT): ``SentenceTransformer.encode`` vs the
-  bridge's ``SentenceTransformer`` when the bridge has one ("not supported by the bridge yet"
-  otherwise).
+- **sentence-transformers 6 multi-vector** (``config_sentence_transformers.json`` with ``model_type:
+  MultiVectorEncoder``, or ``sentence_transformers.multi_vector_encoder`` modules): ST 6's
+  ``MultiVectorEncoder`` (torch) vs the bridge's: ``encode_query`` and ``encode_document`` of every
+  probe text (per-text vectors, so token pooling's vector counts are compared too) and ``similarity``.
+  Needs sentence-transformers >= 6 in this Python (named if it is older or missing).
+- **sentence-transformers** (dense; ``modules.json``, neither of the above): the installed
+  ``SentenceTransformer.encode`` vs the bridge's ``SentenceTransformer``.
 - **plain Hugging Face** (``config.json`` only): ``transformers.AutoModel`` last hidden state vs
   ``mlx_hf_bridge.transformers.AutoModel`` on the same token ids (padding positions excluded).
 
-The torch side always runs in a **separate Python process** that never imports ``mlx_hf_bridge``
-(this file is loaded there by path): the bridge preloads a BLAS with ``RTLD_GLOBAL`` that makes
-torch very slow in the same process, and the MLX path must never import torch. It writes its
-outputs to an ``.npz`` that this process compares.
+The torch side (``verify_torch.py``) always runs in a **separate Python process** that never imports
+``mlx_hf_bridge``; the MLX side is ``verify_mlx.py``; this file detects the kind, compares and reports.
 
 Exit codes of :func:`main`: 0 all max|Δ| ≤ tolerance, 1 above tolerance, shapes differ, or
 non-finite weights / bridge outputs (found before the torch side runs), 2 could not verify (unsupported kind, a side failed to load or run).
 
-This module imports only the standard library and numpy at top level; keep it that way (it is
-executed standalone in the torch process).
+This module imports only the standard library, numpy and the two sides at top level.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_QUERIES", "DEFAULT_DOCUMENTS", "detect_kind", "verify_folder", "main", "torch_side"]
+from .verify_mlx import bridge_sentence_transformer as _bridge_sentence_transformer
+from .verify_mlx import mlx_side
+from .verify_torch import COLBERT, HF, MULTI_VECTOR, SENTENCE_TRANSFORMERS, run_torch_side, torch_side, torch_side_main
+
+__all__ = ["DEFAULT_QUERIES", "DEFAULT_DOCUMENTS", "detect_kind", "verify_folder", "main", "torch_side",
+           "run_torch_side", "mlx_side", "compare", "COLBERT", "SENTENCE_TRANSFORMERS", "MULTI_VECTOR", "HF"]
 
 DEFAULT_QUERIES = [
     "what is the capital of france?",
@@ -56,10 +59,12 @@ DEFAULT_DOCUMENTS = [
     "query tokens, of the maximum similarity to any document token (MaxSim). " * 6,  # longer than most limits
 ]
 
-COLBERT, SENTENCE_TRANSFORMERS, HF = "colbert", "sentence-transformers", "hf"
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 _COLBERT_KEYS = ("query_prefix", "document_prefix", "query_length", "document_length", "do_query_expansion")
-_TORCH_CACHE: dict = {}
+# what the torch side imports per kind: (distribution, lowest major version)
+_TORCH_LIBRARIES = {COLBERT: ("pylate", None), SENTENCE_TRANSFORMERS: ("sentence-transformers", None),
+                    MULTI_VECTOR: ("sentence-transformers", 6), HF: ("transformers", None)}
+_OTHER_ST_FAMILIES = ("SparseEncoder", "CrossEncoder")
 
 
 # --- folder kind ----------------------------------------------------------------------------
@@ -71,7 +76,8 @@ def _read_json(path: Path):
 
 
 def detect_kind(folder) -> str:
-    """``"colbert"``, ``"sentence-transformers"`` or ``"hf"`` (raises if it is no model folder)."""
+    """``"colbert"``, ``"multi-vector"``, ``"sentence-transformers"`` or ``"hf"`` (raises if it is no
+    model folder)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the saved model folder.")
@@ -81,6 +87,8 @@ def detect_kind(folder) -> str:
         model_type = st_config.get("model_type")
         if model_type == "ColBERT":
             return COLBERT
+        if model_type == "MultiVectorEncoder":
+            return MULTI_VECTOR
         if model_type is None and (
             st_config.get("similarity_fn_name") == "MaxSim" or any(k in st_config for k in _COLBERT_KEYS)
         ):
@@ -88,6 +96,8 @@ def detect_kind(folder) -> str:
     if modules is not None:
         if any("pylate" in str(m.get("type", "")).lower() for m in modules):
             return COLBERT
+        if any(str(m.get("type", "")).startswith("sentence_transformers.multi_vector_encoder.") for m in modules):
+            return MULTI_VECTOR
         return SENTENCE_TRANSFORMERS
     if (folder / "config.json").exists():
         return HF
@@ -95,6 +105,24 @@ def detect_kind(folder) -> str:
         f"{folder} has neither modules.json (sentence-transformers / PyLate) nor config.json (Hugging Face); "
         "it is not a saved model folder."
     )
+
+
+def missing_torch_library(kind: str, folder) -> str | None:
+    """Why the torch side cannot run here (its library missing or too old), with what to install."""
+    dist, major = _TORCH_LIBRARIES[kind]
+    what = {COLBERT: "PyLate ColBERT", MULTI_VECTOR: "sentence-transformers 6 MultiVectorEncoder",
+            SENTENCE_TRANSFORMERS: "sentence-transformers", HF: "Hugging Face"}[kind]
+    for name in ("torch", dist):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        wanted = f"{name}>={major}" if name == dist and major else name
+        if installed is None or (name == dist and major and int(installed.split(".")[0]) < major):
+            has = f"this Python has {name} {installed}" if installed else f"{name} is not installed in this Python"
+            return (f"{folder} is a {what} folder: verify compares it with the torch library, but {has}. "
+                    f"Install it (pip install '{wanted}') and run verify again.")
+    return None
 
 
 def _probes(probe_texts) -> tuple[list[str], list[str]]:
@@ -106,169 +134,18 @@ def _probes(probe_texts) -> tuple[list[str], list[str]]:
     return texts, []
 
 
-# --- torch side (runs in its own process; never imports mlx_hf_bridge) ----------------------
-def torch_side(kind: str, source: str, queries: list[str], documents: list[str]) -> dict[str, np.ndarray]:
-    """Outputs of the real torch library for ``source`` (a folder or hub id) as numpy arrays."""
-    import torch  # noqa: F401  (the torch side legitimately needs the torch library)
-
-    texts = queries + documents
-    out: dict[str, np.ndarray] = {}
-    if kind == COLBERT:
-        from pylate import models
-
-        model = models.ColBERT(source, device="cpu")
-        for flag, tag in ((True, "q"), (False, "d")):
-            for i, emb in enumerate(model.encode(texts, is_query=flag, convert_to_numpy=True, show_progress_bar=False)):
-                out[f"{tag}{i}"] = np.asarray(emb, dtype=np.float32)
-    elif kind == SENTENCE_TRANSFORMERS:
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(source, device="cpu")
-        out["sentence_embedding"] = np.asarray(model.encode(texts, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
-    elif kind == HF:
-        from transformers import AutoModel, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModel.from_pretrained(source).eval()
-        limits = [512, getattr(tokenizer, "model_max_length", None), getattr(model.config, "max_position_embeddings", None)]
-        max_length = min(int(x) for x in limits if x)
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        with torch.no_grad():
-            hidden = model(**enc).last_hidden_state
-        out["last_hidden_state"] = hidden.float().numpy()
-        for key, value in enc.items():
-            out[key] = value.numpy()
-    else:
-        raise ValueError(f"unknown kind {kind!r}")
-    return out
-
-
-def torch_side_main(argv: list[str]) -> int:
-    """``<kind> <source> <probes.json> <out.npz>``: entry point of the torch process."""
-    kind, source, probes_path, out_path = argv[:4]
-    try:
-        probes = json.loads(Path(probes_path).read_text())
-        t0 = time.perf_counter()
-        arrays = torch_side(kind, source, probes["queries"], probes["documents"])
-        import torch
-        import transformers
-
-        meta = {"seconds": time.perf_counter() - t0, "torch": torch.__version__, "transformers": transformers.__version__}
-        np.savez(out_path, __meta__=np.array(json.dumps(meta)), **arrays)
-        return 0
-    except Exception:
-        traceback.print_exc()
-        return 3
-
-
-_BOOTSTRAP = (
-    "import importlib.util, sys\n"
-    "spec = importlib.util.spec_from_file_location('_mlx_hf_bridge_verify_torch_side', sys.argv[1])\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "spec.loader.exec_module(module)\n"
-    "sys.exit(module.torch_side_main(sys.argv[2:]))\n"
-)
-
-
-def _fingerprint(source: str):
-    path = Path(source)
-    if not path.is_dir():
-        return None  # hub ids are never cached
-    return tuple(sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file()))
-
-
-def run_torch_side(kind: str, source, queries, documents, timeout: float | None = 1800, env: dict | None = None, python: str | None = None):
-    """Run :func:`torch_side` in a fresh interpreter; returns ``(arrays, meta)``.
-
-    ``env`` adds to / overrides the child's environment (``None`` values unset a variable), e.g.
-    ``HF_ENDPOINT`` to load a hub id from a local server. Results for unchanged local folders are
-    cached for the life of this process.
-    """
-    # the child runs in a temp dir: a relative folder must reach it as an absolute path
-    source = str(Path(source).resolve()) if Path(source).exists() else str(source)
-    fingerprint = _fingerprint(source)
-    key = (kind, source, fingerprint, tuple(queries), tuple(documents))
-    if fingerprint is not None and env is None and key in _TORCH_CACHE:
-        return _TORCH_CACHE[key]
-    with tempfile.TemporaryDirectory(prefix="mlx-hf-bridge-verify-") as tmp:
-        probes_path, out_path = Path(tmp) / "probes.json", Path(tmp) / "torch.npz"
-        probes_path.write_text(json.dumps({"queries": list(queries), "documents": list(documents)}))
-        child_env = dict(os.environ)
-        child_env.update({"TOKENIZERS_PARALLELISM": "false", "MLX_HF_BRIDGE_BLAS": "reference"})
-        for name, value in (env or {}).items():  # None removes a variable (e.g. HF_HUB_OFFLINE)
-            if value is None:
-                child_env.pop(name, None)
-            else:
-                child_env[name] = str(value)
-        cmd = [python or sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()), kind, source, str(probes_path), str(out_path)]
-        # cwd=tmp: the child's sys.path[0] must not be a folder that shadows `transformers` & co.
-        proc = subprocess.run(cmd, cwd=tmp, env=child_env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or not out_path.exists():
-            tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
-            raise RuntimeError(f"the torch side failed (exit {proc.returncode}) loading {source}:\n{tail}")
-        with np.load(out_path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-            meta = json.loads(str(data["__meta__"])) if "__meta__" in data.files else {}
-    if fingerprint is not None and env is None:
-        _TORCH_CACHE[key] = (arrays, meta)
-    return arrays, meta
-
-
-# --- MLX side (this process) ----------------------------------------------------------------
-def mlx_side(kind: str, folder, queries: list[str], documents: list[str], torch_arrays: dict) -> dict[str, np.ndarray]:
-    """The bridge's outputs, under the same keys as :func:`torch_side`."""
-    import mlx_hf_bridge  # noqa: F401  (BLAS preload before mlx.core)
-
-    texts = queries + documents
-    out: dict[str, np.ndarray] = {}
-    if kind == COLBERT:
-        from mlx_hf_bridge.pylate.models import ColBERT
-
-        model = ColBERT(str(folder))
-        for flag, tag in ((True, "q"), (False, "d")):
-            for i, emb in enumerate(model.encode(texts, is_query=flag, convert_to_numpy=True)):
-                out[f"{tag}{i}"] = np.asarray(emb, dtype=np.float32)
-    elif kind == SENTENCE_TRANSFORMERS:
-        model_cls = _bridge_sentence_transformer()
-        if model_cls is None:
-            raise NotImplementedError("sentence-transformers folders are not supported by the bridge yet")
-        model = model_cls(str(folder))
-        out["sentence_embedding"] = np.asarray(model.encode(texts, convert_to_numpy=True), dtype=np.float32)
-    elif kind == HF:
-        import mlx.core as mx
-
-        from mlx_hf_bridge.transformers import AutoModel
-
-        model = AutoModel.from_pretrained(str(folder))
-        if torch_arrays is None:  # before the torch side: the same tokenizer call as torch_side's
-            limits = [512, getattr(model.tokenizer, "model_max_length", None), model.args.max_position_embeddings]
-            torch_arrays = dict(model.tokenizer(texts, padding=True, truncation=True,
-                                                max_length=min(int(x) for x in limits if x), return_tensors="np"))
-        args = [mx.array(torch_arrays["input_ids"]), mx.array(torch_arrays["attention_mask"])]
-        if "token_type_ids" in torch_arrays:
-            args.append(mx.array(torch_arrays["token_type_ids"]))
-        hidden = model(*args)
-        out["last_hidden_state"] = np.array(hidden.astype(mx.float32))
-    return out
-
-
-def _bridge_sentence_transformer():
-    try:
-        import importlib
-
-        module = importlib.import_module("mlx_hf_bridge.sentence_transformers")
-    except ImportError:
-        return None
-    return getattr(module, "SentenceTransformer", None)
-
-
 # --- comparison -----------------------------------------------------------------------------
 def compare(kind: str, ref: dict, got: dict, n_texts: int) -> dict[str, dict]:
-    """Per output kind: ``{"max_abs_diff", "shape_mismatches"}``."""
+    """Per output kind: ``{"max_abs_diff", "shape_mismatches", "relative"}``. MaxSim scores sum one
+    similarity per query token (hundreds for a long text), so theirs is relative: |Δ| / max(1, |score|)."""
     groups: dict[str, list[tuple[str, str]]] = {}
     if kind == COLBERT:
         groups["query (is_query=True)"] = [(f"q{i}", f"q{i}") for i in range(n_texts)]
         groups["document (is_query=False)"] = [(f"d{i}", f"d{i}") for i in range(n_texts)]
+    elif kind == MULTI_VECTOR:
+        groups["query (encode_query)"] = [(f"q{i}", f"q{i}") for i in range(n_texts)]
+        groups["document (encode_document)"] = [(f"d{i}", f"d{i}") for i in range(n_texts)]
+        groups["similarity"] = [("scores", "scores")]
     elif kind == SENTENCE_TRANSFORMERS:
         groups["sentence_embedding"] = [("sentence_embedding", "sentence_embedding")]
     else:
@@ -285,9 +162,11 @@ def compare(kind: str, ref: dict, got: dict, n_texts: int) -> dict[str, dict]:
             if kind == HF and name == "last_hidden_state":
                 mask = ref["attention_mask"].astype(bool)  # padded positions are not model outputs
                 a64, b64 = a64[mask], b64[mask]
+            scale = np.maximum(np.abs(a64), 1.0) if name == "similarity" else 1.0
             if a64.size:
-                worst = max(worst, float(np.abs(a64 - b64).max()))
-        report[name] = {"max_abs_diff": float("inf") if mismatches else worst, "shape_mismatches": mismatches}
+                worst = max(worst, float((np.abs(a64 - b64) / scale).max()))
+        report[name] = {"max_abs_diff": float("inf") if mismatches else worst, "shape_mismatches": mismatches,
+                        "relative": name == "similarity"}
     return report
 
 
@@ -328,6 +207,11 @@ def verify_folder(folder, tolerance: float = 1e-5, probe_texts=None, reference=N
         return finish("error", "no probe texts", EXIT_ERROR)
     if kind == SENTENCE_TRANSFORMERS and _bridge_sentence_transformer() is None:
         return finish("unsupported", f"{folder} is a sentence-transformers (non-ColBERT) folder: not supported by the bridge yet.", EXIT_ERROR)
+    st_config = _read_json(folder / "config_sentence_transformers.json")
+    family = st_config.get("model_type") if isinstance(st_config, dict) else None
+    if kind == SENTENCE_TRANSFORMERS and family in _OTHER_ST_FAMILIES:
+        return finish("unsupported", f"{folder} is a sentence-transformers {family}: the bridge runs SentenceTransformer "
+                      "and MultiVectorEncoder models only.", EXIT_ERROR)
     # A broken model must fail, not pass because torch computes the same NaN (checked before the torch side)
     from mlx_hf_bridge.loading import nonfinite_tensors
     try:
@@ -337,6 +221,8 @@ def verify_folder(folder, tolerance: float = 1e-5, probe_texts=None, reference=N
     if bad:
         return finish("failed", f"non-finite weights in {len(bad)} tensor(s): {'; '.join(bad[:8])}. The model is "
                       "broken (a diverged run?): export an earlier checkpoint whose weights are finite.", EXIT_MISMATCH)
+    if reason := missing_torch_library(kind, folder):  # before the bridge's forward: name what to install
+        return finish("unsupported", reason, EXIT_ERROR)
     try:
         t0 = time.perf_counter()
         mlx_arrays = mlx_side(kind, folder, queries, documents, None)
@@ -372,7 +258,8 @@ def format_report(report: dict) -> str:
     for name, result in report["results"].items():
         diff = result["max_abs_diff"]
         flag = "ok" if diff <= report["tolerance"] and not result["shape_mismatches"] else "FAIL"
-        lines.append(f"  {name:<28} max|Δ| = {diff:.3e}  {flag}")
+        measure = "max|Δ|/max(1,|s|)" if result.get("relative") else "max|Δ|"
+        lines.append(f"  {name:<28} {measure} = {diff:.3e}  {flag}")
         for mismatch in result["shape_mismatches"][:5]:
             lines.append(f"    shape mismatch {mismatch}")
     if report.get("torch_seconds") is not None:
@@ -387,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--torch-side":  # internal: the torch process
         return torch_side_main(argv[1:])
     parser = argparse.ArgumentParser(prog="mlx-hf-bridge verify", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", help="saved model folder (PyLate, sentence-transformers or Hugging Face)")
+    parser.add_argument("folder", help="saved model folder (PyLate, sentence-transformers 5 / 6 incl. multi-vector, or Hugging Face)")
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed max|Δ| (default 1e-5)")
     parser.add_argument("--reference", default=None, help="folder or hub id the torch side loads instead of FOLDER")
     parser.add_argument("--probes", default=None, help="JSON file: a list of texts or {\"queries\": [...], \"documents\": [...]}")

@@ -154,3 +154,35 @@ def test_compare_reports_shape_mismatch():
     assert result["query (is_query=True)"]["max_abs_diff"] == 0.0
     assert result["document (is_query=False)"]["max_abs_diff"] == float("inf")
     assert result["document (is_query=False)"]["shape_mismatches"]
+
+
+def test_dense_sentence_transformers_folders_pass(tmp_path, tiny_bert_dir):
+    """Dense folders against the installed sentence-transformers (5.3 here, 6.2 in .venv-st6): one in
+    ST 5's file format (Pooling, Dense Tanh + bias, Normalize) and the bridge's save of a plain HF folder."""
+    from st6_reference import hand_written_st5_folder
+
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformer
+
+    folders = [hand_written_st5_folder(tmp_path / "st5", tiny_bert_dir), tmp_path / "bridge"]
+    SentenceTransformer(str(tiny_bert_dir)).save_pretrained(str(folders[1]))
+    for folder in folders:
+        report = verify.verify_folder(folder)
+        assert report["kind"] == verify.SENTENCE_TRANSFORMERS and report["exit_code"] == 0, report
+        assert report["results"]["sentence_embedding"]["max_abs_diff"] <= 1e-5
+
+
+def test_multi_vector_folder_needs_sentence_transformers_6(tmp_path, tiny_bert_dir):
+    """An ST 6 multi-vector save is compared with ST 6's MultiVectorEncoder; with sentence-transformers 5
+    installed verify names the upgrade instead of running (and passes where ST 6 is installed)."""
+    from importlib.metadata import version
+
+    from mlx_hf_bridge.sentence_transformers import MultiVectorEncoder
+
+    MultiVectorEncoder(str(tiny_bert_dir)).save_pretrained(str(tmp_path / "mv"))
+    report = verify.verify_folder(tmp_path / "mv")
+    assert report["kind"] == verify.MULTI_VECTOR
+    if int(version("sentence-transformers").split(".")[0]) < 6:
+        assert report["status"] == "unsupported" and report["exit_code"] == 2 and report["mlx_seconds"] is None
+        assert "pip install 'sentence-transformers>=6'" in report["message"], report["message"]
+    else:
+        assert report["status"] == "passed", report
