@@ -128,3 +128,57 @@ def test_multi_vector_card_has_st6_evaluation_section(tiny_bert_dir, tmp_path):
     assert evaluation_section(readme) == evaluation_section(reference)
     assert "multi_vector_encoder/evaluation.html" in evaluation_section(readme)
     assert front_matter(readme)["model-index"][0]["results"] == front_matter(reference)["model-index"][0]["results"]
+
+
+def training_log_header(readme: str) -> tuple[str, int]:
+    lines = readme[readme.index("### Training Logs"):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Epoch"))
+    rows = 0
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows += 1
+    return " ".join(lines[start].split()), rows
+
+
+def test_training_logs_show_the_primary_metrics_as_st(tiny_bert_dir, tmp_path):
+    """ST's trainer card logs each evaluator's primary metric per evaluation step (not every metric)."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer as TorchST
+
+    if ST_MAJOR >= 6:
+        from sentence_transformers.sentence_transformer import losses as st_losses
+        from sentence_transformers.sentence_transformer import trainer as st_trainer
+        from sentence_transformers.sentence_transformer import training_args as st_args
+    else:
+        from sentence_transformers import losses as st_losses
+        from sentence_transformers import trainer as st_trainer
+        from sentence_transformers import training_args as st_args
+    from mlx_hf_bridge import sentence_transformers as bridge
+    from mlx_hf_bridge.sentence_transformers import evaluation as bridge_evaluation
+    from mlx_hf_bridge.sentence_transformers import losses as bridge_losses
+
+    rng = random.Random(1)
+    data = Dataset.from_dict({"anchor": [random_sentence(rng, 2, 10, [","]) for _ in range(16)],
+                              "positive": [random_sentence(rng, 2, 10, ["."]) for _ in range(16)]})
+    common = dict(per_device_train_batch_size=8, max_steps=4, learning_rate=5e-4, eval_strategy="steps",
+                  eval_steps=2, save_strategy="no", logging_steps=1, seed=0, disable_tqdm=True, report_to="none")
+    readmes = {}
+    for side in ("st", "ours"):
+        if side == "st":
+            model = TorchST(str(tiny_bert_dir), device="cpu")
+            args = st_args.SentenceTransformerTrainingArguments(output_dir=str(tmp_path / side), **common)
+            trainer_cls, side_losses, side_eval = st_trainer.SentenceTransformerTrainer, st_losses, st_evaluation
+        else:
+            model = bridge.SentenceTransformer(str(tiny_bert_dir))
+            args = bridge.SentenceTransformerTrainingArguments(output_dir=str(tmp_path / side), **common)
+            trainer_cls, side_losses, side_eval = bridge.SentenceTransformerTrainer, bridge_losses, bridge_evaluation
+        evaluator = side_eval.SequentialEvaluator(make_evaluators(side_eval)[:3])
+        trainer_cls(model=model, args=args, train_dataset=data, loss=side_losses.MultipleNegativesRankingLoss(model),
+                    evaluator=evaluator).train()
+        model.save(str(tmp_path / side / "final"))
+        readmes[side] = (tmp_path / side / "final" / "README.md").read_text()
+    header, rows = training_log_header(readmes["ours"])
+    print(header, rows)
+    assert (header, rows) == training_log_header(readmes["st"])
+    assert "sts-dev_spearman_cosine" in header and "pearson" not in header

@@ -187,6 +187,8 @@ def _training_rows(info: dict) -> list[dict]:
     """Rows of the training-log table: ``training_logs`` (ST rows) or ``log_history`` (HF Trainer)."""
     if info.get("training_logs"):
         return [dict(r) for r in info["training_logs"]]
+    # with the evaluators' results known (model_card_data), ST's card logs each one's primary metric only
+    primary = {getattr(e, "primary_metric", None) for e in info["eval_results"]} if info.get("eval_results") else None
     rows: dict = {}
     for entry in info.get("log_history") or []:
         if not isinstance(entry, dict) or "step" not in entry or "train_runtime" in entry:
@@ -198,6 +200,8 @@ def _training_rows(info: dict) -> list[dict]:
             if not key.startswith("eval_") or key.endswith(EVAL_NOISE) or not isinstance(value, (int, float)):
                 continue
             label = "Validation Loss" if key == "eval_loss" else key[len("eval_"):]
+            if primary is not None and not key.endswith("_loss") and label not in primary:
+                continue
             row[label] = value
     ordered = sorted(rows.values(), key=lambda r: r["Step"])
 
