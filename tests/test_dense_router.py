@@ -307,3 +307,85 @@ def _bridge_modules():
     else:
         from mlx_hf_bridge.sentence_transformers.models import Dense, Normalize, Pooling, Transformer
     return Transformer, Pooling, Dense, Normalize
+
+
+def test_damaged_router_folders_are_named_before_weights(folder, copy_dir):
+    import shutil
+
+    from mlx_hf_bridge.dense import SentenceTransformer
+    from mlx_hf_bridge.modules.layout import LayoutError
+
+    def damaged(edit):
+        path = copy_dir(folder, f"damaged-{len(list(folder.parent.iterdir()))}-{edit.__name__}")
+        edit(path)
+        return path
+
+    def rewrite(path, change):
+        config = json.loads((path / "router_config.json").read_text())
+        change(config)
+        (path / "router_config.json").write_text(json.dumps(config))
+
+    first = json.loads((folder / "router_config.json").read_text())["structure"]["query"][0]
+
+    def no_config(path):
+        (path / "router_config.json").unlink()
+
+    def unknown_type(path):
+        rewrite(path, lambda c: c["types"].update({first: "sentence_transformers.models.CNN"}))
+
+    def missing_folder(path):
+        shutil.rmtree(path / first)
+
+    def unlisted_id(path):
+        rewrite(path, lambda c: c["structure"]["query"].append("query_9_Dense"))
+
+    for edit, pattern in ((no_config, "router_config.json does not exist"),
+                          (unknown_type, "sentence_transformers.models.CNN.*Router route on MLX does not run"),
+                          (missing_folder, f"lists '{first}'.*does not exist"),
+                          (unlisted_id, "route 'query' uses \\['query_9_Dense'\\]")):
+        with pytest.raises(LayoutError, match=pattern):
+            SentenceTransformer(str(damaged(edit)))
+
+
+def test_custom_routes_train_checkpoint_and_resume_exactly(tmp_path, minilm_dir):
+    """Custom route names (and ST's refusal of a dotted one, torch's ModuleDict rule); the Router's
+    parameters round-trip through checkpoints: a resume from checkpoint-2 continues with the same losses."""
+    import mlx.core as mx
+
+    from mlx_hf_bridge import losses as mlx_losses
+    from mlx_hf_bridge.sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                                     SentenceTransformerTrainingArguments)
+    from mlx_hf_bridge.sentence_transformers.models import Router, StaticEmbedding
+
+    refusals = []
+    for side in (TorchRouter, Router):
+        static = (TorchStatic if side is TorchRouter else StaticEmbedding)(rust_tokenizer(minilm_dir), embedding_dim=4)
+        with pytest.raises(KeyError) as err:
+            side({"q.v1": [static]})
+        refusals.append(err.value.args)
+    assert refusals[0] == refusals[1]
+
+    def run(out, resume=None):
+        mx.random.seed(0)
+        router = Router({"q_v1": [StaticEmbedding(rust_tokenizer(minilm_dir), embedding_dim=8)],
+                         "d_v1": [StaticEmbedding(rust_tokenizer(minilm_dir), embedding_dim=8)]})
+        model = SentenceTransformer(modules=[router])
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(out), per_device_train_batch_size=4, max_steps=4, learning_rate=5e-2, logging_steps=1,
+            save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True, report_to="none",
+            router_mapping={"question": "q_v1", "answer": "d_v1"})
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs(),
+                                             loss=mlx_losses.MultipleNegativesRankingLoss(model))
+        trainer.train(resume_from_checkpoint=resume)
+        return [h["loss"] for h in trainer.state.log_history if "loss" in h], model
+
+    full, model = run(tmp_path / "full")
+    again, resumed = run(tmp_path / "resumed", resume=str(tmp_path / "full" / "checkpoint-2"))
+    np.testing.assert_allclose(again[-2:], full[-2:], rtol=1e-6)
+    np.testing.assert_array_equal(model.encode(CASES, task="q_v1"), resumed.encode(CASES, task="q_v1"))
+    model.save(str(tmp_path / "saved"))
+    back = st.SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert sorted(json.loads((tmp_path / "saved" / "router_config.json").read_text())["types"]) == [
+        "d_v1_0_StaticEmbedding", "q_v1_0_StaticEmbedding"]
+    for task in ("q_v1", "d_v1"):
+        assert max_diff(model.encode(CASES, task=task), back.encode(CASES, task=task)) <= 1e-5

@@ -8,7 +8,7 @@ Each generation resolves routes its own way, reproduced by ``flavour``:
 - "st6": ``route_mappings`` over (task, modality) first -- exact, (task, None), (None, modality),
   (None, None) --, then the task, then the modality ("text") as a route name, then ``default_route``.
 A module used by several routes is one object (ST 6.2 saves it once), held here once: ``routed``
-maps each unique module's id to it and ``structure`` lists each route's ids, so a shared module's
+maps each unique module's key to it and ``structure`` lists each route's keys, so a shared module's
 parameters appear once in the tree (and train as one). Folders are read by ``dense.loading`` and
 written by ``dense.save`` (they know every module kind's files).
 """
@@ -50,6 +50,11 @@ class Router(nn.Module):
                                  f"Available routes: {list(sub_modules.keys())}")
         routed, structure, ids = {}, {}, {}
         for route, modules in sub_modules.items():
+            # torch's ModuleDict refuses these route names in ST (a dot would also split the MLX tree paths)
+            if not isinstance(route, str):
+                raise TypeError(f"module name should be a string. Got {type(route).__name__}")
+            if "." in route:
+                raise KeyError(f'module name can\'t contain ".", got: {route}')
             modules = list(modules.values()) if isinstance(modules, dict) else list(modules)
             _check_route(route, modules)
             structure[route] = []
