@@ -263,3 +263,13 @@ def test_a_wrapped_loss_that_never_embeds_is_named(folders):
 
     with pytest.raises(RuntimeError, match="the wrapped loss never called the model"):
         mlx_losses.AdaptiveLayerLoss(mlx_model, Constant())([mlx_model.tokenize(["a"])])
+
+
+@pytest.mark.parametrize("outer", ["AdaptiveLayerLoss", "Matryoshka2dLoss"])
+def test_a_wrapped_loss_with_parameters_of_its_own_is_refused(outer, folders):
+    """ST trains SoftmaxLoss's classifier through the wrapper module; the bridge's trainer would not: refused."""
+    _, mlx_model = load(folders["bert"])
+    extra = {"matryoshka_dims": [32, 16]} if outer == "Matryoshka2dLoss" else {}
+    inner = mlx_losses.SoftmaxLoss(mlx_model, 32, num_labels=3)
+    with pytest.raises(ValueError, match=f"{outer} around SoftmaxLoss: that loss trains parameters of its own"):
+        getattr(mlx_losses, outer)(mlx_model, inner, **extra)

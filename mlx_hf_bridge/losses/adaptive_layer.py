@@ -104,6 +104,25 @@ def _check_model(model) -> None:
         )
 
 
+def _refuse_own_parameters(name: str, loss) -> None:
+    """A wrapped loss that trains parameters of its own (SoftmaxLoss's classifier, MSELoss's projection):
+    ST's optimizer reaches them through the wrapper module; the bridge's trainer trains such a loss only
+    when it is the trainer's loss itself, so through this wrapper they would silently stay untrained."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    inner = getattr(loss, "loss", None) if type(loss).__name__ == "MatryoshkaLoss" else loss
+    if not isinstance(inner, nn.Module):
+        return
+    own = [k for k, _ in tree_flatten(inner.trainable_parameters()) if not k.startswith("model.")]
+    if own:
+        raise ValueError(
+            f"{name} around {type(inner).__name__}: that loss trains parameters of its own ({own[0]}, ...), which the "
+            f"bridge cannot train through {name} (they would stay at their initial values, while sentence-transformers "
+            f"trains them). Train with {type(inner).__name__} directly, or wrap a loss without parameters."
+        )
+
+
 class AdaptiveLayerLoss:
     """The wrapped ``loss`` on the final layer (times ``last_layer_weight``) plus, on
     ``n_layers_per_step`` randomly chosen earlier layers (-1: all), the layer's loss times its
@@ -127,7 +146,8 @@ class AdaptiveLayerLoss:
 
     The cached losses (GradCache) are refused: ST warns that they are not compatible (their backward
     pass runs after ST's decorators are gone), and the bridge does not train a combination it cannot
-    reproduce.
+    reproduce. So is a wrapped loss with parameters of its own (SoftmaxLoss's classifier): ST trains them
+    through this wrapper, the bridge's trainer would not.
     """
 
     def __init__(self, model, loss, n_layers_per_step: int = 1, last_layer_weight: float = 1.0,
@@ -150,6 +170,7 @@ class AdaptiveLayerLoss:
             )
         self.layer_weighting = layer_weighting
         _check_model(model)
+        _refuse_own_parameters(type(self).__name__, loss)
         if getattr(loss, "uses_gradient_cache", False):
             inner = getattr(loss, "loss", loss) if type(loss).__name__ == "MatryoshkaLoss" else loss
             around = f" around {type(inner).__name__}" if inner is not loss else ""
