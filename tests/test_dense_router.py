@@ -59,10 +59,12 @@ def build_torch(kind, tmp_path_factory, minilm_dir):
             document_modules=[document, Pooling(DIM, "mean"), Dense(DIM, DIM)])
         return [router, Normalize()]
     query = Transformer(str(_save_tiny(tmp_path_factory.mktemp("q-bert"), tiny_bert_config(), minilm_dir, 1)))
-    if kind == "two-berts":  # the document encoder with larger weights: its layers dominate
+    if kind == "two-berts":  # the document encoder with larger weights: its layers dominate; its prompt is
         big = _save_tiny(tmp_path_factory.mktemp("d-bert"), tiny_bert_config(), minilm_dir, 2, init_scale=0.2)
-        return [TorchRouter.for_query_document(query_modules=[query, Pooling(DIM, "mean")],
-                                               document_modules=[Transformer(str(big)), Pooling(DIM, "cls")])]
+        excluding = Pooling(DIM, "mean")  # left out of its pooling (prompt_length through the route)
+        excluding.include_prompt = False
+        return [TorchRouter.for_query_document(query_modules=[query, Pooling(DIM, "cls")],
+                                               document_modules=[Transformer(str(big)), excluding])]
     # one backbone, two Poolings (ST 6.2 saves the shared module once)
     return [TorchRouter.for_query_document(query_modules=[query, Pooling(DIM, "mean")],
                                            document_modules=[query, Pooling(DIM, "max")])]
@@ -74,7 +76,9 @@ KINDS = ["static-query", "two-berts"] + (["shared-bert"] if ST_MAJOR >= 6 else [
 @pytest.fixture(scope="module", params=KINDS)
 def folder(request, tmp_path_factory, minilm_dir):
     path = tmp_path_factory.mktemp(request.param)
-    st.SentenceTransformer(modules=build_torch(request.param, tmp_path_factory, minilm_dir), device="cpu").save(str(path))
+    prompts = {"query": "query: ", "document": "passage: "} if request.param == "two-berts" else None
+    st.SentenceTransformer(modules=build_torch(request.param, tmp_path_factory, minilm_dir), device="cpu",
+                           prompts=prompts).save(str(path))
     return path
 
 
