@@ -318,6 +318,21 @@ def test_bad_options_raise_st6_errors(tmp_path, tiny_bert_dir):
     assert not (tmp_path / "lambda-model" / "modules.json").exists()
 
 
+def test_without_scipy_the_error_names_it(monkeypatch):
+    from mlx_hf_bridge.modules import token_pooling
+
+    token_pooling._clustering.cache_clear()
+    monkeypatch.setitem(sys.modules, "scipy.cluster.hierarchy", None)
+    try:
+        with pytest.raises(ImportError, match="pip install scipy"):
+            HierarchicalTokenPooling(pool_factor=2).pool([np.eye(6, dtype=np.float32)])
+        # nothing to cluster: no scipy needed (pool_factor 1, or too few tokens)
+        assert HierarchicalTokenPooling(pool_factor=1).pool([np.eye(6, dtype=np.float32)])[0].shape == (6, 6)
+        assert HierarchicalTokenPooling(pool_factor=2).pool([np.eye(2, dtype=np.float32)])[0].shape == (2, 2)
+    finally:
+        token_pooling._clustering.cache_clear()
+
+
 def test_training_through_pooling_is_refused(tiny_bert_dir):
     import mlx.core as mx
 

@@ -168,18 +168,22 @@ class LambdaTokenPooling(BaseTokenPooling):
 
 # --- the math (one document) ---------------------------------------------------------------------
 @functools.cache
-def _ward_linkage():
-    """fastcluster's linkage when installed, else scipy's: ST 6.2's choice (they differ on exact ties)."""
+def _clustering():
+    """(linkage, fcluster, squareform): fastcluster's linkage when installed, else scipy's, as ST 6.2
+    chooses (the two differ only on exact ties); scipy for the rest."""
+    try:
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.spatial.distance import squareform
+    except ImportError as err:
+        raise ImportError(
+            "HierarchicalTokenPooling clusters with scipy's Ward linkage, as sentence-transformers 6.2 does, and "
+            "scipy is not installed: pip install scipy"
+        ) from err
     try:
         from fastcluster import linkage
     except (ImportError, OSError, RuntimeError):
-        try:
-            from scipy.cluster.hierarchy import linkage
-        except ImportError as err:
-            raise ImportError(
-                "HierarchicalTokenPooling clusters with scipy, as sentence-transformers 6.2 does: pip install scipy"
-            ) from err
-    return linkage
+        pass
+    return linkage, fcluster, squareform
 
 
 def hierarchical_pool_one(embedding: mx.array, pool_factor: float, num_protected_tokens: int,
@@ -189,12 +193,10 @@ def hierarchical_pool_one(embedding: mx.array, pool_factor: float, num_protected
     count = to_pool.shape[0]
     num_clusters = max(int(count // pool_factor), 1)
     if num_clusters < count:
-        from scipy.cluster.hierarchy import fcluster
-        from scipy.spatial.distance import squareform
-
+        linkage, fcluster, squareform = _clustering()
         vectors = np.array(to_pool.astype(mx.float32))
         distances = np.clip(1 - vectors @ vectors.T, 0, 2)  # float32, as torch's mm + clamp
-        tree = _ward_linkage()(squareform(distances, checks=False), method="ward")
+        tree = linkage(squareform(distances, checks=False), method="ward")
         labels = fcluster(tree, t=num_clusters, criterion="maxclust") - 1
         # clusters numbered by sorted label (fcluster may return fewer than asked on ties)
         _, inverse = np.unique(labels, return_inverse=True)
