@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--bench", action="store_true", help="also measure fp32 matmul GFLOP/s")
     env.add_argument("--size", type=int, default=1024)
     sub.add_parser("run", help="run a PyLate / sentence-transformers script on MLX: run script.py [args]")
-    sub.add_parser("verify", help="compare an exported folder with the torch library: verify <folder>")
+    sub.add_parser("verify", help="compare a saved folder (PyLate ColBERT, sentence-transformers dense or ST 6 "
+                   "multi-vector, Hugging Face) with the torch library: verify <folder>")
     sub.add_parser("demo", help="offline demo: fine-tune MiniLM as a ColBERT on BoolQ, evaluate, export")
     args = parser.parse_args(argv)
     return cmd_env(args)
