@@ -184,8 +184,10 @@ def pairs():
     return datasets.Dataset.from_dict({"question": rows[:ROWS], "answer": rows[ROWS:]})
 
 
-def trainer_losses(folder, tmp_path, loss_name, **loss_kwargs):
-    """Logged losses of the installed ST's trainer and the bridge's on ``folder``, and both trained models."""
+def trainer_losses(folder, tmp_path, loss_name, train=pairs, recipe=None, **loss_kwargs):
+    """Logged losses of the installed ST's trainer and the bridge's on ``folder`` (the dataset ``train()``
+    builds, ``RECIPE`` updated by ``recipe``), and both trained models."""
+    recipe = {**RECIPE, **(recipe or {})}
     from sentence_transformers import SentenceTransformerTrainer as TorchTrainer
     from sentence_transformers import SentenceTransformerTrainingArguments as TorchArgs
 
@@ -194,14 +196,14 @@ def trainer_losses(folder, tmp_path, loss_name, **loss_kwargs):
     from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     ref = st.SentenceTransformer(str(folder), device="cpu")
-    trainer = TorchTrainer(model=ref, train_dataset=pairs(), loss=getattr(st_losses, loss_name)(ref, **loss_kwargs),
+    trainer = TorchTrainer(model=ref, train_dataset=train(), loss=getattr(st_losses, loss_name)(ref, **loss_kwargs),
                            args=TorchArgs(output_dir=str(tmp_path / "torch"), report_to="none", disable_tqdm=True,
-                                          use_cpu=True, **RECIPE))
+                                          use_cpu=True, **recipe))
     trainer.train()
     model = SentenceTransformer(str(folder))
     ours = SentenceTransformerTrainer(
-        model=model, train_dataset=pairs(), loss=getattr(mlx_losses, loss_name)(model, **loss_kwargs),
-        args=SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "mlx"), disable_tqdm=True, **RECIPE))
+        model=model, train_dataset=train(), loss=getattr(mlx_losses, loss_name)(model, **loss_kwargs),
+        args=SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "mlx"), disable_tqdm=True, **recipe))
     ours.train()
     logged = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (trainer, ours)]
     return logged, ref, model
@@ -393,3 +395,23 @@ def test_custom_routes_train_checkpoint_and_resume_exactly(tmp_path, minilm_dir)
         "d_v1_0_StaticEmbedding", "q_v1_0_StaticEmbedding"]
     for task in ("q_v1", "d_v1"):
         assert max_diff(model.encode(CASES, task=task), back.encode(CASES, task=task)) <= 1e-5
+
+
+def test_per_dataset_router_mapping_equals_sentence_transformers(folder, tmp_path):
+    """``router_mapping`` keyed by dataset name (a DatasetDict; columns named differently per dataset),
+    round-robin over the datasets: the logged losses of both trainers agree."""
+    if not folder.name.startswith("static-query"):
+        pytest.skip("one folder suffices for the data flow")
+    rows = texts(4 * ROWS, seed=17, n_min=2, n_max=10)
+    data = datasets.DatasetDict({
+        "qa": datasets.Dataset.from_dict({"question": rows[:ROWS], "answer": rows[ROWS:2 * ROWS]}),
+        "search": datasets.Dataset.from_dict({"passage": rows[2 * ROWS:3 * ROWS], "query": rows[3 * ROWS:]}),
+    })
+    recipe = {"multi_dataset_batch_sampler": "round_robin",
+              "router_mapping": {"qa": {"question": "query", "answer": "document"},
+                                 "search": {"query": "query", "passage": "document"}}}
+    (theirs, ours), _, _ = trainer_losses(folder, tmp_path, "MultipleNegativesRankingLoss", train=lambda: data,
+                                          recipe=recipe)
+    rel = _relative(theirs, ours)
+    print(f"{folder.name} (ST {ST_MAJOR}): per-dataset router_mapping {theirs[0]:.5g} -> {theirs[-1]:.5g}, max rel {rel:.1e}")
+    assert rel < 1e-4, (theirs, ours)
