@@ -19,6 +19,7 @@ import logging
 
 import mlx.nn as nn
 
+from ..errors import check_texts
 from .pooling import installed_generation
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class Router(nn.Module):
         from .transformer import Transformer
 
         texts, task = task_rows(texts, task)
+        texts = check_texts(texts)
         modality = TEXT if self.flavour == "st6" else None
         route = self.resolve_route(task, modality)
         module = self.routed[self.structure[route][0]]

@@ -60,13 +60,13 @@ class StaticEmbedding(nn.Module):
             weights = embedding_weights
             if hasattr(weights, "detach"):  # a torch tensor from a script
                 weights = weights.detach().cpu().numpy()
-            self.embedding = nn.Embedding(1, 1)
-            self.embedding.weight = mx.array(np.asarray(weights)) if not isinstance(weights, mx.array) else weights
+            weights = weights if isinstance(weights, mx.array) else mx.array(np.asarray(weights))
         elif embedding_dim is not None:
-            self.embedding = nn.Embedding(tokenizer.get_vocab_size(), embedding_dim)
-            self.embedding.weight = mx.random.normal((tokenizer.get_vocab_size(), embedding_dim))
+            weights = mx.random.normal((tokenizer.get_vocab_size(), embedding_dim))
         else:
             raise ValueError("Either `embedding_weights` or `embedding_dim` must be provided.")
+        self.embedding = nn.Embedding(1, 1)  # holds the table as ``embedding.weight``, torch's state-dict name
+        self.embedding.weight = weights
         if self.embedding.weight.ndim != 2:
             raise ValueError(f"embedding_weights must be a (vocabulary, dim) matrix, got shape {self.embedding.weight.shape}.")
         tokenizer.no_padding()
