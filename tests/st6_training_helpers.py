@@ -16,7 +16,7 @@ import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from conftest import random_sentence  # noqa: E402
+from conftest import WORDS, random_sentence  # noqa: E402
 from mlx_hf_bridge.engine.data import collect_features  # noqa: E402
 from mlx_hf_bridge.sentence_transformers import MultiVectorEncoder  # noqa: E402
 from mlx_hf_bridge.sentence_transformers.multi_vector_encoder import losses as mlx_losses  # noqa: E402
@@ -33,27 +33,33 @@ STEPS = 10
 PUNCT = [",", ".", ";", "!", "?", ":", "-"]
 
 
-def sentence(rng: random.Random, n_min: int, n_max: int) -> str:
-    return random_sentence(rng, n_min, n_max, PUNCT)
+def sentence(rng: random.Random, n_min: int, n_max: int, distinct: bool = False) -> str:
+    if not distinct:
+        return random_sentence(rng, n_min, n_max, PUNCT)
+    # no word or punctuation mark twice: in a tiny random ModernBERT (embedding-dominated) a repeated
+    # token gets a near-identical vector, i.e. a MaxSim near-tie (see maxsim_min_gap)
+    words = rng.sample(WORDS, min(rng.randint(n_min, n_max), len(WORDS)))
+    marks = iter(rng.sample(PUNCT, len(PUNCT)))
+    return " ".join(w + next(marks, "") if rng.random() < 0.3 else w for w in words)
 
 
-def contrastive_rows(n: int, n_negatives: int, seed: int = 0) -> list[dict]:
+def contrastive_rows(n: int, n_negatives: int, seed: int = 0, distinct: bool = False) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        row = {"query": sentence(rng, 2, 9), "positive": sentence(rng, 3, 22)}
+        row = {"query": sentence(rng, 2, 9, distinct), "positive": sentence(rng, 3, 22, distinct)}
         for j in range(n_negatives):
-            row[f"neg{j + 1}"] = sentence(rng, 3, 22)
+            row[f"neg{j + 1}"] = sentence(rng, 3, 22, distinct)
         rows.append(row)
     return rows
 
 
-def scored_rows(n: int, n_docs: int, seed: int = 1) -> list[dict]:
+def scored_rows(n: int, n_docs: int, seed: int = 1, distinct: bool = False) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        row = {"query": sentence(rng, 2, 9)}
-        row.update({f"doc{j + 1}": sentence(rng, 3, 22) for j in range(n_docs)})
+        row = {"query": sentence(rng, 2, 9, distinct)}
+        row.update({f"doc{j + 1}": sentence(rng, 3, 22, distinct) for j in range(n_docs)})
         row["label"] = [rng.uniform(-2, 12) for _ in range(n_docs)]
         rows.append(row)
     return rows
@@ -133,6 +139,41 @@ def collate_both(torch_model, mlx_model, rows):
     t_features, t_labels = collect_features(torch_batch)
     m_features, m_labels = collect_features(mlx_batch)
     return t_features, t_labels, m_features, m_labels
+
+
+def maxsim_min_gap(torch_model, t_features) -> float:
+    """The smallest gap between a query token's best and second-best document token over every query x
+    document pair of the batch (float64 forward of a copy, attention masks only: a superset of what
+    any of the losses scores). MaxSim's gradient jumps where that gap is ~0: a 1e-8 gap flips with the
+    summation order (OpenBLAS's vs torch's), sending a token's gradient elsewhere."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(torch_model).double()
+    with torch.no_grad():
+        outputs = [model(dict(f)) for f in t_features]
+    queries, query_mask = outputs[0]["token_embeddings"], outputs[0]["attention_mask"].bool()
+    gap = float("inf")
+    for out in outputs[1:]:
+        scores = torch.einsum("bqh,cdh->bcqd", queries, out["token_embeddings"])
+        scores = scores.masked_fill(~out["attention_mask"].bool()[None, :, None, :], -float("inf"))
+        top = scores.topk(2, dim=-1).values
+        gaps = (top[..., 0] - top[..., 1]).permute(0, 2, 1)[query_mask]
+        gap = min(gap, float(gaps.min()))
+    return gap
+
+
+def well_conditioned_rows(make_rows, torch_model, mlx_model, min_gap: float = 1e-6, tries: int = 8):
+    """Rows from ``make_rows(attempt)`` (attempt 0: the usual rows; later ones: rows without repeated
+    tokens) whose batch has no MaxSim near-tie at the start, so the first-step gradients compared are
+    defined; returns (rows, collated features)."""
+    for seed in range(tries):
+        rows = make_rows(seed)
+        collated = collate_both(torch_model, mlx_model, rows)
+        if maxsim_min_gap(torch_model, collated[0]) > min_gap:
+            return rows, collated
+    raise AssertionError(f"no batch without a MaxSim near-tie (gap <= {min_gap}) in {tries} seeds")
 
 
 # --- training loops ------------------------------------------------------------------------------
