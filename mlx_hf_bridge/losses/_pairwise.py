@@ -10,6 +10,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..colbert.loss_common import cross_entropy
+from ._common import similarity_fct_name  # noqa: F401  (re-exported to the losses)
 from ._inbatch import check_columns  # noqa: F401  (one column check for every dense loss)
 
 
@@ -157,11 +158,3 @@ def fullname(obj) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     module = cls.__module__
     return cls.__qualname__ if module in (None, str.__module__) else f"{module}.{cls.__qualname__}"
-
-
-def similarity_fct_name(similarity_fct) -> str:
-    """ST 6's ``util.similarity_fct_name`` (the multi-vector façade's, imported when asked: the façade
-    package imports the trainer)."""
-    from ..sentence_transformers.multi_vector_encoder.losses._common import similarity_fct_name as name
-
-    return name(similarity_fct)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..colbert.losses import _kl_div_log_target
 from ..dense.similarity import pairwise_dot_score
+from ._common import check_teacher_scores
 from ._pairwise import check_columns, check_numeric, embed_columns, label_values, rows, similarity_fct_name
 
 # a teacher score of -inf (a candidate excluded on purpose, as ST 6 allows) has probability 0; its log
@@ -104,9 +105,8 @@ class DistillKLDivLoss:
             values = np.asarray(labels, dtype=np.float64)
         except (ValueError, RuntimeError):
             return
-        from ..sentence_transformers.multi_vector_encoder.losses.distill_kl_div import MultiVectorDistillKLDivLoss
-
-        MultiVectorDistillKLDivLoss._check_teacher_scores(self, values)
+        self._checked_teacher_scale = True
+        check_teacher_scores(self, values, self.teacher_temperature)
 
     def __call__(self, sentence_features, labels) -> mx.array:
         sentence_features = list(sentence_features)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import mlx.core as mx
 
 from ..dense.similarity import cos_sim
-from ..sentence_transformers.multi_vector_encoder.losses._common import similarity_fct_name
+from ._common import similarity_fct_name
 from . import _inbatch
 
 logger = logging.getLogger(__name__)

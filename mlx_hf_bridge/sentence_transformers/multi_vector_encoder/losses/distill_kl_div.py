@@ -7,11 +7,9 @@ import logging
 import math
 from typing import Any, Callable
 
-import numpy as np
-
 from ....colbert.conventions import MULTI_VECTOR_ENCODER, RowChunks, colbert_kd_scores
 from ....colbert.listwise import TemperatureKLDistillation
-from ._common import similarity_fct_name
+from ._common import check_teacher_scores, similarity_fct_name
 
 logger = logging.getLogger(__name__)
 
@@ -94,29 +92,8 @@ class MultiVectorDistillKLDivLoss(TemperatureKLDistillation):
             self._check_teacher_scores(labels)
 
     def _check_teacher_scores(self, labels):
-        """ST 6's first-batch check of the teacher target: NaN raises; an underflowing softmax warns."""
         self._checked_teacher_scale = True
-        scores = np.asarray(labels, dtype=np.float64)
-        if np.isnan(scores).any():
-            raise ValueError(
-                f"{type(self).__name__}: the teacher scores contain NaN, so the loss and every gradient would be "
-                "NaN after the first backward. Check the column holding your teacher scores."
-            )
-        if np.isinf(scores).any():  # an infinite score marks a candidate excluded on purpose
-            return
-        # the float32 softmax the loss uses (log_softmax, then exp)
-        shifted = (scores / self.teacher_temperature).astype(np.float32)
-        shifted = shifted - shifted.max(axis=-1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        collapsed = int((np.exp(log_probs) == 0).sum())
-        if collapsed:
-            spread = float((scores.max(axis=-1) - scores.min(axis=-1)).max())
-            logger.warning(
-                f"{type(self).__name__}: teacher_temperature={self.teacher_temperature} underflows {collapsed} of "
-                f"{scores.size} teacher scores to exactly zero, so those candidates carry no gradient. The widest "
-                f"candidate row spans {spread:.1f}, and a float32 softmax underflows once a row's spread divided by "
-                f"the temperature exceeds about 100. Raise teacher_temperature above {spread / 100:.3g}."
-            )
+        check_teacher_scores(self, labels, self.teacher_temperature)
 
     def get_config_dict(self) -> dict[str, Any]:
         config: dict[str, Any] = {"similarity_fct": similarity_fct_name(self.similarity_fct),
