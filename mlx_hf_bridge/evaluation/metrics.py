@@ -94,7 +94,8 @@ def matthews_corrcoef(labels, predicted) -> float:
 def ndcg_score(relevance, scores, k: int | None = None) -> float:
     """sklearn's ``ndcg_score([relevance], [scores], k=k)`` for one query (ties averaged)."""
     relevance, scores = np.asarray(relevance, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    discount = 1 / np.log2(np.arange(len(relevance)) + 2)
+    # sklearn's own roundings: the discount as log(x) / log(2), the ideal DCG as a dot product
+    discount = 1 / (np.log(np.arange(len(relevance)) + 2) / np.log(2))
     if k is not None:
         discount[k:] = 0
     discount_cumsum = np.cumsum(discount)
@@ -107,7 +108,7 @@ def ndcg_score(relevance, scores, k: int | None = None) -> float:
     discount_sums[0] = discount_cumsum[groups[0]]
     discount_sums[1:] = np.diff(discount_cumsum[groups])
     gain = float((ranked * discount_sums).sum())
-    ideal = float((np.sort(relevance)[::-1] * discount).sum())
+    ideal = float(discount.dot(relevance[np.argsort(relevance)[::-1]]))
     return 0.0 if ideal == 0 else gain / ideal
 
 
