@@ -28,7 +28,7 @@ from ..modules.static_embedding import StaticEmbedding
 logger = logging.getLogger(__name__)
 
 DENSE_KINDS = ("Transformer", "StaticEmbedding", "Router", "Pooling", "Dense", "Normalize")
-INPUT_KINDS = ("Transformer", "StaticEmbedding", "Router")  # what tokenizes: first, and only first
+INPUT_KINDS = ("Transformer", "StaticEmbedding", "Router")  # what tokenizes: first (a Router may also come later)
 _REFUSED_DIALECTS = {
     "pylate": "a PyLate ColBERT folder (multi-vector); load it with mlx_hf_bridge.pylate.models.ColBERT",
     "stanford": "a Stanford-NLP ColBERT (HF_ColBERT) checkpoint; load it with mlx_hf_bridge.pylate.models.ColBERT",
@@ -76,10 +76,10 @@ def load_folder(folder, processor_kwargs=None, config_kwargs=None, model_kwargs=
             raise module_layout.LayoutError(
                 f"{where} is a {kind}, which a dense SentenceTransformer on MLX does not run; supported: {', '.join(DENSE_KINDS)}."
             )
-        if (kind in INPUT_KINDS) != (index == 0):
+        if (index == 0 and kind not in INPUT_KINDS) or (index > 0 and kind in ("Transformer", "StaticEmbedding")):
             raise module_layout.LayoutError(
-                f"{where}: the bridge runs an input module ({', '.join(INPUT_KINDS)}) first and only first (ST's "
-                "text pipeline); this folder has another order."
+                f"{where}: the bridge runs an input module ({', '.join(INPUT_KINDS)}) first and a Transformer / "
+                "StaticEmbedding only first (ST's text pipeline); this folder has another order."
             )
         if kind in ("Pooling", "Normalize"):
             modules[index] = load_module(kind, sub, generation, layout.dialect)
@@ -148,7 +148,10 @@ def load_router(folder, generation: str) -> Router:
                                         "sentence-transformers 5.3 cannot load this folder either. Install ST 6.")
     parameters["route_mappings"] = _route_mapping_keys(mappings) if generation == "st6" else None
     structure = {route: [modules[i] for i in ids] for route, ids in config["structure"].items()}
-    return Router(structure, flavour=generation, **parameters)
+    try:
+        return Router(structure, flavour=generation, **parameters)
+    except (TypeError, ValueError) as exc:  # a route the bridge cannot run, or settings ST would refuse
+        raise module_layout.LayoutError(f"{path}: {exc}") from None
 
 
 def _route_mapping_keys(mappings: dict) -> dict:

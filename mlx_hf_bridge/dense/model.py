@@ -36,6 +36,11 @@ MODULE_KINDS = (Pooling, Dense, Normalize)
 INPUT_KINDS = (Transformer, StaticEmbedding, Router)  # the first module: it tokenizes
 
 
+def _is_head(module) -> bool:
+    """A module after the input one: Pooling / Dense / Normalize, or a Router of such routes."""
+    return isinstance(module, MODULE_KINDS) or (isinstance(module, Router) and not module.is_input)
+
+
 class SentenceTransformer(DenseEncodeMixin, nn.Module):
     """``SentenceTransformer(model_name_or_path=None, modules=None, device=None, prompts=None,
     default_prompt_name=None, similarity_fn_name=None, cache_folder=None, trust_remote_code=False,
@@ -131,17 +136,19 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
 
     @staticmethod
     def _check_modules(modules):
-        if not isinstance(modules[0], INPUT_KINDS):
+        if not isinstance(modules[0], INPUT_KINDS) or getattr(modules[0], "is_input", True) is False:
             raise TypeError(
                 f"The first module must be mlx_hf_bridge's Transformer, StaticEmbedding or Router (sentence-transformers' "
-                f"names on MLX), got {type(modules[0]).__module__}.{type(modules[0]).__name__}."
+                f"names on MLX), got {type(modules[0]).__module__}.{type(modules[0]).__name__}"
+                + (" whose routes start with no Transformer / StaticEmbedding (nothing would tokenize)."
+                   if isinstance(modules[0], Router) else ".")
             )
         for module in modules[1:]:
-            if not isinstance(module, MODULE_KINDS):
+            if not _is_head(module):
                 raise TypeError(
                     f"modules: {type(module).__module__}.{type(module).__name__} is not a module kind the MLX "
-                    "SentenceTransformer runs; use the bridge's Transformer (first), Pooling, Dense and Normalize "
-                    "(sentence-transformers' names and arguments)."
+                    "SentenceTransformer runs; use the bridge's Transformer / StaticEmbedding / Router (first), then "
+                    "Pooling, Dense, Normalize or a Router of those (sentence-transformers' names and arguments)."
                 )
 
     def _merge_saved(self, config: dict):
@@ -193,7 +200,7 @@ class SentenceTransformer(DenseEncodeMixin, nn.Module):
     def add_module(self, name: str, module) -> None:
         """torch's ``nn.Sequential.add_module`` as ST scripts use it (``model.add_module("normalize",
         Normalize())``): append a Pooling / Dense / Normalize after the current modules."""
-        if not isinstance(module, MODULE_KINDS):
+        if not _is_head(module):
             raise TypeError(
                 f"add_module({name!r}, {type(module).__module__}.{type(module).__name__}): the MLX SentenceTransformer "
                 "takes the bridge's Pooling, Dense and Normalize (sentence_transformers' names) after its Transformer."

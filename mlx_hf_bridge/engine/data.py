@@ -108,8 +108,10 @@ class DefaultCollator:
     PyLate scripts pass ``data_collator=utils.ColBERTCollator(model.tokenize)`` for that reason.
     """
 
-    def __init__(self, tokenize_fn, valid_label_columns=None, router_mapping=None, prompts=None):
+    def __init__(self, tokenize_fn, valid_label_columns=None, router_mapping=None, prompts=None, stamp_task=False):
         self.tokenize_fn = tokenize_fn
+        # ST 6.2 stamps each routed column's task in the batch (a Router after the input module reads it)
+        self.stamp_task = stamp_task
         self.valid_label_columns = list(valid_label_columns or ST_LABEL_COLUMNS)
         self.router_mapping = router_mapping or {}
         self.prompts = prompts
@@ -139,6 +141,8 @@ class DefaultCollator:
             out = self.tokenize_fn(texts, task=task) if task is not None else self.tokenize_fn(texts)
             for key, value in out.items():
                 batch[f"{column}_{key}"] = value
+            if self.stamp_task and task is not None:
+                batch[f"{column}_task"] = task
         return batch
 
 

@@ -1,7 +1,9 @@
 """sentence-transformers' ``Router`` on MLX (ST 5.3 ``models.Router``, ST 6.2 ``base.modules.Router``;
 ``Asym`` is its old name): asymmetric models whose texts take a route by task ("query" / "document"
-or custom), each route a module stack of its own (an input module, Transformer or StaticEmbedding,
-then Pooling / Dense / Normalize).
+or custom), each route a module stack of its own. As the first module every route starts with an
+input module (Transformer or StaticEmbedding) that tokenizes, then Pooling / Dense / Normalize; later
+in the model (ST's "middle" Router: asymmetric heads on one backbone) its routes hold heads only and
+take the task given to the forward, else ``features["task"]`` (ST 6.2's collator stamps it).
 
 Each generation resolves routes its own way, reproduced by ``flavour``:
 - "st5": the task, else ``features["task"]``, else ``default_route``; no ``route_mappings``.
@@ -49,7 +51,7 @@ class Router(nn.Module):
             if target not in sub_modules:
                 raise ValueError(f"route_mappings contains mapping to '{target}' which is not in sub_modules. "
                                  f"Available routes: {list(sub_modules.keys())}")
-        routed, structure, ids = {}, {}, {}
+        routed, structure, ids, kinds = {}, {}, {}, set()
         for route, modules in sub_modules.items():
             # torch's ModuleDict refuses these route names in ST (a dot would also split the MLX tree paths)
             if not isinstance(route, str):
@@ -58,12 +60,16 @@ class Router(nn.Module):
                 raise KeyError(f'module name can\'t contain ".", got: {route}')
             modules = list(modules.values()) if isinstance(modules, dict) else list(modules)
             _check_route(route, modules)
+            kinds.add(_is_input(modules[0]))
             structure[route] = []
             for index, module in enumerate(modules):
                 if id(module) not in ids:  # ST 6.2's save-time id of a module's first use
                     ids[id(module)] = f"{route}_{index}_{type(module).__name__}"
                     routed[ids[id(module)]] = module
                 structure[route].append(ids[id(module)])
+        if len(kinds) > 1:
+            raise TypeError("Router: some routes start with an input module (Transformer / StaticEmbedding) and some "
+                            "do not; as the first module every route tokenizes, later in a model none does. Split it.")
         self.routed = routed
         if allow_empty_key and default_route is None:
             default_route = next(iter(sub_modules))
@@ -75,6 +81,7 @@ class Router(nn.Module):
             "route_mappings": {(task, tuple(sorted(m)) if isinstance(m, tuple) else m): route
                                for (task, m), route in (route_mappings or {}).items()},
             "flavour": flavour,
+            "is_input": kinds == {True},  # its routes tokenize: the model's first module
         }
         for key, value in settings.items():  # settings, not children of the parameter tree
             object.__setattr__(self, key, value)
@@ -147,7 +154,13 @@ class Router(nn.Module):
 
     def input_module(self, task=None):
         """The first module of the route ``task`` takes (what tokenizes its texts)."""
+        self._check_input()
         return self.routed[self.structure[self.resolve_route(task, TEXT)][0]]
+
+    def _check_input(self):
+        if not self.is_input:
+            raise TypeError("This Router's routes hold Pooling / Dense / Normalize only: it routes features after "
+                            "the model's input module and tokenizes nothing.")
 
     # --- tokenization and forward ------------------------------------------------------------------
     def preprocess(self, texts, prompt=None, task=None, strip: bool = False, **kwargs) -> dict:
@@ -156,6 +169,7 @@ class Router(nn.Module):
         Transformer strips texts (the caller says whether the model reproduces ST 5.3)."""
         from .transformer import Transformer
 
+        self._check_input()
         texts, task = task_rows(texts, task)
         texts = check_texts(texts)
         modality = TEXT if self.flavour == "st6" else None
@@ -260,23 +274,27 @@ def call_module(module, features: dict, task=None) -> dict:
     return module(features) if isinstance(module, Transformer) else module(features, task=task)
 
 
-def _check_route(route, modules) -> None:
-    from .dense import Dense
-    from .normalize import Normalize
-    from .pooling import Pooling
+def _is_input(module) -> bool:
     from .static_embedding import StaticEmbedding
     from .transformer import Transformer
 
+    return isinstance(module, (Transformer, StaticEmbedding))
+
+
+def _check_route(route, modules) -> None:
+    """An input module then heads, or heads only (a Router after the model's input module)."""
+    from .dense import Dense
+    from .normalize import Normalize
+    from .pooling import Pooling
+
     if not modules:
-        raise ValueError(f"Router route {route!r} has no modules; give each route an input module (Transformer or "
-                         "StaticEmbedding) and its heads.")
-    if not isinstance(modules[0], (Transformer, StaticEmbedding)):
-        raise TypeError(f"Router route {route!r} starts with a {type(modules[0]).__name__}; on MLX a route starts with "
-                        "the bridge's Transformer or StaticEmbedding (the module that tokenizes its texts).")
-    for module in modules[1:]:
+        raise ValueError(f"Router route {route!r} has no modules; give each route its modules (an input module "
+                         "Transformer / StaticEmbedding and its heads, or heads only for a Router later in a model).")
+    for module in modules[1:] if _is_input(modules[0]) else modules:
         if not isinstance(module, (Pooling, Dense, Normalize)):
-            raise TypeError(f"Router route {route!r}: a {type(module).__module__}.{type(module).__name__} after the input "
-                            "module; on MLX a route continues with the bridge's Pooling, Dense and Normalize.")
+            raise TypeError(f"Router route {route!r}: a {type(module).__module__}.{type(module).__name__}; on MLX a route "
+                            "is the bridge's Transformer or StaticEmbedding first (or neither), then Pooling, Dense and "
+                            "Normalize.")
 
 
 def _format(modality) -> str:

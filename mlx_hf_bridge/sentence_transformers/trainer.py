@@ -53,6 +53,14 @@ def _own_parameters(loss, model) -> bool:
     return any(not k.startswith("model.") for k, _ in tree_flatten(loss.trainable_parameters()))
 
 
+def _modules(model) -> list:
+    """The model's top-level modules (ST checks ``model.children()`` for a Router)."""
+    try:
+        return list(model)
+    except TypeError:
+        return []
+
+
 def _loss_spec(loss):
     spec = getattr(loss, "expected_inputs", None)
     if spec is not None:
@@ -99,14 +107,15 @@ class SentenceTransformerTrainer(Trainer):
         if data_collator is None:
             if not hasattr(model, "tokenize"):
                 raise TypeError(f"{type(model).__name__} has no tokenize(); pass data_collator=... to the trainer.")
-            if isinstance(getattr(model, "transformer", None), Router) and not args.router_mapping:
+            if any(isinstance(module, Router) for module in _modules(model)) and not args.router_mapping:
                 raise ValueError(
                     "You are using a Router module in your model, but you did not provide a `router_mapping` in the "
                     "training arguments. This means that the Router module will not be able to route the inputs to "
                     "the correct submodules. Please provide a `router_mapping` that maps column names to routes, "
                     "e.g. {'column_one': 'query', 'column_two': 'document', 'column_three': 'document'}."
                 )
-            data_collator = D.DefaultCollator(model.tokenize, router_mapping=args.router_mapping, prompts=args.prompts)
+            data_collator = D.DefaultCollator(model.tokenize, router_mapping=args.router_mapping, prompts=args.prompts,
+                                              stamp_task=getattr(model, "generation", None) == "st6")
         self.data_collator = data_collator
         self.tokenizer = self.processing_class = tokenizer
         if optimizer_cls_and_kwargs is not None:
