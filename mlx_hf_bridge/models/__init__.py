@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-SUPPORTED_MODEL_TYPES = ("bert", "modernbert")
+SUPPORTED_MODEL_TYPES = ("bert", "modernbert", "qwen3", "roberta", "xlm-roberta")
 
 
 def get_architecture(model_type: str):
@@ -12,4 +12,4 @@ def get_architecture(model_type: str):
             f"Unsupported model_type {model_type!r}. mlx_hf_bridge supports: "
             f"{', '.join(SUPPORTED_MODEL_TYPES)}."
         )
-    return import_module(f"{__name__}.{model_type}")
+    return import_module(f"{__name__}.{model_type.replace('-', '_')}")  # xlm-roberta -> xlm_roberta.py
