@@ -40,13 +40,16 @@ def _rust_tokenizer(tokenizer):
 
 def bag_means(table: mx.array, input_ids: mx.array, offsets: mx.array) -> mx.array:
     """``EmbeddingBag(mode="mean")``: row b is the mean of ``table[input_ids[offsets[b]:offsets[b+1]]]``
-    (zeros for an empty bag). One (bags, tokens) averaging matrix: differentiable, one matmul."""
-    n_tokens, n_bags = int(input_ids.shape[0]), int(offsets.shape[0])
-    positions = mx.arange(n_tokens)
-    bag_of_token = (positions[None, :] >= offsets[:, None].astype(positions.dtype)).sum(axis=0) - 1
-    member = (bag_of_token[None, :] == mx.arange(n_bags)[:, None]).astype(table.dtype)
-    counts = mx.maximum(member.sum(axis=1, keepdims=True), 1)
-    return (member / counts) @ table[input_ids]
+    (zeros for an empty bag). A scatter-add of the looked-up rows into their bags: memory linear in
+    the tokens (static models train with batches of thousands), MLX ops only (nothing read on the host)."""
+    n_tokens = input_ids.shape[0]
+    starts = offsets.astype(mx.int32)
+    # each token's bag: how many bags start at or before it, less one (an empty bag starts where the next does)
+    marks = mx.zeros((n_tokens + 1,), dtype=mx.int32).at[starts].add(1)
+    bag_of_token = mx.cumsum(marks[:n_tokens]) - 1
+    lengths = mx.concatenate([starts[1:], mx.array([n_tokens], dtype=mx.int32)]) - starts
+    sums = mx.zeros((starts.shape[0], table.shape[1]), dtype=table.dtype).at[bag_of_token].add(table[input_ids])
+    return sums / mx.maximum(lengths, 1)[:, None].astype(table.dtype)
 
 
 class StaticEmbedding(nn.Module):
