@@ -30,3 +30,40 @@ class AutoModel:
             lambda self, path: save_encoder(self, path, self.tokenizer), model
         )
         return model
+
+
+class _AutoTaskModel:
+    """``transformers.AutoModelFor<Task>.from_pretrained`` on MLX: the head for the folder's
+    ``model_type`` (``mlx_hf_bridge.tasks``), HF's keyword arguments (``num_labels``, ``id2label``,
+    ``label2id``, ``problem_type``, ``classifier_pooling``, any config field)."""
+
+    task = ""
+
+    def __init__(self):
+        raise OSError(f"Use {type(self).__name__}.from_pretrained(path).")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        from ..tasks.loading import load_task_model
+
+        return load_task_model(cls.task, pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        """A randomly initialised model (HF's ``_init_weights`` distributions), as ``from_config``."""
+        from ..tasks import head_class
+        from ..tasks.loading import initialise_all
+
+        return initialise_all(head_class(config.model_type, cls.task)(config))
+
+
+class AutoModelForSequenceClassification(_AutoTaskModel):
+    task = "sequence-classification"
+
+
+class AutoModelForMaskedLM(_AutoTaskModel):
+    task = "masked-lm"
+
+
+class AutoModelForTokenClassification(_AutoTaskModel):
+    task = "token-classification"

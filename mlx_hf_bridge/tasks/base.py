@@ -1,0 +1,131 @@
+"""What every transformers-style task model shares: HF outputs, the torch-like parameter views,
+embedding freezing, and ``save_pretrained`` / ``push_to_hub``. Heads live in one file per
+architecture family (``tasks/bert.py``, ``tasks/modernbert.py``) and register themselves."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .params import ModuleView, named_parameter_handles, wrap
+
+
+class TaskOutput(dict):
+    """transformers' ``ModelOutput`` shape: ``out.loss`` / ``out.logits`` / ``out["logits"]``; ``out[0]``
+    is the first field that is set (the loss when labels were given), as in HF's tuple view."""
+
+    def __init__(self, loss=None, logits=None):
+        super().__init__((k, v) for k, v in (("loss", loss), ("logits", logits)) if v is not None)
+
+    def __getattr__(self, name):
+        if name in ("loss", "logits"):
+            return self.get(name)
+        raise AttributeError(name)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self):
+        return tuple(self.values())
+
+
+class TaskModel(nn.Module):
+    """A backbone (under ``base_model_prefix``, HF's attribute name) plus a head with HF's names.
+
+    Subclasses set ``task``, ``hf_architecture``, ``base_model_prefix`` and implement
+    ``head_logits(hidden, attention_mask)`` and ``loss(logits, labels)``. Calling the model runs
+    ``backbone -> head -> loss`` and returns a :class:`TaskOutput`.
+
+    ``padding_free=True`` runs the backbone packed where it can (ModernBERT with the CPU kernels:
+    real tokens only); outputs at real tokens are the padded ones, so every head gives the same
+    logits. Without a packed backbone (BERT) it changes nothing.
+    """
+
+    task: str = ""
+    hf_architecture: str = ""
+    base_model_prefix: str = ""
+    embeddings_name: str = "embeddings"
+
+    def __init__(self, config, backbone: nn.Module):
+        super().__init__()
+        self.config = config
+        self.padding_free = False
+        setattr(self, self.base_model_prefix, backbone)
+
+    # --- forward -------------------------------------------------------------------------------
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **unused):
+        input_ids = mx.array(input_ids)
+        attention_mask = None if attention_mask is None else mx.array(attention_mask)
+        token_type_ids = None if token_type_ids is None else mx.array(token_type_ids)
+        hidden = self._backbone_hidden(input_ids, attention_mask, token_type_ids)
+        logits = self.head_logits(hidden, attention_mask, labels)
+        loss = None if labels is None else self.loss(logits, self._labels_for_loss(mx.array(labels)))
+        return TaskOutput(loss=loss, logits=logits)
+
+    def _backbone_hidden(self, input_ids, attention_mask, token_type_ids):
+        backbone = self[self.base_model_prefix]
+        if not (self.padding_free and hasattr(type(backbone), "pack_sequences")):
+            return backbone(input_ids, attention_mask, token_type_ids)
+        backbone.pack_sequences = True
+        try:
+            return backbone(input_ids, attention_mask, token_type_ids)
+        finally:
+            del backbone.pack_sequences
+
+    def _labels_for_loss(self, labels):
+        return labels
+
+    def head_logits(self, hidden, attention_mask, labels=None):
+        raise NotImplementedError
+
+    def loss(self, logits, labels):
+        raise NotImplementedError
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.config.num_labels)
+
+    # --- torch-like parameter access -----------------------------------------------------------
+    def __getattr__(self, key):
+        value = super().__getattr__(key)
+        return wrap(value, key) if isinstance(value, (nn.Module, list)) else value
+
+    @property
+    def base_model(self) -> ModuleView:
+        return ModuleView(self[self.base_model_prefix], self.base_model_prefix)
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        yield from ModuleView(self).named_parameters(prefix, recurse)
+
+    def requires_grad_(self, requires_grad: bool = True):
+        (self.unfreeze if requires_grad else self.freeze)()
+        return self
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return sum(h.numel() for _, h in named_parameter_handles(self) if h.requires_grad or not only_trainable)
+
+    def freeze_embeddings(self, freeze: bool = True):
+        """The bridge's one-liner for ``for p in model.base_model.embeddings.parameters():
+        p.requires_grad = False``. With a tied MLM decoder the decoder is frozen too (same tensor)."""
+        self.base_model.embeddings.requires_grad_(not freeze)
+        return self
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self[self.base_model_prefix].get_input_embeddings()
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, **kwargs):
+        from .loading import save_task_model
+
+        save_task_model(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        from ..hub import push_to_hub
+
+        return push_to_hub(self.save_pretrained, repo_id, model_class=self.hf_architecture, **kwargs)
+
+    # --- new-head initialisation (HF's _init_weights for the family) -----------------------------
+    def init_parameter(self, name: str, shape: tuple) -> mx.array:
+        raise NotImplementedError
