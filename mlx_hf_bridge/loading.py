@@ -158,20 +158,35 @@ def load_config(folder: Path, trust_remote_code: bool = False):
     if not isinstance(raw, dict):
         raise InvalidFileError(f"{cfg_path} (the model config) holds a JSON {type(raw).__name__}, not an object. {RESTORE_CONFIG}.")
     model_type, auto_map = raw.get("model_type"), raw.get("auto_map")
+    builtin_problem = _builtin_args_problem(model_type, raw)
     if auto_map and (trust_remote_code or model_type not in SUPPORTED_MODEL_TYPES):
         raise ValueError(
             f"{cfg_path}: auto_map {auto_map!r} (model_type {model_type!r}) points at custom modeling code"
             f"{', and trust_remote_code=True asks to run it' if trust_remote_code else ''}. Custom code is torch code "
             f"and cannot run on MLX; mlx_hf_bridge supports the built-in model types {', '.join(SUPPORTED_MODEL_TYPES)}. "
             + (f"Pass trust_remote_code=False to load the built-in {model_type!r} class instead (not the folder's code), "
-               if model_type in SUPPORTED_MODEL_TYPES else "")
-            + "or run this model with the torch library."
+               if model_type in SUPPORTED_MODEL_TYPES and not builtin_problem else "")
+            + (f"The built-in {model_type!r} class cannot stand in for it ({builtin_problem}), so run this model with "
+               "the torch library." if builtin_problem else "or run this model with the torch library.")
         )
     if model_type not in SUPPORTED_MODEL_TYPES:
         get_architecture(model_type)  # raises the error that lists the supported types
+    if builtin_problem:  # said before the tokenizer and weights are read
+        raise ValueError(f"{cfg_path}: {builtin_problem}")
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(folder))
+
+
+def _builtin_args_problem(model_type, raw: dict) -> str | None:
+    """Why the built-in architecture cannot build this config (its ``ModelArgs`` refusal), or None."""
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return None
+    try:
+        get_architecture(model_type).ModelArgs.from_dict(raw)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def check_remote_code(folder: Path, trust_remote_code: bool):
