@@ -168,6 +168,8 @@ class Model(bert.Model):
                 continue  # MLM / task / ColBERT heads are not part of the encoder
             if key.endswith(("position_ids", "token_type_ids")) and "embeddings." in key:
                 continue  # buffers in old checkpoints
+            # legacy names, which transformers 5.3 also writes back when it saves a model it loaded
+            key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
             out[key] = value
         return out
 
