@@ -362,3 +362,15 @@ def test_st6_import_forms_resolve_under_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mlx_hf_bridge", "run", str(script)], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert "RESOLVED" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_append_adds_a_module_as_st6(st6_dir):
+    """``model.append(pooling)`` (torch's nn.Sequential spelling ST 6 scripts use) gives the model ST 6.2
+    saved with that module, and refuses a module kind MultiVectorEncoder does not run."""
+    saved = MultiVectorEncoder(str(st6_dir / "pool2-default"))
+    model = MultiVectorEncoder(modules=list(saved)[:-1])
+    assert model.append(saved[-1]) is model and len(model) == len(saved)
+    assert_same(bridge_outputs(model), {k: v for k, v in np.load(st6_dir / "pool2-default.npz").items()
+                                        if not k.startswith("pc")}, "appended")
+    with pytest.raises(TypeError, match="append: .*HierarchicalTokenPooling"):
+        model.append(object())

@@ -42,6 +42,15 @@ _OTHER_DIALECTS = {
 }
 
 
+def _check_head(module, where: str) -> None:
+    if not isinstance(module, (Dense, MultiVectorMask, Normalize, pooling_module.BaseTokenPooling)):
+        raise TypeError(
+            f"{where}: {type(module).__module__}.{type(module).__name__} is not a module kind MultiVectorEncoder "
+            "runs on MLX; use mlx_hf_bridge.modules' Transformer (first), Dense, MultiVectorMask, Normalize and "
+            "HierarchicalTokenPooling (ST 6's names and arguments)."
+        )
+
+
 class MultiVectorEncoder(MultiVectorModule, nn.Module):
     """``MultiVectorEncoder(model_name_or_path=None, *, modules=None, prompts=None, default_prompt_name=None,
     ..., similarity_fn_name=None)`` with ST 6.2's signature and defaults.
@@ -108,12 +117,7 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
                 f"The first module must be mlx_hf_bridge's ST 6 Transformer, got {type(modules[0]).__name__}."
             )
         for module in modules[1:]:
-            if not isinstance(module, (Dense, MultiVectorMask, Normalize, pooling_module.BaseTokenPooling)):
-                raise TypeError(
-                    f"modules: {type(module).__module__}.{type(module).__name__} is not a module kind MultiVectorEncoder "
-                    "runs on MLX; use mlx_hf_bridge.modules' Transformer (first), Dense, MultiVectorMask, Normalize and "
-                    "HierarchicalTokenPooling (ST 6's names and arguments)."
-                )
+            _check_head(module, "modules")
         self.transformer, self.heads = modules[0], modules[1:]
         self._validate_prompts()
         for module in self.heads:
@@ -197,6 +201,14 @@ class MultiVectorEncoder(MultiVectorModule, nn.Module):
     # --- the sequential model ----------------------------------------------------------------------
     def _module_list(self) -> list:
         return [self.transformer, *self.heads]
+
+    def append(self, module) -> "MultiVectorEncoder":
+        """torch's ``nn.Sequential.append`` as ST 6 scripts use it (``model.append(HierarchicalTokenPooling(...))``)."""
+        _check_head(module, "append")
+        if isinstance(module, MultiVectorMask):
+            module.resolve_with_tokenizer(self.tokenizer)
+        self.heads = [*self.heads, module]
+        return self
 
     def __iter__(self):
         return iter(self._module_list())
