@@ -80,19 +80,22 @@ class BertPredictionHeadTransform(nn.Module):
 class BertLMPredictionHead(nn.Module):
     """``cls.predictions``. The decoder's weight *is* the word-embedding table (tied: one array, so
     it stays tied through training and saving) and its bias is ``cls.predictions.bias``, as in HF.
-    With ``tie_word_embeddings=False`` the decoder holds its own ``decoder.weight``."""
+    With ``tie_word_embeddings=False`` HF unties both: the decoder holds its own ``decoder.weight``
+    and ``decoder.bias`` (the one used), and ``cls.predictions.bias`` stays, unused (HF's quirk)."""
 
     def __init__(self, config):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
         self.bias = mx.zeros((config.vocab_size,))
         if not config.tie_word_embeddings:
-            self.decoder = {"weight": mx.zeros((config.vocab_size, config.hidden_size))}
+            self.decoder = {"weight": mx.zeros((config.vocab_size, config.hidden_size)),
+                            "bias": mx.zeros((config.vocab_size,))}
 
     def __call__(self, x, word_embeddings: nn.Embedding):
         h = self.transform(x)
-        weight = self["decoder"]["weight"] if "decoder" in self else word_embeddings.weight
-        return h @ weight.T + self.bias
+        if "decoder" in self:
+            return h @ self["decoder"]["weight"].T + self["decoder"]["bias"]
+        return h @ word_embeddings.weight.T + self.bias
 
 
 class BertOnlyMLMHead(nn.Module):
