@@ -31,6 +31,24 @@ class TaskOutput(dict):
         return tuple(self.values())
 
 
+class OutputProjection(nn.Module):
+    """An MLM decoder's own tensors (``weight`` when untied, ``bias`` when the family has one); a tied
+    decoder reads the input embedding table instead, so the two can never drift apart."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, own_weight: bool, bias: bool):
+        super().__init__()
+        if own_weight:
+            self.weight = mx.zeros((vocab_size, hidden_size))
+        if bias:
+            self.bias = mx.zeros((vocab_size,))
+
+    def __call__(self, x, tied_weight=None, bias=None):
+        weight = self["weight"] if "weight" in self else tied_weight
+        bias = self["bias"] if "bias" in self else bias
+        out = x @ weight.T
+        return out if bias is None else out + bias
+
+
 class TaskModel(nn.Module):
     """A backbone (under ``base_model_prefix``, HF's attribute name) plus a head with HF's names.
 

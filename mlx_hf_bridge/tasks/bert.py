@@ -10,7 +10,7 @@ import mlx.nn as nn
 from ..models import bert as arch
 from ..models.base import LayerNorm, activation
 from . import losses, register_head
-from .base import TaskModel
+from .base import OutputProjection, TaskModel
 
 
 def _backbone(config, add_pooling_layer: bool):
@@ -88,13 +88,12 @@ class BertLMPredictionHead(nn.Module):
         self.transform = BertPredictionHeadTransform(config)
         self.bias = mx.zeros((config.vocab_size,))
         if not config.tie_word_embeddings:
-            self.decoder = {"weight": mx.zeros((config.vocab_size, config.hidden_size)),
-                            "bias": mx.zeros((config.vocab_size,))}
+            self.decoder = OutputProjection(config.vocab_size, config.hidden_size, own_weight=True, bias=True)
 
     def __call__(self, x, word_embeddings: nn.Embedding):
         h = self.transform(x)
         if "decoder" in self:
-            return h @ self["decoder"]["weight"].T + self["decoder"]["bias"]
+            return self["decoder"](h)
         return h @ word_embeddings.weight.T + self.bias
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..models import modernbert as arch
 from ..models.base import LayerNorm, activation
 from . import losses, register_head
-from .base import TaskModel
+from .base import OutputProjection, TaskModel
 
 
 def _backbone(config):
@@ -103,20 +103,14 @@ class ModernBertForMaskedLM(_ModernBertTask):
     def __init__(self, config):
         super().__init__(config, _backbone(config))
         self.head = ModernBertPredictionHead(config)
-        self.decoder = {}
-        if not config.tie_word_embeddings:
-            self.decoder["weight"] = mx.zeros((config.vocab_size, config.hidden_size))
-        if config.decoder_bias:
-            self.decoder["bias"] = mx.zeros((config.vocab_size,))
+        self.decoder = OutputProjection(config.vocab_size, config.hidden_size,
+                                        own_weight=not config.tie_word_embeddings, bias=config.decoder_bias)
 
     def head_logits(self, hidden, attention_mask, labels=None):
         if self.config.sparse_prediction and labels is not None:
             flat = mx.array(labels).reshape(-1)
             hidden = hidden.reshape(flat.shape[0], -1)[_positions(flat != self.config.sparse_pred_ignore_index)]
-        decoder = self["decoder"]
-        weight = decoder["weight"] if "weight" in decoder else self["model"].get_input_embeddings().weight
-        logits = self["head"](hidden) @ weight.T
-        return logits + decoder["bias"] if "bias" in decoder else logits
+        return self["decoder"](self["head"](hidden), tied_weight=self["model"].get_input_embeddings().weight)
 
     def _labels_for_loss(self, labels):
         if self.config.sparse_prediction:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 
 class ParameterHandle:
@@ -61,10 +62,11 @@ def named_parameter_handles(module: nn.Module, prefix: str = ""):
             if isinstance(value, mx.array):
                 name = ".".join(part for part in (prefix, path, key) if part)
                 yield name, ParameterHandle(owner, key, name)
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):  # arrays held in a list (no module of their own)
-                    if isinstance(item, mx.array):
-                        raise TypeError(f"{prefix}.{path}.{key}.{i}: arrays inside lists cannot be frozen one by one")
+            elif isinstance(value, (list, tuple, dict)) and tree_flatten(value, is_leaf=lambda v: isinstance(v, nn.Module)):
+                leaves = [v for _, v in tree_flatten(value, is_leaf=lambda v: isinstance(v, nn.Module))]
+                if any(isinstance(v, mx.array) for v in leaves):  # MLX freezes such a container only as a whole
+                    raise TypeError(f"{'.'.join(p for p in (prefix, path, key) if p)}: arrays held in a plain "
+                                    "list / dict cannot be frozen one by one; hold them in an nn.Module")
 
 
 def wrap(value, prefix: str):
