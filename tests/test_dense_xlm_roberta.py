@@ -241,3 +241,30 @@ def test_configs_the_encoder_cannot_build(tmp_path, tokenizer_dir, edit, match):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=match):
         AutoModel.from_pretrained(str(folder))
+
+
+def test_gradient_checkpointing_packed_and_padded(tmp_path, tokenizer_dir):
+    """Checkpointed layers (the engine's remat patches the RobertaLayer class) give the same
+    gradients, packed and padded."""
+    from mlx_hf_bridge.engine.remat import gradient_checkpointing
+    from mlx_hf_bridge.models.roberta import RobertaLayer
+
+    folder = save_tiny(tmp_path / "m", tokenizer_dir, seed=6, init_scale=0.2)
+    ids, mask = token_batch(np.random.default_rng(6), [50, 21, 7, 2], 50)
+    for packed in (False, True) if kernels.available() else (False,):
+        _, plain = grads_of(folder, ids, mask, packed)
+        with gradient_checkpointing(AutoModel.from_pretrained(str(folder))) as cls:
+            assert cls is RobertaLayer
+            _, checkpointed = grads_of(folder, ids, mask, packed)
+        for name, g in plain.items():
+            assert float(np.abs(checkpointed[name] - g).max()) <= 1e-6 * max(1.0, float(np.abs(g).max())), name
+
+
+def test_colbert_length_past_the_table_names_both_numbers(tmp_path, tokenizer_dir):
+    """RoBERTa's table (130 rows) holds 128 tokens: a document_length of 129 is refused saying both."""
+    from mlx_hf_bridge.pylate import models as mlx_models
+
+    folder = save_tiny(tmp_path / "m", tokenizer_dir, seed=0)
+    with pytest.raises(ValueError, match=r"document_length=129 .*max_position_embeddings=130 .*at most 128 tokens"):
+        mlx_models.ColBERT(str(folder), document_length=129)
+    assert mlx_models.ColBERT(str(folder), document_length=128).document_length == 128

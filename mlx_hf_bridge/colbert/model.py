@@ -163,9 +163,11 @@ class ColBERT(EncodeMixin, MultiVectorModule, nn.Module):
         text that long); refused up front. RoPE models (ModernBERT) have no table and no limit."""
         limit = getattr(self.transformer.auto_model, "max_positions", None)
         if limit is not None and length is not None and int(length) > limit:
-            raise ValueError(
-                f"{name}={length} is longer than the model's position table (max_position_embeddings={limit} "
-                f"in the config.json of {self.model_name_or_path or 'the backbone'}): tokens past position {limit} "
+            table = getattr(getattr(self.transformer.auto_model, "config", None), "max_position_embeddings", limit)
+            raise ValueError(  # RoBERTa's table has pad_token_id + 1 more rows than tokens
+                f"{name}={length} is longer than the model's position table allows (max_position_embeddings={table} "
+                f"in the config.json of {self.model_name_or_path or 'the backbone'}: at most {limit} tokens): "
+                f"tokens past {limit} "
                 f"have no position embedding, so PyLate on torch fails with an index error on the first text that "
                 f"long. Fix: {fix.format(limit=limit)}."
             )

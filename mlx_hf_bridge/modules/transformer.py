@@ -126,9 +126,11 @@ class Transformer(_Backbone):
         for name, length in (("query_length", self.query_length), ("document_length", self.document_length),
                              ("query_expansion['length']", expansion)):
             if limit is not None and length is not None and length > limit:
-                raise ValueError(
-                    f"{name}={length} is longer than the model's position table (max_position_embeddings={limit} in "
-                    f"{self.model_name_or_path}/config.json): texts that long cannot be encoded. Fix: set {name} to at "
+                table = getattr(getattr(self.auto_model, "config", None), "max_position_embeddings", limit)
+                raise ValueError(  # RoBERTa's table has pad_token_id + 1 more rows than tokens
+                    f"{name}={length} is longer than the model's position table allows (max_position_embeddings="
+                    f"{table} in {self.model_name_or_path}/config.json: at most {limit} tokens): texts that long "
+                    f"cannot be encoded. Fix: set {name} to at "
                     f"most {limit}."
                 )
 
