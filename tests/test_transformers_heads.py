@@ -310,3 +310,27 @@ def test_checkpoint_with_other_num_labels_is_refused(tmp_path):
         B.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=5)
     with pytest.raises(TypeError, match="not_a_field_or_option"):
         B.AutoModelForSequenceClassification.from_pretrained(folder, not_a_field_or_option=1)
+
+
+@pytest.mark.parametrize("arch", ["bert", "modernbert"])
+@pytest.mark.parametrize("task", list(TASKS))
+def test_from_config_draws_as_transformers(arch, task):
+    cfg = config(arch, num_labels=3)
+    torch.manual_seed(0)
+    theirs = {k: v.detach().numpy() for k, v in TASKS[task][0].from_config(cfg).state_dict().items()}
+    mx.random.seed(0)
+    model = TASKS[task][1].from_config(cfg)
+    mine = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    assert set(mine) <= set(theirs)
+    for k, v in mine.items():
+        ref = theirs[k]
+        assert v.shape == ref.shape, k
+        zero_rows = lambda a: np.flatnonzero(~a.reshape(a.shape[0], -1).any(axis=1))  # noqa: E731
+        assert np.array_equal(zero_rows(v), zero_rows(ref)), k  # zero biases, the padding row
+        if ref.std() == 0:  # constants (norm weights 1, biases 0) exactly
+            assert np.array_equal(v, ref), k
+        elif ref.size >= 128:  # two samples of one distribution: 4 sigmas of their difference
+            assert abs(v.std() - ref.std()) <= 4 * ref.std() / np.sqrt(ref.size), k
+            assert np.abs(v).max() <= 1.5 * np.abs(ref).max() + 1e-6, k
+    ids, mask = batch()
+    assert model(to_mx(ids), to_mx(mask)).logits.shape[0] == 3

@@ -26,14 +26,18 @@ class _BertTask(TaskModel):
     base_model_prefix = "bert"
 
     def init_parameter(self, name: str, shape: tuple) -> mx.array:
-        """``BertPreTrainedModel._init_weights``: Linear / Embedding ~ N(0, initializer_range),
-        biases (and the MLM bias) 0, LayerNorm weight 1."""
+        """``BertPreTrainedModel._init_weights``: Linear / Embedding ~ N(0, initializer_range) with the
+        word embeddings' padding row 0, biases (and the MLM bias) 0, LayerNorm weight 1."""
         leaf = name.rsplit(".", 1)[-1]
         if leaf == "bias":
             return mx.zeros(shape)
         if "LayerNorm" in name:
             return mx.ones(shape)
-        return mx.random.normal(shape) * float(self.config.initializer_range)
+        weight = mx.random.normal(shape) * float(self.config.initializer_range)
+        pad = getattr(self.config, "pad_token_id", None)
+        if name == "bert.embeddings.word_embeddings.weight" and pad is not None:
+            weight[int(pad)] = 0.0  # nn.Embedding(padding_idx=pad_token_id)
+        return weight
 
 
 class BertForSequenceClassification(_BertTask):

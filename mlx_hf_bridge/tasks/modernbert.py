@@ -37,16 +37,16 @@ class _ModernBertTask(TaskModel):
     def init_parameter(self, name: str, shape: tuple) -> mx.array:
         """``ModernBertPreTrainedModel._init_weights``: truncated normals (cut at
         ``initializer_cutoff_factor`` std) with std initializer_range / sqrt(2 n_layers) for
-        ``head.dense`` and the decoder, hidden_size**-0.5 for ``classifier``; biases 0, norms 1."""
+        ``head.dense``, the decoder and the layers' ``Wo``, hidden_size**-0.5 for ``classifier``; biases 0, norms 1."""
         cfg = self.config
         leaf = name.rsplit(".", 1)[-1]
         if leaf == "bias":
             return mx.zeros(shape)
-        if ".norm." in f".{name}":
+        if name.rsplit(".", 2)[-2].endswith("norm"):  # norm, attn_norm, mlp_norm, final_norm
             return mx.ones(shape)
         if name.startswith("classifier."):
             std = cfg.hidden_size ** -0.5
-        elif name.startswith(("head.", "decoder.")):
+        elif name.startswith(("head.", "decoder.")) or name.endswith(("attn.Wo.weight", "mlp.Wo.weight")):
             std = cfg.initializer_range / math.sqrt(2.0 * cfg.num_hidden_layers)
         else:
             std = cfg.initializer_range
