@@ -334,3 +334,20 @@ def test_from_config_draws_as_transformers(arch, task):
             assert np.abs(v).max() <= 1.5 * np.abs(ref).max() + 1e-6, k
     ids, mask = batch()
     assert model(to_mx(ids), to_mx(mask)).logits.shape[0] == 3
+
+
+@pytest.mark.parametrize("task", ["seq", "mlm"])
+def test_push_to_hub_then_transformers_and_bridge_load_it(tmp_path, task):
+    from hub_server import LocalHub
+
+    ours = bridge_from(tmp_path, hf_model(task, config("modernbert", num_labels=2), init_scale=0.2))
+    ids, mask = batch(7)
+    repo = f"tester/tiny-{task}"
+    with LocalHub(lfs_threshold=1_000_000) as hub, hub.patch_client(hf_home=tmp_path / "hf-cache"):
+        url = ours.push_to_hub(repo, token="hf_local_test_token")
+        assert url.startswith(f"{hub.url}/{repo}/commit/")
+        # cache_dir: transformers keeps the hub cache path it read at import time
+        theirs = TASKS[task][0].from_pretrained(repo, cache_dir=tmp_path / "hf-cache").eval()
+        again = TASKS[task][1].from_pretrained(repo, cache_dir=tmp_path / "hf-cache")
+    assert_logits_match(theirs, ours(to_mx(ids), to_mx(mask)).logits, ids, mask)
+    assert np.array_equal(np.array(again(to_mx(ids), to_mx(mask)).logits), np.array(ours(to_mx(ids), to_mx(mask)).logits))
