@@ -133,10 +133,14 @@ class Model(bert.Model):
             )
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
+        return self._forward(input_ids, attention_mask, token_type_ids, output_hidden_states)
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, layer_args=(), can_pack=True):
+        """The encoder pass; ``layer_args`` go to every layer after ``(x, bias)`` (X-MOD's languages)."""
         self._check_length(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
         packing = None
-        if self.pack_sequences and attention_mask is not None and self._fuses_attention(x):
+        if can_pack and self.pack_sequences and attention_mask is not None and self._fuses_attention(x):
             packing = SequencePacking.plan(attention_mask)
         if packing is not None:
             x, bias = packing.pack(x), PackedAttention(packing.key_mask, packing.segments)
@@ -144,13 +148,20 @@ class Model(bert.Model):
             bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         hidden_states = [x] if output_hidden_states else None
         for layer in self.encoder.layer:
-            x = layer(x, bias)
+            x = layer(x, bias, *layer_args)
             if hidden_states is not None:
                 hidden_states.append(x)
+        x = self._final_norm(x)
         if packing is not None:
             x = packing.unpack(x)
             hidden_states = hidden_states and [packing.unpack(h) for h in hidden_states]
-        return (x, tuple(hidden_states)) if output_hidden_states else x
+        if not output_hidden_states:
+            return x
+        # as transformers: each layer's output, the last entry replaced by the last hidden state
+        return x, (*hidden_states[:-1], x)
+
+    def _final_norm(self, x):
+        return x  # RoBERTa has none (X-MOD's pre-norm variant does)
 
     def _fuses_attention(self, x) -> bool:
         # the kernel has no attention-probability dropout
