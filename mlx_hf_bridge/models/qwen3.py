@@ -230,7 +230,8 @@ class Model(nn.Module):
             key_mask = mx.ones((B, L)) if attention_mask is None else attention_mask
             segments, positions = None, np.broadcast_to(np.arange(L), (1, L))
         cos, sin = rope_tables(positions.reshape(1, -1), self.args.head_dim, self.args.theta, self.args.position_scale)
-        cos, sin = cos[:, None], sin[:, None]  # (1, 1, L, head_dim): broadcast over batch and heads
+        # (1, 1, L, head_dim): broadcast over batch and heads; in the activations' dtype, as transformers
+        cos, sin = cos[:, None].astype(x.dtype), sin[:, None].astype(x.dtype)
         pos = mx.array(positions.reshape(1, -1).astype(np.int32))
         masks = {
             kind: layer_mask(key_mask, pos, segments, self.args.is_causal,
