@@ -52,7 +52,9 @@ def check_class_indices(labels: mx.array, num_classes: int, what: str, allow_ign
             f"{what} labels are floats ({labels.dtype}) but this loss needs class indices 0..{num_classes - 1}. "
             "Cast them to integers, or for multi-label targets set problem_type='multi_label_classification'."
         )
-    values = np.asarray(labels)
+    values = _host_values(labels)
+    if values is None:
+        return
     bad = (values < 0) | (values >= num_classes)
     if allow_ignore:
         bad &= values != IGNORE_INDEX
@@ -63,6 +65,17 @@ def check_class_indices(labels: mx.array, num_classes: int, what: str, allow_ign
             f"{'; -100 marks ignored positions' if allow_ignore else ''}). Fix the labels, or load the model with "
             f"num_labels=<number of classes> (and id2label / label2id)."
         )
+
+
+def _host_values(labels: mx.array):
+    """The labels on the host, or None inside ``mx.compile`` (no eval allowed there: a compiled step
+    skips the check; an eager forward on the data, e.g. the first batch, names bad labels)."""
+    try:
+        return np.asarray(labels)
+    except ValueError as exc:
+        if "function transformations" in str(exc):
+            return None
+        raise
 
 
 def sequence_classification_loss(config, logits: mx.array, labels: mx.array) -> mx.array:
