@@ -217,6 +217,12 @@ def test_jina_rotary_xlm_roberta_refused(tmp_path, tokenizer_dir, monkeypatch):
     with pytest.raises(ValueError, match=r"position_embedding_type='rotary' is not supported.*auto_map.*"
                                          r"xlm-roberta-flash-implementation.*cannot run on MLX"):
         AutoModel.from_pretrained(str(folder))
+    from mlx_hf_bridge.pylate import models as mlx_models
+
+    # PyLate's own loading test: ColBERT("jinaai/jina-colbert-v2", trust_remote_code=True, ...)
+    with pytest.raises(ValueError, match=r"XLMRobertaFlashConfig.*trust_remote_code=True.*cannot run on MLX"):
+        mlx_models.ColBERT(str(folder), trust_remote_code=True, query_prefix="[QueryMarker]",
+                           document_prefix="[DocumentMarker]", attend_to_expansion_tokens=True)
 
 
 @pytest.mark.parametrize("edit, match", [
