@@ -298,6 +298,8 @@ def test_bad_labels_are_named_before_training(tmp_path):
     ours.config.problem_type = "multi_label_classification"
     with pytest.raises(ValueError, match="labels shaped like the logits"):
         ours(to_mx(ids), to_mx(mask), labels=mx.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="needs float multi-hot labels"):
+        ours(to_mx(ids), to_mx(mask), labels=mx.zeros((3, 3), dtype=mx.int64))
     tok = bridge_from(tmp_path, hf_model("tok", config("bert", num_labels=3)), name="tok")
     with pytest.raises(ValueError, match="floats"):
         tok(to_mx(ids), to_mx(mask), labels=mx.zeros(ids.shape))

@@ -59,6 +59,8 @@ def checkpoint_to_task_keys(model, weights: dict) -> dict:
 
 def load_task_model(task: str, name_or_path, *model_args, config=None, revision=None, token=None, cache_dir=None,
                     local_files_only=False, trust_remote_code=False, dtype=None, torch_dtype=None, **config_kwargs):
+    # dtype / torch_dtype are accepted and the weights kept in float32: they are the engine's master weights
+    # (half-precision compute is the training arguments' bf16 / fp16)
     if model_args:
         raise TypeError(f"from_pretrained takes the path and keyword arguments only, got extra {model_args!r}.")
     folder = resolve_path(name_or_path, revision=revision, token=token, cache_folder=cache_dir,

@@ -95,6 +95,10 @@ def sequence_classification_loss(config, logits: mx.array, labels: mx.array) -> 
         return cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1))
     if problem == "multi_label_classification":
         _check_same_shape(logits, labels, problem)
+        if not mx.issubdtype(labels.dtype, mx.floating):  # torch: "result type Float can't be cast to ... Long"
+            raise ValueError(
+                f"multi_label_classification needs float multi-hot labels, got {labels.dtype} (torch's "
+                "BCEWithLogitsLoss refuses integer targets too). Cast them, e.g. labels.astype(np.float32).")
         return bce_with_logits(logits, labels)
     raise ValueError(f"config.problem_type={problem!r} is not one of {', '.join(PROBLEM_TYPES)}.")
 
