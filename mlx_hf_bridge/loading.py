@@ -166,8 +166,8 @@ def load_config(folder: Path, trust_remote_code: bool = False):
             f"and cannot run on MLX; mlx_hf_bridge supports the built-in model types {', '.join(SUPPORTED_MODEL_TYPES)}. "
             + (f"Pass trust_remote_code=False to load the built-in {model_type!r} class instead (not the folder's code), "
                if model_type in SUPPORTED_MODEL_TYPES and not builtin_problem else "")
-            + (f"The built-in {model_type!r} class cannot stand in for it ({builtin_problem}), so run this model with "
-               "the torch library." if builtin_problem else "or run this model with the torch library.")
+            + (f"The built-in {model_type!r} class cannot stand in for it: {builtin_problem}" if builtin_problem
+               else "or run this model with the torch library.")
         )
     if model_type not in SUPPORTED_MODEL_TYPES:
         get_architecture(model_type)  # raises the error that lists the supported types

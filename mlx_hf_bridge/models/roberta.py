@@ -37,8 +37,9 @@ class ModelArgs(bert.ModelArgs):
     def __post_init__(self):
         name = self.model_type
         if self.position_embedding_type not in (None, "absolute"):
-            custom = (f"; the config's auto_map {self.auto_map!r} names the custom (torch) code that implements it, "
-                      "which cannot run on MLX" if self.auto_map else "")
+            code = (self.auto_map or {}).get("AutoModel", self.auto_map)
+            custom = f"; the config's auto_map names custom (torch) code for it ({code}), which cannot run on MLX" \
+                if self.auto_map else ""
             raise ValueError(
                 f"{name} position_embedding_type={self.position_embedding_type!r} is not supported: the built-in "
                 f"{name} computes absolute position embeddings only{custom}. Run this model with the torch library."
