@@ -82,9 +82,10 @@ def test_signatures_match_st6():
 
 # --- ST 6's examples/multi_vector_encoder/training/msmarco/*.py, in our words, on tiny local data --
 # The recipe below makes the calls those scripts make (module stack, loss, arguments, trainer,
-# save) against a namespace: real ST 6.2 on torch, or the bridge with swapped imports. Not yet
-# provided by the bridge, so left out here: MultiVectorEncoderModelCardData, the NanoBEIR evaluator
-# (it also needs the Hub) and util.resolve_ids (the KD rows carry their texts instead).
+# save) against a namespace: real ST 6.2 on torch, or the bridge with swapped imports (same step
+# count and checkpoints; the bridge's save loads in ST 6.2). The whole scripts (model card data,
+# the NanoBEIR evaluator, which needs the Hub, util.resolve_ids, XTRScores, push_to_hub) run in
+# tests/test_st6_mv_examples.py on examples/st6_mv_scripts/; here the KD rows carry their texts.
 def st6_namespace(kind):
     import importlib
     import types

@@ -52,7 +52,8 @@ def _write_repo(out: Path, repo: str, configs: dict[str, dict[str, list[dict]]])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
             card += [f"  - split: {split}", f"    path: {config}/{split}.jsonl"]
-    (folder / "README.md").write_text("\n".join([*card, "---", "", "Synthetic offline stand-in.", ""]), encoding="utf-8")
+    card += ["---", "", "Synthetic offline stand-in.", ""]
+    (folder / "README.md").write_text("\n".join(card), encoding="utf-8")
     return folder
 
 

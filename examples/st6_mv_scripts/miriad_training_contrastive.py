@@ -50,7 +50,7 @@ def retrieval_evaluator(split, name: str, max_queries: int | None = None):
 def main():
     base_model = "Alibaba-NLP/gte-modernbert-base"
     short_name = base_model.split("/")[-1]
-    num_rows = 40
+    num_rows = 32
     train_batch_size = 16  # in-batch negatives come from the whole batch ...
     mini_batch_size = 4  # ... while memory follows the mini-batch (GradCache)
 

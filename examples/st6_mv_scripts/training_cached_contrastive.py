@@ -46,7 +46,7 @@ def main():
         ),
     )
 
-    triplets = load_dataset("sentence-transformers/msmarco-bm25", "triplet", split="train").select(range(56))
+    triplets = load_dataset("sentence-transformers/msmarco-bm25", "triplet", split="train").select(range(40))
     splits = triplets.train_test_split(test_size=8, seed=12)
     train_dataset, eval_dataset = splits["train"], splits["test"]
     logging.info(train_dataset)

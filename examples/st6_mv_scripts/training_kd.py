@@ -33,7 +33,7 @@ logging.basicConfig(format="%(asctime)s - %(message)s", datefmt="%Y-%m-%d %H:%M:
 def main():
     base_model = "Alibaba-NLP/gte-modernbert-base"
     short_name = base_model.split("/")[-1]
-    num_rows = 12
+    num_rows = 8
     train_batch_size = 4  # each batch holds train_batch_size * 32 documents
     gradient_accumulation_steps = 1
 

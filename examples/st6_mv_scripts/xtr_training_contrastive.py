@@ -40,7 +40,7 @@ def main():
         model_kwargs={"torch_dtype": "float32"},
     )
 
-    triplets = load_dataset("sentence-transformers/msmarco-bm25", "triplet", split="train").select(range(48))
+    triplets = load_dataset("sentence-transformers/msmarco-bm25", "triplet", split="train").select(range(24))
     splits = triplets.train_test_split(test_size=8, seed=12)
     train_dataset, eval_dataset = splits["train"], splits["test"]
     logging.info(train_dataset)
