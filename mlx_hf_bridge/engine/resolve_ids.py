@@ -122,7 +122,8 @@ def _lookup(ids: list, values, index: IdIndex, value_col: str, input_col: str) -
             missing = missing.item()
         hint = (" The ID looks like a string-encoded list. Convert the column to native lists first."
                 if _looks_like_list(missing) else "")
-        raise KeyError(f"ID {missing!r} from input column {input_col!r} was not found in its lookup dataset.{hint}") from None
+        raise KeyError(
+            f"ID {missing!r} from input column {input_col!r} was not found in its lookup dataset.{hint}") from None
     return values[rows][value_col]
 
 
@@ -223,7 +224,8 @@ def resolve_ids(lookups: dict, keep_columns=LABEL_COLUMNS, max_list_length: int 
     try:
         from datasets import Dataset, DatasetDict
     except ImportError as error:
-        raise ImportError("resolve_ids requires the `datasets` library. Install it with `pip install datasets`.") from error
+        raise ImportError(
+            "resolve_ids requires the `datasets` library. Install it with `pip install datasets`.") from error
     if isinstance(keep_columns, str):
         raise TypeError(f"keep_columns must be a list or tuple of column names, got the string {keep_columns!r}.")
     if max_list_length is not None and max_list_length < 1:
