@@ -2,7 +2,8 @@
 on torch (5.3 in .venv, 5.24 in .venv-st6): every layer's hidden states for the layouts the config can
 ask for (post-norm with the shared LayerNorm before the adapters; pre-norm with an adapter LayerNorm and
 the residual taken before it), the default language and per-row ``lang_ids``, packed batches,
-gradients, export; PyLate ``ColBERT`` on a tiny X-MOD (in .venv) encodes as PyLate does."""
+gradients (checkpointed too), export; PyLate ``ColBERT`` (in .venv) and ST 6 ``MultiVectorEncoder`` (in
+.venv-st6) on a tiny X-MOD encode as the real libraries do."""
 
 from __future__ import annotations
 
@@ -150,3 +151,40 @@ def test_pylate_colbert_on_xmod(tmp_path, tokenizer_dir, init_scale):
         diff = max_diff(torch_model.encode(texts, is_query=is_query), mlx_model.encode(texts, is_query=is_query))
         print(f"X-MOD ColBERT init {init_scale} {'queries' if is_query else 'documents'}: {diff:.1e}")
         assert diff <= TOL
+
+
+def test_gradient_checkpointing(tmp_path, tokenizer_dir):
+    """The engine's remat finds XmodLayer (its third argument, the languages, passes through)."""
+    from mlx_hf_bridge.engine.remat import gradient_checkpointing
+    from mlx_hf_bridge.models.xmod import XmodLayer
+
+    folder = save_xmod(tmp_path / "m", tokenizer_dir, 6, 0.2, **LAYOUTS["pre-norm-adapter-norm"])
+    ids, mask = token_batch(np.random.default_rng(6), [30, 11, 4], 30)
+    _, plain = grads_of(folder, ids, mask)
+    with gradient_checkpointing(AutoModel.from_pretrained(str(folder))) as cls:
+        assert cls is XmodLayer
+        _, checkpointed = grads_of(folder, ids, mask)
+    for name, g in plain.items():
+        assert float(np.abs(checkpointed[name] - g).max()) <= 1e-6 * max(1.0, float(np.abs(g).max())), name
+
+
+def test_st6_multi_vector_encoder_on_xmod(tmp_path, tokenizer_dir):
+    st = pytest.importorskip("sentence_transformers", minversion="6")
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+
+    from mlx_hf_bridge.sentence_transformers import MultiVectorEncoder
+    from test_dense_xlm_roberta_multivector import DOCUMENTS, QUERIES, max_diff
+
+    folder = save_xmod(tmp_path / "m", tokenizer_dir, 3, 0.2)
+    torch.manual_seed(0)
+    modules = [Transformer(str(folder), query_expansion={"strategy": "fixed", "attend": True, "length": 8}),
+               Dense(32, 16, module_input_name="token_embeddings", bias=False, activation_function=None),
+               Normalize(module_input_name="token_embeddings")]
+    st.MultiVectorEncoder(modules=modules, device="cpu").save_pretrained(str(tmp_path / "mv"))
+    ref = st.MultiVectorEncoder(str(tmp_path / "mv"), device="cpu")
+    model = MultiVectorEncoder(str(tmp_path / "mv"))
+    q = max_diff(ref.encode_query(QUERIES, convert_to_numpy=True), model.encode_query(QUERIES, convert_to_numpy=True))
+    d = max_diff(ref.encode_document(DOCUMENTS, convert_to_numpy=True),
+                 model.encode_document(DOCUMENTS, convert_to_numpy=True))
+    print(f"X-MOD MultiVectorEncoder: queries {q:.1e}, documents {d:.1e}")
+    assert q <= TOL and d <= TOL
