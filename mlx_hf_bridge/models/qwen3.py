@@ -210,10 +210,6 @@ class Model(nn.Module):
         self.layers = [Qwen3DecoderLayer(args, i) for i in range(args.num_hidden_layers)]
         self.norm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
 
-    @property
-    def layer_types(self) -> list:
-        return self.args.layer_types
-
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
         x = self.embed_tokens(input_ids)
         if self.args.pad_token_id is not None:
@@ -235,7 +231,7 @@ class Model(nn.Module):
         pos = mx.array(positions.reshape(1, -1).astype(np.int32))
         masks = {
             kind: layer_mask(key_mask, pos, segments, self.args.is_causal,
-                                 self.args.window if kind == "sliding_attention" else None, x.dtype)
+                             self.args.window if kind == "sliding_attention" else None, x.dtype)
             for kind in set(self.args.layer_types)
         }
         hidden_states = [x] if output_hidden_states else None
