@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
+from .losses import IGNORE_INDEX, _host_values
 from .params import ModuleView, named_parameter_handles, wrap
 
 
@@ -57,14 +59,16 @@ class TaskModel(nn.Module):
     ``backbone -> head -> loss`` and returns a :class:`TaskOutput`.
 
     ``padding_free=True`` runs the backbone packed where it can (ModernBERT with the CPU kernels:
-    real tokens only); outputs at real tokens are the padded ones, so every head gives the same
-    logits. Without a packed backbone (BERT) it changes nothing.
+    real tokens only; BERT has no packed backbone and runs padded), and per-token heads (token
+    classification, MLM: ``per_token``) run on the real tokens only, their logits 0 at padding.
+    At real tokens everything equals the padded forward, so losses do too as long as padded
+    positions carry label -100 (HF's collators do; anything else is refused in this mode).
     """
 
     task: str = ""
     hf_architecture: str = ""
     base_model_prefix: str = ""
-    embeddings_name: str = "embeddings"
+    per_token: bool = False
 
     def __init__(self, config, backbone: nn.Module):
         super().__init__()
@@ -77,10 +81,33 @@ class TaskModel(nn.Module):
         input_ids = mx.array(input_ids)
         attention_mask = None if attention_mask is None else mx.array(attention_mask)
         token_type_ids = None if token_type_ids is None else mx.array(token_type_ids)
+        labels = None if labels is None else mx.array(labels)
         hidden = self._backbone_hidden(input_ids, attention_mask, token_type_ids)
-        logits = self.head_logits(hidden, attention_mask, labels)
-        loss = None if labels is None else self.loss(logits, self._labels_for_loss(mx.array(labels)))
+        mask = None if attention_mask is None or not (self.padding_free and self.per_token) else \
+            _host_values(attention_mask)
+        if mask is not None and not mask.all():
+            logits = self._real_token_logits(hidden, mask.astype(bool), labels)
+        else:
+            logits = self.head_logits(hidden, attention_mask, labels)
+        loss = None if labels is None else self.loss(logits, self._labels_for_loss(labels))
         return TaskOutput(loss=loss, logits=logits)
+
+    def _real_token_logits(self, hidden, mask: np.ndarray, labels):
+        """The per-token head on real tokens only, scattered back with 0 at padded positions."""
+        if labels is not None:
+            at_padding = _host_values(labels)
+            if at_padding is not None and (at_padding[~mask] != IGNORE_INDEX).any():
+                raise ValueError(
+                    "padding_free=True computes no logits at padded positions, but some padded positions carry "
+                    "labels other than -100. Pad labels with -100 (label_pad_token_id=-100, HF's default) or set "
+                    "model.padding_free = False.")
+        B, L = mask.shape
+        real = np.flatnonzero(mask.reshape(-1))
+        logits = self.head_logits(hidden.reshape(B * L, -1)[mx.array(real.astype(np.int32))], None, None)
+        index = np.full(B * L, real.size, np.int32)  # padded positions read the zero row appended at the end
+        index[real] = np.arange(real.size, dtype=np.int32)
+        rows = mx.concatenate([logits, mx.zeros((1, logits.shape[-1]), dtype=logits.dtype)])
+        return rows[mx.array(index)].reshape(B, L, -1)
 
     def _backbone_hidden(self, input_ids, attention_mask, token_type_ids):
         backbone = self[self.base_model_prefix]

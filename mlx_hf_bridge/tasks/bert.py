@@ -57,6 +57,7 @@ class BertForSequenceClassification(_BertTask):
 
 class BertForTokenClassification(_BertTask):
     task, hf_architecture = "token-classification", "BertForTokenClassification"
+    per_token = True
 
     def __init__(self, config):
         super().__init__(config, _backbone(config, add_pooling_layer=False))
@@ -112,6 +113,7 @@ class BertForMaskedLM(_BertTask):
     # HF's _tied_weights_keys: checkpoint keys that are copies of others (dropped on load, not saved)
     tied_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
                  "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    per_token = True
 
     def __init__(self, config):
         super().__init__(config, _backbone(config, add_pooling_layer=False))

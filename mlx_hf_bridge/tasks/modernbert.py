@@ -79,6 +79,7 @@ class ModernBertForSequenceClassification(_ModernBertTask):
 
 class ModernBertForTokenClassification(_ModernBertTask):
     task, hf_architecture = "token-classification", "ModernBertForTokenClassification"
+    per_token = True
 
     def __init__(self, config):
         super().__init__(config, _backbone(config))
@@ -102,6 +103,7 @@ class ModernBertForMaskedLM(_ModernBertTask):
 
     def __init__(self, config):
         super().__init__(config, _backbone(config))
+        self.per_token = not config.sparse_prediction  # sparse: HF's own real-token selection instead
         self.head = ModernBertPredictionHead(config)
         self.decoder = OutputProjection(config.vocab_size, config.hidden_size,
                                         own_weight=not config.tie_word_embeddings, bias=config.decoder_bias)
