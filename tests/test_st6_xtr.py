@@ -300,3 +300,23 @@ def test_resolve_ids_with_map_and_a_dataset_dict_matches_st6():
     assert ours == theirs and ours[0] == "rows"
     theirs, ours = resolve_both("lists", lambda q, d: (({"query_id": DatasetDict({"train": q})},), {}))
     assert ours == theirs and ours[0] == "error"
+
+
+def test_st6_import_paths_resolve_under_run():
+    """ST 6.2's module paths for these names resolve to the bridge under ``run``'s import redirection."""
+    import importlib
+
+    from mlx_hf_bridge.runner import redirect_imports
+
+    paths = {"sentence_transformers.multi_vector_encoder.scoring": ["XTRScores", "XTRKDScores", "colbert_scores"],
+             "sentence_transformers.multi_vector_encoder.scoring.xtr": ["xtr_scores", "xtr_kd_scores",
+                                                                        "xtr_scores_pairwise", "XTRScores"],
+             "sentence_transformers.multi_vector_encoder.scoring.colbert": ["colbert_kd_scores", "mean_colbert_scores"],
+             "sentence_transformers.util": ["resolve_ids"], "sentence_transformers.util.dataset": ["resolve_ids"]}
+    for path, names in paths.items():
+        real = importlib.import_module(path)
+        with redirect_imports():
+            ours = importlib.import_module(path)
+        assert ours.__name__.startswith("mlx_hf_bridge."), path
+        for name in names:
+            assert hasattr(real, name) and getattr(ours, name).__module__.startswith("mlx_hf_bridge."), (path, name)
