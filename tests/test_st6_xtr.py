@@ -87,6 +87,21 @@ def test_xtr_without_masks_treats_zero_rows_as_padding():
         assert_close_runs(*torch_and_mlx("xtr_scores", q, d, None, None, weights, top_k=top_k))
 
 
+def test_xtr_gradient_of_tied_tokens_goes_to_the_first_as_in_torch():
+    # a document repeating a token vector: its similarities tie inside the per-document max, where torch's
+    # max(dim) sends the whole gradient to the first of them (MLX's plain max would split it)
+    q, d, q_mask, d_mask = random_batch(5)
+    d[0, 0, 4] = d[0, 0, 1]
+    d[2, 1, 7] = d[2, 1, 3]
+    d_mask[0, 0, [1, 4]] = True
+    d_mask[2, 1, [3, 7]] = True
+    weights = np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32)
+    weights[:, 3] = 0.0
+    torch_run, mlx_run = torch_and_mlx("xtr_scores", q, d, q_mask, d_mask, weights, top_k=10_000)
+    assert np.abs(torch_run[2][0, 0, 1]).max() > 0 and not torch_run[2][0, 0, 4].any()
+    assert_close_runs(torch_run, mlx_run)
+
+
 def test_xtr_scores_callables_and_errors():
     import torch
     from sentence_transformers.multi_vector_encoder import scoring

@@ -78,6 +78,13 @@ def _warn_if_ties_decide(at_kth, room, kth, dtype, rows_used) -> None:
         )
 
 
+def _first_max(x: mx.array) -> mx.array:
+    """``x.max(-1)`` whose gradient goes to the first maximal entry only, as torch's ``max(dim)`` (MLX's
+    ``max`` splits it among equal entries)."""
+    first = mx.argmax(mx.stop_gradient(x), axis=-1, keepdims=True)
+    return mx.take_along_axis(x, first, axis=-1).squeeze(-1)
+
+
 def xtr_scores(queries_embeddings, documents_embeddings, queries_mask=None, documents_mask=None,
                top_k: int = 256, chunk_elements: int | None = None) -> mx.array:
     """(Q, Lq, H) x (D, N, Ld, H) -> (Q, D * N) float32, query-major (column ``j * N + n``).
@@ -105,7 +112,7 @@ def xtr_scores(queries_embeddings, documents_embeddings, queries_mask=None, docu
 
     real_retrieved = retrieved.reshape(kept.shape) & doc_mask[None, None]
     alpha = mx.any(real_retrieved, axis=-1) & query_mask[:, :, None]  # (Q, Lq, D*N)
-    token_scores = mx.where(alpha, kept.max(axis=-1).astype(mx.float32), 0.0)
+    token_scores = mx.where(alpha, _first_max(kept).astype(mx.float32), 0.0)
     z = mx.maximum(alpha.astype(mx.float32).sum(axis=1), 1.0)
     result = token_scores.sum(axis=1) / z
     return mx.where(mx.any(doc_mask, axis=-1)[None, :], result, EMPTY_DOCUMENT_SCORE)
