@@ -156,6 +156,10 @@ def test_loss_and_problem_type_match_transformers(tmp_path, arch, task, problem,
     assert abs(got - ref) <= 1e-4 * abs(ref)
     if task == "seq":  # HF infers problem_type on the first labelled forward and keeps it in the config
         assert ours.config.problem_type == hf.config.problem_type == problem
+    # the Trainer's num_items_in_batch: ModernBERT's MLM divides its summed loss by it, the others ignore it
+    ref = hf(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=torch.tensor(7)).loss.item()
+    got = ours(to_mx(ids), to_mx(mask), labels=to_mx(labels), num_items_in_batch=mx.array(7)).loss.item()
+    assert abs(got - ref) <= 1e-4 * abs(ref)
 
 
 def torch_grads(hf, ids, mask, labels):

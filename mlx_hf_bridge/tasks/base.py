@@ -77,7 +77,11 @@ class TaskModel(nn.Module):
         setattr(self, self.base_model_prefix, backbone)
 
     # --- forward -------------------------------------------------------------------------------
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **unused):
+    # transformers' heads whose loss reads num_items_in_batch (its loss_function); the others ignore it
+    uses_num_items_in_batch: bool = False
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, num_items_in_batch=None,
+                 **unused):
         input_ids = mx.array(input_ids)
         attention_mask = None if attention_mask is None else mx.array(attention_mask)
         token_type_ids = None if token_type_ids is None else mx.array(token_type_ids)
@@ -89,7 +93,10 @@ class TaskModel(nn.Module):
             logits = self._real_token_logits(hidden, mask.astype(bool), labels)
         else:
             logits = self.head_logits(hidden, attention_mask, labels)
-        loss = None if labels is None else self.loss(logits, self._labels_for_loss(labels))
+        loss = None
+        if labels is not None:
+            extra = {"num_items_in_batch": num_items_in_batch} if self.uses_num_items_in_batch else {}
+            loss = self.loss(logits, self._labels_for_loss(labels), **extra)
         return TaskOutput(loss=loss, logits=logits)
 
     def _real_token_logits(self, hidden, mask: np.ndarray, labels):

@@ -15,13 +15,18 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 _CLASS_INDEX_DTYPES = (mx.int64, mx.int32)
 
 
-def cross_entropy(logits: mx.array, targets: mx.array, ignore_index: int = IGNORE_INDEX) -> mx.array:
-    """``nn.CrossEntropyLoss()(logits (N, C), targets (N,))``; all targets ignored gives NaN, as torch."""
+def cross_entropy(logits: mx.array, targets: mx.array, ignore_index: int = IGNORE_INDEX,
+                  num_items_in_batch=None) -> mx.array:
+    """``nn.CrossEntropyLoss()(logits (N, C), targets (N,))``; all targets ignored gives NaN, as torch.
+    With ``num_items_in_batch``: the sum over kept targets divided by it (transformers'
+    ``fixed_cross_entropy``, what its Trainer asks of heads that take loss kwargs)."""
     keep = targets != ignore_index
     safe = mx.where(keep, targets, 0)
     logz = mx.logsumexp(logits, axis=-1)
     picked = mx.take_along_axis(logits, safe[:, None].astype(mx.int32), axis=-1)[:, 0]
     nll = mx.where(keep, logz - picked, 0.0)
+    if num_items_in_batch is not None:
+        return nll.sum() / mx.array(num_items_in_batch).astype(nll.dtype)
     return nll.sum() / keep.sum().astype(nll.dtype)
 
 
@@ -112,7 +117,7 @@ def _check_same_shape(logits, labels, problem):
         )
 
 
-def token_loss(logits: mx.array, labels: mx.array, num_classes: int, what: str) -> mx.array:
+def token_loss(logits: mx.array, labels: mx.array, num_classes: int, what: str, num_items_in_batch=None) -> mx.array:
     """Token classification / MLM: cross entropy over every position, -100 ignored."""
     check_class_indices(labels, num_classes, what, allow_ignore=True)
-    return cross_entropy(logits.reshape(-1, num_classes), labels.reshape(-1))
+    return cross_entropy(logits.reshape(-1, num_classes), labels.reshape(-1), num_items_in_batch=num_items_in_batch)

@@ -99,6 +99,7 @@ class ModernBertForMaskedLM(_ModernBertTask):
     whose label is not ``sparse_pred_ignore_index``, as HF (logits then have shape (n, vocab))."""
 
     task, hf_architecture = "masked-lm", "ModernBertForMaskedLM"
+    uses_num_items_in_batch = True  # HF: self.loss_function(logits, labels, vocab_size, **kwargs)
     tied_keys = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
 
     def __init__(self, config):
@@ -120,8 +121,8 @@ class ModernBertForMaskedLM(_ModernBertTask):
             return flat[_positions(flat != self.config.sparse_pred_ignore_index)]
         return labels
 
-    def loss(self, logits, labels):
-        return losses.token_loss(logits, labels, int(self.config.vocab_size), "masked-lm")
+    def loss(self, logits, labels, num_items_in_batch=None):
+        return losses.token_loss(logits, labels, int(self.config.vocab_size), "masked-lm", num_items_in_batch)
 
 
 def _positions(keep: mx.array) -> mx.array:

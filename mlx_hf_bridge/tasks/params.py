@@ -62,7 +62,7 @@ def named_parameter_handles(module: nn.Module, prefix: str = ""):
             if isinstance(value, mx.array):
                 name = ".".join(part for part in (prefix, path, key) if part)
                 yield name, ParameterHandle(owner, key, name)
-            elif isinstance(value, (list, tuple, dict)) and tree_flatten(value, is_leaf=lambda v: isinstance(v, nn.Module)):
+            elif isinstance(value, (list, tuple, dict)):  # modules inside are visited by named_modules
                 leaves = [v for _, v in tree_flatten(value, is_leaf=lambda v: isinstance(v, nn.Module))]
                 if any(isinstance(v, mx.array) for v in leaves):  # MLX freezes such a container only as a whole
                     raise TypeError(f"{'.'.join(p for p in (prefix, path, key) if p)}: arrays held in a plain "
@@ -125,7 +125,7 @@ class ModuleView:
         setattr(self._module, name, value.module if isinstance(value, ModuleView) else value)
 
     def __getitem__(self, key):
-        return wrap(self._module[key], f"{self._prefix}.{key}")
+        return wrap(self._module[key], f"{self._prefix}.{key}" if self._prefix else key)
 
     def __call__(self, *args, **kwargs):
         return self._module(*args, **kwargs)
