@@ -309,6 +309,15 @@ def test_bad_labels_are_named_before_training(tmp_path):
         tok(to_mx(ids), to_mx(mask), labels=mx.zeros(ids.shape))
 
 
+def test_forward_arguments_that_would_change_results_are_refused(tmp_path):
+    ours = bridge_from(tmp_path, hf_model("seq", config("bert", num_labels=3)))
+    ids, mask = batch()
+    ours(to_mx(ids), to_mx(mask), return_dict=True, output_hidden_states=False)  # no effect: accepted
+    for bad in ({"position_ids": to_mx(ids)}, {"output_hidden_states": True}, {"inputs_embeds": mx.zeros((3, 20, 32))}):
+        with pytest.raises(TypeError, match=f"do not support {next(iter(bad))}"):
+            ours(to_mx(ids), to_mx(mask), **bad)
+
+
 def test_checkpoint_with_other_num_labels_is_refused(tmp_path):
     folder = tmp_path / "three"
     hf_model("seq", config("bert", num_labels=3)).save_pretrained(folder)

@@ -51,6 +51,21 @@ class OutputProjection(nn.Module):
         return out if bias is None else out + bias
 
 
+# forward arguments of transformers' heads that change nothing here (the output is always a dict-like
+# TaskOutput); any other one set (position_ids, inputs_embeds, output_hidden_states=True, ...) is refused
+_NO_EFFECT = {"return_dict", "use_cache"}
+_NO_EFFECT_WHEN_FALSE = {"output_attentions", "output_hidden_states"}
+
+
+def _refuse_unsupported(kwargs: dict):
+    bad = sorted(k for k, v in kwargs.items()
+                 if v is not None and k not in _NO_EFFECT and not (k in _NO_EFFECT_WHEN_FALSE and v is False))
+    if bad:
+        raise TypeError(
+            f"The bridge's task models do not support {', '.join(bad)} (they take input_ids, attention_mask, "
+            "token_type_ids, labels, num_items_in_batch). Drop the argument, or run this with transformers on torch.")
+
+
 class TaskModel(nn.Module):
     """A backbone (under ``base_model_prefix``, HF's attribute name) plus a head with HF's names.
 
@@ -69,6 +84,8 @@ class TaskModel(nn.Module):
     hf_architecture: str = ""
     base_model_prefix: str = ""
     per_token: bool = False
+    # transformers' heads whose loss reads num_items_in_batch (its loss_function); the others ignore it
+    uses_num_items_in_batch: bool = False
 
     def __init__(self, config, backbone: nn.Module):
         super().__init__()
@@ -77,11 +94,9 @@ class TaskModel(nn.Module):
         setattr(self, self.base_model_prefix, backbone)
 
     # --- forward -------------------------------------------------------------------------------
-    # transformers' heads whose loss reads num_items_in_batch (its loss_function); the others ignore it
-    uses_num_items_in_batch: bool = False
-
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, num_items_in_batch=None,
-                 **unused):
+                 **kwargs):
+        _refuse_unsupported(kwargs)
         input_ids = mx.array(input_ids)
         attention_mask = None if attention_mask is None else mx.array(attention_mask)
         token_type_ids = None if token_type_ids is None else mx.array(token_type_ids)
