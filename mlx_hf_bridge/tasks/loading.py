@@ -103,7 +103,7 @@ def load_task_model(task: str, name_or_path, *model_args, config=None, revision=
     model.config._name_or_path = str(name_or_path)
     model.eval()  # like transformers' from_pretrained
     mx.eval(model.parameters())
-    model.newly_initialized_keys = sorted(missing)
+    object.__setattr__(model, "newly_initialized_keys", sorted(missing))  # a plain attribute, not an MLX child
     return model
 
 
