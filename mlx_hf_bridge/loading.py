@@ -319,6 +319,10 @@ def save_encoder(model, folder, tokenizer=None):
 
 
 def write_encoder_files(model, folder: Path, tokenizer=None):
+    from .adapters import files as adapter_files, has_adapter
+
+    if has_adapter(model):  # as transformers' save_pretrained on a PEFT model: the adapter only
+        return adapter_files.write_adapter_files(model, folder, tokenizer)
     state = encoder_state(model)
     config = model.config
     config.vocab_size = int(model.get_input_embeddings().weight.shape[0])

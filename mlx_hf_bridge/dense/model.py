@@ -15,6 +15,7 @@ import logging
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..adapters import AdapterMixin
 from ..errors import check_texts
 from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..modules import Dense, Normalize, Transformer
@@ -41,7 +42,7 @@ def _is_head(module) -> bool:
     return isinstance(module, MODULE_KINDS) or (isinstance(module, Router) and not module.is_input)
 
 
-class SentenceTransformer(DenseEncodeMixin, nn.Module):
+class SentenceTransformer(AdapterMixin, DenseEncodeMixin, nn.Module):
     """``SentenceTransformer(model_name_or_path=None, modules=None, device=None, prompts=None,
     default_prompt_name=None, similarity_fn_name=None, cache_folder=None, trust_remote_code=False,
     revision=None, local_files_only=False, token=None, use_auth_token=None, truncate_dim=None,

@@ -10,6 +10,8 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
+from ..adapters.files import base_folder_of, is_adapter_folder
+from ..adapters.mixin import attach_adapter_folder
 from ..colbert.modules import Transformer as _Backbone
 from ..errors import read_json
 from ..loading import build_model, load_config, load_tokenizer, load_weights, resolve_path
@@ -99,7 +101,9 @@ class Transformer(_Backbone):
         )
         folder = resolve_path(model_name_or_path, revision, token, cache_dir, local_files_only)
         folder = folder / subfolder if subfolder else folder
-        config = load_config(folder)
+        adapter = folder if is_adapter_folder(folder) else None  # ST's save of a PEFT model: the base lives elsewhere
+        base = base_folder_of(adapter) if adapter else folder
+        config = load_config(base)
         processor_kwargs = {k: v for k, v in (processor_kwargs or {}).items() if k not in _HUB_KEYS}
         if max_seq_length is not None and "model_max_length" not in processor_kwargs:
             processor_kwargs["model_max_length"] = max_seq_length
@@ -110,7 +114,9 @@ class Transformer(_Backbone):
             tokenizer.model_max_length = min(tokenizer.model_max_length, max_positions)
         if do_lower_case:
             _lowercase_tokenizer(tokenizer)
-        super().__init__(build_model(config, load_weights(folder)), tokenizer, None, False)
+        super().__init__(build_model(config, load_weights(base)), tokenizer, None, False)
+        if adapter is not None:
+            attach_adapter_folder(self.auto_model, adapter)
         self.model_name_or_path = str(model_name_or_path)
         self.unpad_inputs = unpad_inputs
         self.query_length = query_length
