@@ -202,3 +202,61 @@ def test_training_moves_only_the_adapter_as_peft(case, folders):
     assert state and all(".lora_A." in k or ".lora_B." in k for k in state)
     n_adapter = len(model.get_adapter_state_dict())
     assert len(state) == 2 * n_adapter
+
+
+# --- saving and loading -----------------------------------------------------------------------
+def torch_st_with_peft_folder(base_folder, adapter_folder):
+    """ST on torch whose backbone is peft's ``PeftModel.from_pretrained`` of the adapter folder."""
+    model = torch_st(base_folder)
+    model[0].auto_model = peft.PeftModel.from_pretrained(model[0].auto_model, str(adapter_folder)).eval()
+    return model
+
+
+def files_of(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("case", ["bert-list", "qwen3-all-linear"])
+def test_saved_adapter_loads_in_peft_and_peft_saves_load_here(case, folders, tmp_path):
+    from safetensors.numpy import load_file
+
+    arch, kwargs = CASES[case]
+    torch_model, model = torch_with_adapter(folders[arch], kwargs), bridge_with_adapter(folders[arch], kwargs)
+    randomize_both(torch_model, model, seed=2)
+    want = encodings(torch_model)
+    model.save_pretrained(str(tmp_path / "ours"))
+    saved = tmp_path / "ours"
+    # ST's layout for a PEFT model: the adapter in the Transformer module's folder, no base weights / config.json
+    assert (saved / "adapter_config.json").is_file() and (saved / "adapter_model.safetensors").is_file()
+    assert not (saved / "model.safetensors").exists() and not (saved / "config.json").exists()
+    config = json.loads((saved / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(folders[arch]) and config["peft_type"] == "LORA"
+    tensors = load_file(str(saved / "adapter_model.safetensors"))
+    assert sorted(tensors) == sorted(torch_lora_tensors(torch_model))  # peft's key names
+    if ST_MAJOR < 6:  # ST 5.3's own add_adapter + save (transformers 5.3 accepts this peft) writes the same files
+        reference = torch_st(folders[arch])
+        reference.add_adapter(peft.LoraConfig(**kwargs))
+        reference.save_pretrained(str(tmp_path / "st"))
+        assert files_of(tmp_path / "st") == files_of(saved)
+        assert sorted(load_file(str(tmp_path / "st" / "adapter_model.safetensors"))) == sorted(tensors)
+    loaded = torch_st_with_peft_folder(folders[arch], saved)  # peft reads the bridge's folder
+    diff_peft = max_diff(encodings(loaded), want)
+    reloaded = SentenceTransformer(str(saved))  # and the bridge: base from base_model_name_or_path
+    assert reloaded.active_adapters() == ["default"]
+    diff_reload = max_diff(encodings(reloaded), want)
+    # a folder peft wrote (PeftModel.save_pretrained) loads in the bridge with load_adapter
+    from transformers import AutoModel
+
+    peft_model = peft.get_peft_model(AutoModel.from_pretrained(str(folders[arch])), peft.LoraConfig(**kwargs))
+    rng = np.random.default_rng(5)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.from_numpy(rng.normal(0, 0.3, tuple(p.shape)).astype(np.float32)))
+    peft_model.save_pretrained(str(tmp_path / "peft"))
+    fresh = SentenceTransformer(str(folders[arch]))
+    fresh.load_adapter(str(tmp_path / "peft"))
+    diff_load = max_diff(encodings(fresh), encodings(torch_st_with_peft_folder(folders[arch], tmp_path / "peft")))
+    print(f"{case} (ST {ST_MAJOR}): bridge save in peft max|d| {diff_peft:.1e}, reloaded {diff_reload:.1e}, "
+          f"peft save in the bridge {diff_load:.1e}")
+    assert diff_peft <= 1e-5 and diff_reload <= 1e-5 and diff_load <= 1e-5

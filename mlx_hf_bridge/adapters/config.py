@@ -122,6 +122,7 @@ def lora_settings(config) -> LoraSettings:
     if isinstance(targets, list) and not all(isinstance(t, str) for t in targets):
         raise ValueError(f"adapter config: target_modules={targets!r} must be module names (str).")
     data["target_modules"], data["exclude_modules"] = targets, data.get("exclude_modules")
+    data.pop("runtime_config", None)  # peft's runtime-only settings, which its save leaves out too
     data.setdefault("peft_type", "LORA")
     return LoraSettings(r, alpha, float(dropout), bool(data.get("use_rslora", False)), targets,
                         data["exclude_modules"], bool(data.get("inference_mode", False)), data)
