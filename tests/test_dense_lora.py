@@ -260,3 +260,88 @@ def test_saved_adapter_loads_in_peft_and_peft_saves_load_here(case, folders, tmp
     print(f"{case} (ST {ST_MAJOR}): bridge save in peft max|d| {diff_peft:.1e}, reloaded {diff_reload:.1e}, "
           f"peft save in the bridge {diff_load:.1e}")
     assert diff_peft <= 1e-5 and diff_reload <= 1e-5 and diff_load <= 1e-5
+
+
+# --- merging ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["bert-dense-exclude", "qwen3-all-linear"])
+def test_merge_gives_the_same_outputs_and_a_plain_folder(case, folders, tmp_path):
+    from transformers import AutoModel
+
+    arch, kwargs = CASES[case]
+    torch_model, model = torch_with_adapter(folders[arch], kwargs), bridge_with_adapter(folders[arch], kwargs)
+    randomize_both(torch_model, model, seed=3)
+    want = encodings(torch_model)
+    model.merge_and_unload()
+    assert not any(isinstance(m, LoraLinear) for _, m in model.transformer.auto_model.named_modules())
+    diff_merged = max_diff(encodings(model), want)
+    model.save_pretrained(str(tmp_path / "merged"))
+    assert (tmp_path / "merged" / "model.safetensors").is_file() and not (tmp_path / "merged" / "adapter_config.json").exists()
+    # the weights = peft's merge_and_unload of the same adapter, and transformers / ST load the folder
+    peft_merged = peft.PeftModel(torch_st(folders[arch])[0].auto_model, peft.LoraConfig(**kwargs))
+    with torch.no_grad():
+        theirs = dict(torch_model[0].auto_model.named_parameters())
+        for name, p in peft_merged.base_model.model.named_parameters():
+            if "lora_" in name:
+                p.copy_(theirs[name])
+    peft_merged = peft_merged.merge_and_unload()
+    loaded = AutoModel.from_pretrained(str(tmp_path / "merged"))
+    reference = dict(peft_merged.state_dict())
+    weight_diff = max(float((p - reference[n]).abs().max()) for n, p in loaded.state_dict().items())
+    diff_st = max_diff(encodings(torch_st(tmp_path / "merged")), want)
+    print(f"{case} (ST {ST_MAJOR}): merged encode max|d| {diff_merged:.1e}, weights vs peft's merge {weight_diff:.1e}, "
+          f"real ST on the merged folder {diff_st:.1e}")
+    assert sorted(loaded.state_dict()) == sorted(reference)
+    assert weight_diff <= 1e-6 and diff_merged <= 1e-5 and diff_st <= 1e-5
+
+
+# --- bad configs ------------------------------------------------------------------------------
+BAD = {  # name: (LoraConfig kwargs, words the error must contain)
+    "unknown-target": (dict(target_modules=["qkv"]), ["Target modules ['qkv'] not found", "query"]),
+    "r-zero": (dict(r=0, target_modules=["query"]), ["r=0", "positive int"]),
+    "r-negative": (dict(r=-2, target_modules=["query"]), ["r=-2", "positive int"]),
+    "not-linear": (dict(target_modules=["LayerNorm"]), ["LayerNorm", "Linear layers only"]),
+    "dora": (dict(use_dora=True, target_modules=["query"]), ["use_dora=True", "not supported"]),
+    "bias": (dict(bias="all", target_modules=["query"]), ["bias='all'", "bias='none'"]),
+    "modules-to-save": (dict(modules_to_save=["pooler"], target_modules=["query"]), ["modules_to_save", "remove it"]),
+    "gaussian-init": (dict(init_lora_weights="gaussian", target_modules=["query"]), ["init_lora_weights='gaussian'"]),
+    "fan-in-fan-out": (dict(fan_in_fan_out=True, target_modules=["query"]), ["fan_in_fan_out=True"]),
+    "rank-pattern": (dict(rank_pattern={"query": 2}, target_modules=["query"]), ["rank_pattern"]),
+    "dropout": (dict(lora_dropout=1.0, target_modules=["query"]), ["lora_dropout=1.0", "[0, 1)"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_configs_are_refused_before_the_model_changes(name, folders):
+    kwargs, words = BAD[name]
+    model = SentenceTransformer(str(folders["bert"]))
+    before = sorted(k for k, _ in tree_flatten(model.trainable_parameters()))
+    config = dict(kwargs) if name in ("dropout", "r-negative") else None
+    if config is None:
+        try:
+            config = peft.LoraConfig(**kwargs)
+        except ValueError:  # peft refuses some itself; the bridge must refuse the same dict
+            config = dict(kwargs)
+    with pytest.raises(ValueError) as info:
+        model.add_adapter(config)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    assert sorted(k for k, _ in tree_flatten(model.trainable_parameters())) == before  # nothing frozen, nothing wrapped
+    assert not any(isinstance(m, LoraLinear) for _, m in model.transformer.auto_model.named_modules())
+
+
+def test_adapter_api_misuse_is_refused(folders, tmp_path):
+    model = SentenceTransformer(str(folders["bert"]))
+    with pytest.raises(ValueError, match="No adapter loaded"):
+        model.active_adapters()
+    with pytest.raises(ValueError, match="one adapter, named 'default'"):
+        model.add_adapter(BridgeLoraConfig(target_modules=["query"]), adapter_name="other")
+    model.add_adapter(BridgeLoraConfig(target_modules=["query"]))
+    with pytest.raises(ValueError, match="already exists"):
+        model.add_adapter(BridgeLoraConfig(target_modules=["value"]))
+    with pytest.raises(TypeError, match="LoraConfig"):
+        SentenceTransformer(str(folders["bert"])).add_adapter("query")
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        SentenceTransformer(str(folders["bert"])).load_adapter(str(tmp_path))
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3", "target_modules": ["query"]}))
+    with pytest.raises(ValueError, match="LoRA only"):
+        SentenceTransformer(str(folders["bert"])).load_adapter(str(tmp_path))
