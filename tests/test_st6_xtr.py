@@ -227,6 +227,45 @@ def test_losses_with_xtr_scoring_match_st6(st6_folders, loss_name, variant, n, n
                   f"{loss_name} {variant} XTR top_k={top_k} {kwargs}")
 
 
+@pytest.fixture(scope="module")
+def large_init_folder(tmp_path_factory, minilm_dir):
+    """An ST 6-saved ColBERT stack on a tiny BERT with larger weights (the layers dominate the output)."""
+    import torch
+    from sentence_transformers import MultiVectorEncoder as TorchEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+
+    from conftest import _save_tiny, tiny_bert_config
+
+    bert = _save_tiny(tmp_path_factory.mktemp("bert-large-init"), tiny_bert_config(), minilm_dir, seed=3,
+                      init_scale=0.1)
+    transformer = Transformer(str(bert), query_expansion={"strategy": "min", "length": 6}, document_length=24)
+    torch.manual_seed(0)
+    dense = Dense(32, 16, bias=False, activation_function=None, module_input_name="token_embeddings")
+    model = TorchEncoder(modules=[transformer, dense, MultiVectorMask(), Normalize(module_input_name="token_embeddings")],
+                         device="cpu")
+    folder = tmp_path_factory.mktemp("st6-large-init")
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def test_xtr_loss_on_a_larger_init_model_matches_st6(large_init_folder):
+    from sentence_transformers.multi_vector_encoder import scoring
+
+    torch_model, mlx_model = load_pair(large_init_folder)
+    t_features, t_labels, m_features, m_labels = collate_both(torch_model, mlx_model, contrastive_rows(6, 1, seed=0))
+    recorder = GapRecorder(scoring.XTRScores(top_k=12), 12)
+    kwargs = {"scale": 2.0}
+    torch_run = run_torch(torch_model, torch_loss("MultiVectorMultipleNegativesRankingLoss", torch_model,
+                                                  {**kwargs, "similarity_fct": recorder}), (t_features, t_labels),
+                          "adamw", 1e-3)
+    print(f"larger init: pooled {min(recorder.pools)}, smallest boundary gap {min(recorder.gaps):.1e}")
+    assert min(recorder.pools) > 12 and min(recorder.gaps) > MIN_GAP
+    m_loss = mlx_losses.MultiVectorMultipleNegativesRankingLoss(mlx_model, **kwargs,
+                                                                similarity_fct=mlx_scoring.XTRScores(top_k=12))
+    assert_parity(torch_run, run_mlx(mlx_model, m_loss, (m_features, m_labels), "adamw", 1e-3), "larger init XTR")
+
+
 # --- util.resolve_ids ----------------------------------------------------------------------------
 def lookup_datasets():
     from datasets import Dataset
