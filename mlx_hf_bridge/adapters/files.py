@@ -65,6 +65,30 @@ def write_adapter_files(backbone, folder, tokenizer=None):
     config = dict(backbone._lora_config)
     config.setdefault("base_model_name_or_path", None)
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    write_safetensors(folder / ADAPTER_WEIGHTS, lora.adapter_state(backbone), metadata={"format": "pt"})
+    state = lora.adapter_state(backbone)
+    if _vocab_resized(backbone, config["base_model_name_or_path"]):  # PEFT's save_embedding_layers="auto"
+        state[lora.embedding_key(backbone)] = backbone.get_input_embeddings().weight
+    write_safetensors(folder / ADAPTER_WEIGHTS, state, metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
+
+
+def _vocab_resized(backbone, base) -> bool:
+    """PEFT's test: the base model's config.json has another vocab_size than the model being saved (a base
+    whose config cannot be found counts as not resized, as PEFT assumes, with its warning)."""
+    import warnings
+
+    from ..errors import read_json
+    from ..loading import resolve_path
+
+    if not base:
+        return False
+    try:
+        config_file = resolve_path(base) / "config.json"
+    except Exception:  # noqa: BLE001 - offline / unknown id: PEFT's "could not determine"
+        config_file = None
+    if config_file is None or not config_file.is_file():
+        warnings.warn(f"Could not find a config file in {base} - will assume that the vocabulary was not modified.")
+        return False
+    vocab = read_json(config_file, "the base model's config").get("vocab_size")
+    return vocab is not None and vocab != int(backbone.get_input_embeddings().weight.shape[0])

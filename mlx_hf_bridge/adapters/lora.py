@@ -136,8 +136,28 @@ def adapter_state(backbone) -> dict:
     return state
 
 
+def embedding_key(backbone) -> str:
+    """PEFT's saved name of the input embedding table (saved beside the adapter when the vocab was resized)."""
+    table = backbone.get_input_embeddings()
+    path = next(p for p, m in backbone.named_modules() if m is table)
+    return f"{PEFT_PREFIX}{path}.weight"
+
+
+def set_embedding_table(backbone, weight: mx.array):
+    """A saved (resized) input embedding table, e.g. PyLate's [Q] / [D] rows added to the base vocab."""
+    table = nn.Embedding(*weight.shape)
+    table.weight = weight.astype(mx.float32)
+    table.freeze()  # PEFT trains only the adapter; a saved table is a base weight
+    backbone.set_input_embeddings(table)
+    backbone.args.vocab_size = backbone.config.vocab_size = int(weight.shape[0])
+
+
 def load_adapter_state(backbone, tensors: dict, source: str):
     """Put PEFT-named tensors into the wrapped layers; every key must match one, with its shape."""
+    tensors = dict(tensors)
+    table = tensors.pop(embedding_key(backbone), None)
+    if table is not None:
+        set_embedding_table(backbone, table)
     mine = {k: v for k, v in adapter_state(backbone).items()}
     names = {k.replace(".default.", "."): k for k in tensors}  # PEFT saves without the adapter name
     missing, unexpected = sorted(set(mine) - set(names)), sorted(set(names) - set(mine))

@@ -61,9 +61,15 @@ def read_modules(folder: Path, tokenizer_kwargs=None):
 
 
 def load_transformer(path: Path, tokenizer_kwargs=None) -> Transformer:
-    config = load_config(path)
+    from ..adapters.files import base_folder_of, is_adapter_folder
+    from ..adapters.mixin import attach_adapter_folder
+
+    base = base_folder_of(path) if is_adapter_folder(path) else path  # a PEFT save: the base lives elsewhere
+    config = load_config(base)
     tokenizer = load_tokenizer(path, **(tokenizer_kwargs or {}))
-    auto_model = build_model(config, load_weights(path))
+    auto_model = build_model(config, load_weights(base))
+    if base != path:
+        attach_adapter_folder(auto_model, path)
     st_config_path = path / "sentence_bert_config.json"
     st_config = json.loads(st_config_path.read_text()) if st_config_path.exists() else {}
     return Transformer(auto_model, tokenizer, st_config.get("max_seq_length"), st_config.get("do_lower_case", False))

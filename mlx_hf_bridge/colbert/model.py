@@ -9,6 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ..adapters import AdapterMixin
 from ..io_utils import save_folder
 from ..loading import check_layout_json, check_remote_code, resolve_path
 from ..multi_vector.base import MultiVectorModule
@@ -19,7 +20,7 @@ from .modules import Dense, resize_token_embeddings
 logger = logging.getLogger(__name__)
 
 
-class ColBERT(EncodeMixin, MultiVectorModule, nn.Module):
+class ColBERT(AdapterMixin, EncodeMixin, MultiVectorModule, nn.Module):
     """A late-interaction model: ``Transformer`` backbone + ``Dense`` projection(s).
 
     Loads a plain HF model (adds ``[Q] ``/``[D] `` tokens, resizes the embeddings, appends a bias-free

@@ -16,6 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ..adapters import AdapterMixin
 from ..colbert import scores
 from ..colbert.encode import encode_in_length_order
 from ..colbert.padding import packed_sequences
@@ -51,7 +52,7 @@ def _check_head(module, where: str) -> None:
         )
 
 
-class MultiVectorEncoder(MultiVectorModule, nn.Module):
+class MultiVectorEncoder(AdapterMixin, MultiVectorModule, nn.Module):
     """``MultiVectorEncoder(model_name_or_path=None, *, modules=None, prompts=None, default_prompt_name=None,
     ..., similarity_fn_name=None)`` with ST 6.2's signature and defaults.
 
