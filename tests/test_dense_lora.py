@@ -345,3 +345,42 @@ def test_adapter_api_misuse_is_refused(folders, tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3", "target_modules": ["query"]}))
     with pytest.raises(ValueError, match="LoRA only"):
         SentenceTransformer(str(folders["bert"])).load_adapter(str(tmp_path))
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def _lora_trainer(folder, output_dir, steps):
+    from datasets import Dataset
+
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+
+    mx.random.seed(0)  # A's kaiming init: the same in every run compared
+    model = SentenceTransformer(str(folder))
+    model.add_adapter(BridgeLoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"]))
+    rows = {"anchor": texts(16, seed=1), "positive": texts(16, seed=2)}
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=8, max_steps=steps, learning_rate=5e-3,
+        save_strategy="steps", save_steps=2, logging_steps=1, seed=0, disable_tqdm=True, report_to="none")
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
+                                         loss=losses.MultipleNegativesRankingLoss(model))
+    return trainer, model
+
+
+def test_checkpoints_hold_the_adapter_and_resume_exactly(folders, tmp_path):
+    full, model = _lora_trainer(folders["bert"], tmp_path / "full", 4)
+    base_before = {k: np.array(v) for k, v in base_state(model.transformer.auto_model).items()}
+    full.train()
+    checkpoint = tmp_path / "full" / "checkpoint-2"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and not (checkpoint / "model.safetensors").exists()
+    from safetensors.numpy import load_file
+
+    moments = load_file(str(checkpoint / "optimizer.safetensors"))
+    assert moments and all(".lora_A." in k or ".lora_B." in k for k in moments)  # AdamW state: the adapter only
+    after = base_state(model.transformer.auto_model)
+    assert all(np.array_equal(np.array(after[k]), v) for k, v in base_before.items())
+    resumed, again = _lora_trainer(folders["bert"], tmp_path / "resumed", 4)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    losses = [h["loss"] for h in full.state.log_history if "loss" in h]
+    resumed_losses = [h["loss"] for h in resumed.state.log_history if "loss" in h]
+    assert len(losses) == 4 and resumed_losses == losses  # steps 1-2 restored from the checkpoint's history, 3-4 rerun
+    for key, value in model.get_adapter_state_dict().items():
+        assert np.array_equal(np.array(again.get_adapter_state_dict()[key]), np.array(value)), key  # bit-identical
