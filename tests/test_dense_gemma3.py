@@ -297,3 +297,15 @@ def test_missing_tensor_is_named(tmp_path):
     del weights["layers.1.pre_feedforward_layernorm.weight"]
     with pytest.raises(ValueError, match=r"missing: layers\.1\.pre_feedforward_layernorm\.weight"):
         build_model(load_config(tmp_path), weights)
+
+
+def test_a_folder_whose_layer_types_cannot_be_built_is_refused_before_its_weights(tmp_path):
+    import json
+
+    torch_gemma3(gemma3_config()).save_pretrained(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["layer_types"][1] = "chunked_attention"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes(b"not read")
+    with pytest.raises(ValueError, match=r"unknown layer type\(s\) \['chunked_attention'\]"):
+        load_config(tmp_path)
