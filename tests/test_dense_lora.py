@@ -384,3 +384,25 @@ def test_checkpoints_hold_the_adapter_and_resume_exactly(folders, tmp_path):
     assert len(losses) == 4 and resumed_losses == losses  # steps 1-2 restored from the checkpoint's history, 3-4 rerun
     for key, value in model.get_adapter_state_dict().items():
         assert np.array_equal(np.array(again.get_adapter_state_dict()[key]), np.array(value)), key  # bit-identical
+
+
+def test_gradient_checkpointing_gives_the_same_adapter_gradients(folders):
+    from test_dense_losses_pairwise_training import texts as pair_texts
+
+    from mlx_hf_bridge import losses as mlx_losses
+    from mlx_hf_bridge.engine.optim import AdamW
+    from mlx_hf_bridge.engine.remat import gradient_checkpointing
+    from mlx_hf_bridge.engine.step import StepRunner
+
+    model = bridge_with_adapter(folders["qwen3"], CASES["qwen3-all-linear"][1])
+    randomize_both(torch_with_adapter(folders["qwen3"], CASES["qwen3-all-linear"][1]), model, seed=4, std=0.05)
+    model.train()
+    feats = [model.tokenize(column) for column in pair_texts(2, 9)]
+    loss = mlx_losses.MultipleNegativesRankingLoss(model)
+    runner = StepRunner(model, AdamW.for_model(model, 1e-3), 1.0)
+    _, plain = runner.micro_grads(loss, feats, None)
+    with gradient_checkpointing(model.transformer.auto_model) as layer_class:
+        assert layer_class is not None
+        _, checkpointed = runner.micro_grads(loss, feats, None)
+    assert plain.keys() == checkpointed.keys() and all(".lora_" in k for k in plain)
+    assert max(float(mx.abs(plain[k] - checkpointed[k]).max()) for k in plain) <= 1e-6
