@@ -16,6 +16,8 @@ Runs in the ST 6 reference venv: ``.venv-st6/bin/python -m pytest -q tests/test_
 
 from __future__ import annotations
 
+from functools import partial
+
 import random
 
 import pytest
@@ -232,8 +234,19 @@ def test_bad_arguments_refused_as_st():
             from mlx_hf_bridge.sentence_transformers.multi_vector_encoder import maxsim
         return maxsim
 
+    def xtr_of(side, configured):
+        if side == "theirs":
+            from sentence_transformers.multi_vector_encoder.scoring import XTRScores, xtr_scores
+        else:
+            from mlx_hf_bridge.sentence_transformers.multi_vector_encoder.scoring import XTRScores, xtr_scores
+        return XTRScores(top_k=4) if configured else partial(xtr_scores, top_k=4)
+
     cases = [
         lambda m, s: m.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant, truncate_dim=8),
+        lambda m, s: m.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant,
+                                                                score_functions={"xtr": xtr_of(s, False)}),
+        lambda m, s: m.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant,
+                                                                score_functions={"xtr": xtr_of(s, True)}),
         lambda m, s: m.MultiVectorInformationRetrievalEvaluator(queries, corpus, relevant, chunk_elements=10,
                                                                 score_functions={"maxsim": maxsim_of(s)}),
         lambda m, s: m.MultiVectorNanoBEIREvaluator(dataset_names=["scifact"], truncate_dim=4),

@@ -35,6 +35,18 @@ def _refuse_truncate_dim(truncate_dim) -> None:
         )
 
 
+def _refuse_xtr(score_functions: dict) -> None:
+    from ..colbert.xtr import XTRScores, xtr_scores
+
+    for name, fn in score_functions.items():
+        target = fn.func if isinstance(fn, partial) else fn
+        if target is xtr_scores or isinstance(target, XTRScores):
+            raise ValueError(
+                f"score_functions[{name!r}] uses XTR scoring, which is incompatible with this "
+                "evaluator's per-chunk corpus scoring (top-k would be per-chunk). Use MaxSim instead."
+            )
+
+
 def _warning_once(message: str) -> None:
     # ST logs through transformers' warning_once
     if message not in _warned:
@@ -54,8 +66,9 @@ class MultiVectorInformationRetrievalEvaluator(InformationRetrievalEvaluator):
     ``corpus_chunk_size`` (default 5000) with the model's ``similarity_fn_name`` (resolved on every
     call) or ``score_functions``. ``chunk_elements`` is ST's memory budget for MaxSim's 4D
     intermediate; it is accepted (and refused beside ``score_functions``, as ST does), and does not
-    change a score: the bridge's maxsim scores each corpus chunk at once. XTR scoring does not exist
-    on MLX. ``truncate_dim`` is refused.
+    change a score: the bridge's maxsim scores each corpus chunk at once. XTR scoring in
+    ``score_functions`` is refused, as ST does (its top-k would be taken per corpus chunk).
+    ``truncate_dim`` is refused.
     """
 
     def __init__(self, queries: dict[str, str], corpus: dict[str, str], relevant_docs: dict[str, set[str]], *,
@@ -68,6 +81,8 @@ class MultiVectorInformationRetrievalEvaluator(InformationRetrievalEvaluator):
                 "would be silently ignored alongside score_functions. Bind the budget into your own "
                 "callable instead, e.g. functools.partial(maxsim, chunk_elements=...)."
             )
+        if score_functions is not None:
+            _refuse_xtr(score_functions)
         self.chunk_elements = chunk_elements
         super().__init__(queries=queries, corpus=corpus, relevant_docs=relevant_docs,
                          corpus_chunk_size=corpus_chunk_size, score_functions=score_functions, **kwargs)
