@@ -12,12 +12,14 @@ from ..dense.similarity import SimilarityFunction
 from ..model_card.card_data import MultiVectorEncoderModelCardData, SentenceTransformerModelCardData
 from ..multi_vector import MultiVectorEncoder
 from .multi_vector_encoder import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
+from .readers import InputExample, LoggingHandler
 from .trainer import SentenceTransformerTrainer
+from .util.dataset import resolve_ids
 from .training_args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
 
 __all__ = [
     "SentenceTransformer", "SentenceTransformerModelCardData", "SimilarityFunction", "quantize_embeddings",
     "MultiVectorEncoder", "MultiVectorEncoderModelCardData", "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments",
     "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
-    "TrainOutput", "TrainerCallback", "TrainerControl", "TrainerState",
+    "TrainOutput", "TrainerCallback", "TrainerControl", "TrainerState", "InputExample", "LoggingHandler", "resolve_ids",
 ]
