@@ -33,6 +33,7 @@ CASES = {  # name: (backbone, LoraConfig kwargs)
     "bert-list": ("bert", dict(r=4, lora_alpha=8, target_modules=["query", "value"])),
     "bert-regex-rslora": ("bert", dict(r=4, lora_alpha=16, use_rslora=True, target_modules=r".*attention\.self\.(query|key)")),
     "bert-dense-exclude": ("bert", dict(r=2, lora_alpha=4, target_modules=["dense"], exclude_modules=["pooler.dense"])),
+    "bert-all-linear-dropout": ("bert", dict(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear")),  # eval: no dropout
     "qwen3-all-linear": ("qwen3", dict(r=8, lora_alpha=16, target_modules="all-linear")),
     "qwen3-default": ("qwen3", dict(r=4, lora_alpha=32)),
 }
@@ -406,3 +407,18 @@ def test_gradient_checkpointing_gives_the_same_adapter_gradients(folders):
         _, checkpointed = runner.micro_grads(loss, feats, None)
     assert plain.keys() == checkpointed.keys() and all(".lora_" in k for k in plain)
     assert max(float(mx.abs(plain[k] - checkpointed[k]).max()) for k in plain) <= 1e-6
+
+
+def test_lora_dropout_acts_in_training_only(folders):
+    model = bridge_with_adapter(folders["bert"], CASES["bert-all-linear-dropout"][1])
+    randomize_both(torch_with_adapter(folders["bert"], CASES["bert-all-linear-dropout"][1]), model, seed=9)
+    features = model.tokenize(texts(4, seed=3))
+    eval_out = np.array(model(features)["sentence_embedding"])
+    model.train()
+    mx.random.seed(1)
+    first = np.array(model(features)["sentence_embedding"])
+    mx.random.seed(2)
+    second = np.array(model(features)["sentence_embedding"])
+    model.eval()
+    assert np.abs(first - second).max() > 1e-3 and np.abs(first - eval_out).max() > 1e-3  # dropout on A's input
+    assert np.array_equal(np.array(model(features)["sentence_embedding"]), eval_out)

@@ -116,6 +116,7 @@ def inject(backbone, settings: LoraSettings) -> list[str]:
     backbone.freeze()
     for path in paths:
         layer = LoraLinear(linears[path], settings)
+        layer.train(linears[path].training)  # new MLX modules start in training mode: keep the model's mode
         if settings.inference_mode:
             layer.freeze()
         _set_child(backbone, path, layer)
