@@ -336,9 +336,13 @@ def test_adapter_api_misuse_is_refused(folders, tmp_path):
         model.active_adapters()
     with pytest.raises(ValueError, match="one adapter, named 'default'"):
         model.add_adapter(BridgeLoraConfig(target_modules=["query"]), adapter_name="other")
+    base = encodings(model)
     model.add_adapter(BridgeLoraConfig(target_modules=["query"]))
     with pytest.raises(ValueError, match="already exists"):
         model.add_adapter(BridgeLoraConfig(target_modules=["value"]))
+    model.unload()  # drops the adapter, base weights untouched
+    assert not any(isinstance(m, LoraLinear) for _, m in model.transformer.auto_model.named_modules())
+    assert np.array_equal(encodings(model), base)
     with pytest.raises(TypeError, match="LoraConfig"):
         SentenceTransformer(str(folders["bert"])).add_adapter("query")
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):

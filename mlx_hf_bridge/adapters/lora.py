@@ -159,7 +159,7 @@ def load_adapter_state(backbone, tensors: dict, source: str):
     table = tensors.pop(embedding_key(backbone), None)
     if table is not None:
         set_embedding_table(backbone, table)
-    mine = {k: v for k, v in adapter_state(backbone).items()}
+    mine = adapter_state(backbone)
     names = {k.replace(".default.", "."): k for k in tensors}  # PEFT saves without the adapter name
     missing, unexpected = sorted(set(mine) - set(names)), sorted(set(names) - set(mine))
     if missing or unexpected:

@@ -7,8 +7,6 @@ One adapter, named ``"default"`` as PEFT names it. ``add_adapter`` freezes the w
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import files, lora
 from .config import lora_settings
 
@@ -98,6 +96,7 @@ class AdapterMixin:
         return self
 
     def unload(self):
+        """Drop the adapter, base weights unchanged (PEFT's ``unload``; the base stays frozen, as there)."""
         self._require_adapter()
         backbone = self._adapter_backbone()
         lora.unload(backbone)
@@ -107,8 +106,3 @@ class AdapterMixin:
     def _require_adapter(self):
         if not has_adapter(self._adapter_backbone()):
             raise ValueError("No adapter loaded. Please load an adapter first (add_adapter / load_adapter).")
-
-
-def adapter_files_for(folder) -> Path | None:
-    """``folder`` when it is an adapter-only module folder (ST's save of a PEFT model), else None."""
-    return Path(folder) if files.is_adapter_folder(folder) else None
