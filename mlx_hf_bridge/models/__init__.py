@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-SUPPORTED_MODEL_TYPES = ("bert", "gemma3_text", "modernbert", "qwen3", "roberta", "xlm-roberta", "xmod")
+SUPPORTED_MODEL_TYPES = ("bert", "gemma3_text", "lfm2", "modernbert", "qwen3", "roberta", "t5gemma", "xlm-roberta", "xmod")
 
 
 def get_architecture(model_type: str):
