@@ -221,6 +221,13 @@ def verify_folder(folder, tolerance: float = 1e-5, probe_texts=None, reference=N
     if bad:
         return finish("failed", f"non-finite weights in {len(bad)} tensor(s): {'; '.join(bad[:8])}. The model is "
                       "broken (a diverged run?): export an earlier checkpoint whose weights are finite.", EXIT_MISMATCH)
+    adapters = [p for p in [folder / "adapter_config.json", *folder.glob("*/adapter_config.json")] if p.is_file()]
+    if adapters and reference is None:
+        return finish("unsupported", f"{adapters[0]} is a LoRA adapter saved without merged weights: the torch "
+                      "libraries do not load adapter folders alike (sentence-transformers 5.3 drops the adapter "
+                      "weights), so the comparison would not be of the same model. Merge it first "
+                      "(model.merge_and_unload(); model.save_pretrained(path)) and verify the merged folder.",
+                      EXIT_ERROR)
     if reason := missing_torch_library(kind, folder):  # before the bridge's forward: name what to install
         return finish("unsupported", reason, EXIT_ERROR)
     try:

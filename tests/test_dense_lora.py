@@ -295,6 +295,19 @@ def test_merge_gives_the_same_outputs_and_a_plain_folder(case, folders, tmp_path
     assert weight_diff <= 1e-6 and diff_merged <= 1e-5 and diff_st <= 1e-5
 
 
+def test_verify_refuses_an_unmerged_adapter_and_passes_the_merged_folder(folders, tmp_path):
+    from mlx_hf_bridge.verify import verify_folder
+
+    model = bridge_with_adapter(folders["bert"], CASES["bert-dense-exclude"][1])
+    model.save_pretrained(str(tmp_path / "adapter"))
+    report = verify_folder(tmp_path / "adapter")
+    assert report["status"] == "unsupported" and "merge_and_unload" in report["message"], report
+    model.merge_and_unload()
+    model.save_pretrained(str(tmp_path / "merged"))
+    report = verify_folder(tmp_path / "merged")
+    assert report["passed"], report
+
+
 # --- bad configs ------------------------------------------------------------------------------
 BAD = {  # name: (LoraConfig kwargs, words the error must contain)
     "unknown-target": (dict(target_modules=["qkv"]), ["Target modules ['qkv'] not found", "query"]),
