@@ -164,10 +164,10 @@ def load_config(folder: Path, trust_remote_code: bool = False):
             f"{cfg_path}: auto_map {auto_map!r} (model_type {model_type!r}) points at custom modeling code"
             f"{', and trust_remote_code=True asks to run it' if trust_remote_code else ''}. Custom code is torch code "
             f"and cannot run on MLX; mlx_hf_bridge supports the built-in model types {', '.join(SUPPORTED_MODEL_TYPES)}. "
-            + (f"Pass trust_remote_code=False to load the built-in {model_type!r} class instead (not the folder's code), "
-               if model_type in SUPPORTED_MODEL_TYPES and not builtin_problem else "")
             + (f"The built-in {model_type!r} class cannot stand in for it: {builtin_problem}" if builtin_problem
-               else "or run this model with the torch library.")
+               else f"Pass trust_remote_code=False to load the built-in {model_type!r} class instead (not the folder's "
+               "code), or run this model with the torch library." if model_type in SUPPORTED_MODEL_TYPES
+               else "Run this model with the torch library.")
         )
     if model_type not in SUPPORTED_MODEL_TYPES:
         get_architecture(model_type)  # raises the error that lists the supported types

@@ -26,6 +26,10 @@ from mlx_hf_bridge import loading, verify
 from mlx_hf_bridge.pylate import models as mlx_models
 from mlx_hf_bridge.pylate import utils as mlx_utils
 
+from mlx_hf_bridge.models import SUPPORTED_MODEL_TYPES  # noqa: E402
+
+SUPPORTED = ", ".join(SUPPORTED_MODEL_TYPES)  # the error lists every built-in type
+
 
 # --- 1. lengths beyond the position table --------------------------------------------------------
 @pytest.mark.parametrize("name", ["document_length", "query_length"])
@@ -221,7 +225,7 @@ def test_trust_remote_code_with_auto_map_refused(tmp_path, tiny_bert_dir):
                 load()
             message = str(err.value)
             assert "modeling_custom.CustomBertModel" in message and "cannot run on MLX" in message
-            assert "bert, modernbert" in message and "trust_remote_code=False" in message
+            assert SUPPORTED in message and "trust_remote_code=False" in message
 
 
 def test_trust_remote_code_refused_for_pylate_folder(tmp_path, pylate_dir):
@@ -264,7 +268,7 @@ def test_auto_map_with_unsupported_model_type_names_custom_code(tmp_path, tiny_b
     with Untouched(folder), pytest.raises(ValueError) as err:
         mlx_models.ColBERT(str(folder))
     assert "'my_custom_bert'" in str(err.value) and "cannot run on MLX" in str(err.value)
-    assert "bert, modernbert" in str(err.value)
+    assert SUPPORTED in str(err.value)
 
 
 # --- 4. verify refuses non-finite models before the torch side ------------------------------------
