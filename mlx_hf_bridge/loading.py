@@ -280,6 +280,8 @@ def build_model(config, weights: dict | None = None, dtype=mx.float32):
         check_weights_match(model, weights, getattr(config, "_name_or_path", None))
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
         model.load_weights(list(weights.items()), strict=True)
+    if hasattr(arch, "encoder_config"):  # an encoder-decoder's encoder: the config as ST loads (and saves) it
+        config = arch.encoder_config(config)
     model.config = config
     model.eval()  # like transformers' from_pretrained; MLX modules start in training mode
     mx.eval(model.parameters())

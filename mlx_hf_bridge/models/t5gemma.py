@@ -295,3 +295,10 @@ class Model(DecoderModel):
 
 
 HF_ARCHITECTURE = "T5GemmaEncoderModel"
+
+
+def encoder_config(config):
+    """The config as sentence-transformers loads the encoder (``is_encoder_decoder = False``, so
+    ``T5GemmaEncoderModel`` accepts it), hence as it saves it."""
+    config.is_encoder_decoder = False
+    return config
