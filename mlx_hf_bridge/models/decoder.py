@@ -15,6 +15,32 @@ from .modernbert import _with_hidden_states
 from .packing import SequencePacking
 
 
+def resolve_attention_heads(args, family: str) -> None:
+    """transformers' defaults (key/value heads = query heads, head_dim = hidden / heads) and the GQA
+    divisibility check, for a decoder-style ``ModelArgs``."""
+    if args.num_key_value_heads is None:
+        args.num_key_value_heads = args.num_attention_heads
+    if args.head_dim is None:
+        args.head_dim = args.hidden_size // args.num_attention_heads
+    if args.num_attention_heads % args.num_key_value_heads:
+        raise ValueError(
+            f"{family} num_attention_heads={args.num_attention_heads} is not a multiple of "
+            f"num_key_value_heads={args.num_key_value_heads}; restore the model's config.json."
+        )
+
+
+def check_layer_types(args, family: str, built: tuple) -> None:
+    """``args.layer_types`` holds one of the ``built`` kinds per layer."""
+    unknown = sorted(set(args.layer_types) - set(built))
+    if unknown or len(args.layer_types) != args.num_hidden_layers:
+        raise ValueError(
+            f"{family} layer_types {args.layer_types!r} cannot be built: "
+            + (f"unknown layer type(s) {unknown} (the bridge builds {list(built)})" if unknown else
+               f"{len(args.layer_types)} entries for num_hidden_layers={args.num_hidden_layers}")
+            + "; restore the model's config.json."
+        )
+
+
 def rope_tables(positions, head_dim: int, theta: float, position_scale: float = 1.0):
     """cos, sin (..., L, head_dim) for integer ``positions``, computed in float32 as transformers does
     (``inv_freq = 1 / theta ** (arange(0, d, 2) / d)``; linear scaling divides the positions)."""

@@ -28,7 +28,10 @@ import mlx.nn as nn
 import numpy as np
 
 from .base import BaseModelArgs, attention
-from .decoder import DecoderModel, apply_rope, grouped_attention_inputs, layer_mask, rope_tables
+from .decoder import (
+    DecoderModel, apply_rope, check_layer_types, grouped_attention_inputs, layer_mask, resolve_attention_heads,
+    rope_tables,
+)
 from .packing import SequencePacking
 
 LAYER_TYPES = ("conv", "full_attention")
@@ -75,26 +78,11 @@ class ModelArgs(BaseModelArgs):
     def __post_init__(self):
         if self.block_ff_dim is not None:
             self.intermediate_size = self.block_ff_dim
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
-        if self.head_dim is None:
-            self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"LFM2 num_attention_heads={self.num_attention_heads} is not a multiple of "
-                f"num_key_value_heads={self.num_key_value_heads}; restore the model's config.json."
-            )
+        resolve_attention_heads(self, "LFM2")
         if self.layer_types is None:  # transformers' rule: attention at full_attn_idxs (default: every layer)
             idxs = self.full_attn_idxs if self.full_attn_idxs is not None else range(self.num_hidden_layers)
             self.layer_types = ["full_attention" if i in idxs else "conv" for i in range(self.num_hidden_layers)]
-        unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
-        if unknown or len(self.layer_types) != self.num_hidden_layers:
-            raise ValueError(
-                f"LFM2 layer_types {self.layer_types!r} cannot be built: "
-                + (f"unknown layer type(s) {unknown} (the bridge builds {list(LAYER_TYPES)})" if unknown else
-                   f"{len(self.layer_types)} entries for num_hidden_layers={self.num_hidden_layers}")
-                + "; restore the model's config.json."
-            )
+        check_layer_types(self, "LFM2", LAYER_TYPES)
         if self.conv_L_cache < 1:
             raise ValueError(f"LFM2 conv_L_cache={self.conv_L_cache} must be >= 1; restore the model's config.json.")
         rope = dict(self.rope_parameters or {})

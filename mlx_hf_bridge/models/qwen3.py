@@ -19,7 +19,10 @@ import mlx.nn as nn
 import numpy as np
 
 from .base import BaseModelArgs, activation, attention
-from .decoder import DecoderModel, apply_rope, grouped_attention_inputs, layer_mask, rope_tables
+from .decoder import (
+    DecoderModel, apply_rope, check_layer_types, grouped_attention_inputs, layer_mask, resolve_attention_heads,
+    rope_tables,
+)
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
 ROPE_TYPES = ("default", "linear")
@@ -51,29 +54,14 @@ class ModelArgs(BaseModelArgs):
     pad_token_id: int | None = None
 
     def __post_init__(self):
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
-        if self.head_dim is None:
-            self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"Qwen3 num_attention_heads={self.num_attention_heads} is not a multiple of "
-                f"num_key_value_heads={self.num_key_value_heads}; restore the model's config.json."
-            )
+        resolve_attention_heads(self, "Qwen3")
         window = self.sliding_window if self.use_sliding_window else None  # as transformers' config
         if self.layer_types is None:
             self.layer_types = [
                 "sliding_attention" if window is not None and i >= self.max_window_layers else "full_attention"
                 for i in range(self.num_hidden_layers)
             ]
-        unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
-        if unknown or len(self.layer_types) != self.num_hidden_layers:
-            raise ValueError(
-                f"Qwen3 layer_types {self.layer_types!r} cannot be built: "
-                + (f"unknown layer type(s) {unknown} (the bridge builds {list(LAYER_TYPES)})" if unknown else
-                   f"{len(self.layer_types)} entries for num_hidden_layers={self.num_hidden_layers}")
-                + "; restore the model's config.json."
-            )
+        check_layer_types(self, "Qwen3", LAYER_TYPES)
         if "sliding_attention" in self.layer_types and window is None:
             raise ValueError(
                 "Qwen3 layer_types lists 'sliding_attention' layers but the config sets no sliding window "

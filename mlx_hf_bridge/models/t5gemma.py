@@ -33,7 +33,10 @@ import mlx.nn as nn
 import numpy as np
 
 from .base import BaseModelArgs, attention
-from .decoder import DecoderModel, apply_rope, grouped_attention_inputs, layer_mask, rope_tables
+from .decoder import (
+    DecoderModel, apply_rope, check_layer_types, grouped_attention_inputs, layer_mask, resolve_attention_heads,
+    rope_tables,
+)
 from .gemma3_text import Gemma3RMSNorm
 from .qwen3 import LAYER_TYPES, ROPE_TYPES, Qwen3MLP
 
@@ -103,26 +106,11 @@ class ModelArgs(BaseModelArgs):
         return super().from_dict(merged)
 
     def __post_init__(self):
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
-        if self.head_dim is None:
-            self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"T5Gemma num_attention_heads={self.num_attention_heads} is not a multiple of "
-                f"num_key_value_heads={self.num_key_value_heads}; restore the model's config.json."
-            )
+        resolve_attention_heads(self, "T5Gemma")
         if self.layer_types is None:  # transformers' default: local, global, local, ...
             self.layer_types = ["sliding_attention" if (i + 1) % 2 else "full_attention"
                                 for i in range(self.num_hidden_layers)]
-        unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
-        if unknown or len(self.layer_types) != self.num_hidden_layers:
-            raise ValueError(
-                f"T5Gemma layer_types {self.layer_types!r} cannot be built: "
-                + (f"unknown layer type(s) {unknown} (the bridge builds {list(LAYER_TYPES)})" if unknown else
-                   f"{len(self.layer_types)} entries for num_hidden_layers={self.num_hidden_layers}")
-                + "; restore the model's config.json."
-            )
+        check_layer_types(self, "T5Gemma", LAYER_TYPES)
         if "sliding_attention" in self.layer_types and self.sliding_window is None:
             raise ValueError(
                 "T5Gemma layer_types lists 'sliding_attention' layers but the config sets sliding_window: null; "
