@@ -70,11 +70,6 @@ class SentenceEvaluator(_BaseEvaluator):
             self.primary_metric = name + "_" + self.primary_metric
         return metrics
 
-    def store_metrics_in_model_card_data(self, model, metrics: dict, epoch: int = 0, step: int = 0) -> None:
-        card_data = getattr(model, "model_card_data", None)
-        if hasattr(card_data, "set_evaluation_metrics"):
-            card_data.set_evaluation_metrics(self, metrics, epoch, step)
-
     @property
     def description(self) -> str:
         class_name = self.__class__.__name__
