@@ -17,6 +17,8 @@ import logging
 
 import mlx.core as mx
 
+from ..engine import distributed as _engine
+
 logger = logging.getLogger(__name__)
 
 _has_warned_dist_not_initialized = False
@@ -28,11 +30,8 @@ _NOT_INITIALIZED = """
 
 
 def group():
-    """The world group when one of size > 1 exists, else ``None``."""
-    if not mx.distributed.is_available():
-        return None
-    world = mx.distributed.init()
-    return world if world.size() > 1 else None
+    """The world group when one of size > 1 exists, else ``None`` (the engine's, so ``local_only`` applies)."""
+    return _engine.group()
 
 
 def get_rank() -> int:
@@ -54,10 +53,7 @@ def _warn_once():
         _has_warned_dist_not_initialized = True
 
 
-def _gather_raw(tensor: mx.array, world) -> mx.array:
-    if tensor.dtype == mx.bool_:  # collectives work on numbers
-        return mx.distributed.all_gather(tensor.astype(mx.uint8), group=world).astype(mx.bool_)
-    return mx.distributed.all_gather(tensor, group=world)
+_gather_raw = _engine._gather_raw
 
 
 def _split(gathered: mx.array, world_size: int) -> list[mx.array]:
@@ -78,21 +74,8 @@ def all_gather(tensor: mx.array) -> list[mx.array]:
 
 def gather_with_gradients(tensor: mx.array, world) -> mx.array:
     """``all_gather`` concatenated along axis 0 whose backward sums the cotangents of every rank
-    for the local slice (torch's ``distributed.nn.all_gather``: reduce-scatter with SUM)."""
-
-    @mx.custom_function
-    def gather(x):
-        return _gather_raw(x, world)
-
-    @gather.vjp
-    def gather_vjp(primals, cotangent, output):
-        x = primals[0] if isinstance(primals, (tuple, list)) else primals  # one input: the array itself
-        n = x.shape[0]
-        rank = world.rank()
-        summed = mx.distributed.all_sum(cotangent, group=world)
-        return (summed[rank * n : (rank + 1) * n],)
-
-    return gather(tensor)
+    for the local slice (torch's ``distributed.nn.all_gather``): the engine's ``all_gather_with_grad``."""
+    return _engine.all_gather_with_grad(tensor, world)
 
 
 def all_gather_with_gradients(tensor: mx.array) -> list[mx.array]:

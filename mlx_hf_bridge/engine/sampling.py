@@ -179,3 +179,56 @@ BATCH_SAMPLERS = {
     "group_by_label": GroupByLabelBatchSampler,
 }
 MULTI_DATASET_SAMPLERS = {"round_robin": RoundRobinBatchSampler, "proportional": ProportionalBatchSampler}
+
+
+class ShardedBatchSampler:
+    """One rank's share of a batch sampler under data parallel (accelerate's ``BatchSamplerShard``,
+    ``split_batches=False``, ``even_batches=True``): the sampler's batches of
+    ``per_device_train_batch_size`` are dealt out in turn, so global step ``k`` trains on batches
+    ``k*W .. k*W+W-1`` (rank ``r`` takes the ``r``-th). Every rank gets the same number of full batches:
+    with ``drop_last`` an incomplete last round is dropped, otherwise it is completed with samples
+    from the start of the epoch (accelerate's wrap-around)."""
+
+    def __init__(self, batch_sampler, num_processes: int, process_index: int):
+        self.batch_sampler, self.num_processes, self.process_index = batch_sampler, num_processes, process_index
+        self.batch_size = getattr(batch_sampler, "batch_size", None)
+        self.drop_last = bool(getattr(batch_sampler, "drop_last", False))
+
+    def set_epoch(self, epoch: int):
+        if hasattr(self.batch_sampler, "set_epoch"):
+            self.batch_sampler.set_epoch(epoch)
+
+    def __len__(self):
+        full, rest = divmod(len(self.batch_sampler), self.num_processes)
+        return full + int(rest > 0 and not self.drop_last)
+
+    def __iter__(self):
+        n, me, size = self.num_processes, self.process_index, self.batch_size
+        batches = list(self.batch_sampler)
+        # a round is yielded when its last batch is full (or batch sizes vary): as accelerate
+        for start in range(0, len(batches) - n + 1, n):
+            if size is None or len(batches[start + n - 1]) == size:
+                yield batches[start + me]
+        if self.drop_last or not batches:
+            return
+        tail = [list(b) for b in batches[(len(batches) - 1) // n * n :]]  # the last round
+        if len(tail) == n and (size is None or len(tail[-1]) == size):
+            return  # it was complete, and yielded above
+        if size is None:  # variable sizes: whole batches from the start of the epoch fill the round
+            pool = [list(b) for b in batches[:n]]
+            while len(pool) < n:
+                pool += pool
+            yield (tail + pool[: n - len(tail)])[me]
+            return
+        # the round's full batches stand; its short last batch and the missing ones are filled with
+        # samples from the start of the epoch, in order (accelerate's initial_data)
+        pool = [i for b in batches[:n] for i in b]
+        while len(pool) < n * size:
+            pool += pool
+        cursor, out = 0, []
+        for pos in range(n):
+            b = tail[pos] if pos < len(tail) else []
+            need = size - len(b)
+            out.append(b + pool[cursor : cursor + need])
+            cursor += need
+        yield out[me]

@@ -125,6 +125,7 @@ class StepRunner:
         self.max_grad_norm = max_grad_norm
         self.compute_dtype = compute_dtype
         self.compile = compile
+        self.reducer = None  # a distributed.Reducer under data parallel: gradients averaged over ranks
         self.params = {
             k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
             for k, v in tree_flatten(model.trainable_parameters())
@@ -195,6 +196,8 @@ class StepRunner:
                 mx.eval(acc_loss, acc)
                 if on_substep_end is not None:
                     on_substep_end()
+        if self.reducer is not None:  # DDP: the mean over ranks of the loss and of every gradient
+            acc_loss, acc = self.reducer.average(acc_loss, acc)
         if self.accumulate_outside_prefix and self.clip_prefix is not None:
             if self._carried is not None:
                 acc = {k: g + self._carried[k] if k in self._carried else g for k, g in acc.items()}

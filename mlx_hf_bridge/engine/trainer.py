@@ -18,7 +18,9 @@ from pathlib import Path
 
 from .. import backend
 from . import checkpoint as ckpt
-from . import health, lock
+from . import health, lock, resume_args
+from .distributed import local_only
+from .distributed_run import WORLD_FILE, DataParallel
 from .callbacks import CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback
 from .optim import AdamW, Schedule, warmup_steps_for
 from .remat import gradient_checkpointing
@@ -129,23 +131,26 @@ class Trainer:
             raise TypeError(f"train() got unexpected keyword arguments: {', '.join(kwargs)}")
         args = self.args
         save_only = bool(getattr(args, "save_only_model", False))
-        lock.check_output_dir(args.output_dir, lock.checkpoint_bytes(self.model, save_only),
-                              will_save=str(_plain(args.save_strategy)) != "no")
-        with lock.output_dir_lock(args.output_dir):  # before anything reads or cleans output_dir
+        self._dp = dp = DataParallel(args)  # rank 0 alone checks, locks and writes output_dir
+        if dp.is_main:
+            lock.check_output_dir(args.output_dir, lock.checkpoint_bytes(self.model, save_only),
+                                  will_save=str(_plain(args.save_strategy)) != "no")
+        with lock.output_dir_lock(args.output_dir) if dp.is_main else contextlib.nullcontext():
             return self._train_locked(resume_from_checkpoint, ignore_keys_for_eval)
 
     def _train_locked(self, resume_from_checkpoint, ignore_keys_for_eval):
         args = self.args
         # first: a checkpoint swap a kill interrupted is put back before resume picks a checkpoint
-        ckpt.clean_stale_temps(args.output_dir)
+        self._dp.on_main("cleaning output_dir", ckpt.clean_stale_temps, args.output_dir)
         resume = self._resolve_resume(resume_from_checkpoint)
+        self._dp.check_resume(resume)
         damage = model_is_damaged(self.model)
         if damage is not None and resume is None:
             raise ValueError(f"The model's weights are not finite ({damage}). Fix: resume_from_checkpoint=True "
                              "(the latest good checkpoint) or load the model again.")
         self.validate_train_setup()
         backend.seed_everything(args.seed)
-        sampler = self.get_train_batch_sampler()
+        sampler = self._dp.shard(self.get_train_batch_sampler())
         steps_in_epoch = len(sampler)
         if steps_in_epoch == 0:
             raise ValueError(
@@ -155,7 +160,7 @@ class Trainer:
             )
         ga = int(args.gradient_accumulation_steps)
         nups = max(steps_in_epoch // ga + int(steps_in_epoch % ga > 0), 1)
-        total_batch = args.per_device_train_batch_size * ga
+        total_batch = args.per_device_train_batch_size * ga * self._dp.size
         if args.max_steps > 0:
             max_steps = int(args.max_steps)
             num_epochs = max_steps // nups + int(max_steps % nups > 0)
@@ -168,7 +173,7 @@ class Trainer:
         self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs,
                                   train_batch_size=args.per_device_train_batch_size)
         if resume is not None:
-            self._warn_if_args_changed(resume)
+            resume_args.warn_if_args_changed(resume, self._args_dict())
             self.state = ckpt.load_trainer_state(resume)
             self.state.max_steps, self.state.num_train_epochs = max_steps, num_epochs
             self.state.train_batch_size = args.per_device_train_batch_size
@@ -185,6 +190,7 @@ class Trainer:
                                  compile=bool(getattr(args, "torch_compile", False)),
                                  clip_prefix=None if trained is self.model else "model.")
         self.runner.accumulate_outside_prefix = trained is not self.model and self.carries_loss_gradients()
+        self._dp.start(self.runner, self.state)
         epochs_trained = self.state.global_step // nups
         skip_batches = (self.state.global_step % nups) * ga if resume is not None and not args.ignore_data_skip else 0
 
@@ -210,24 +216,6 @@ class Trainer:
             self.is_in_train = False
             self.model.eval()
         return self._finalize(start, num_samples)
-
-    _RESUME_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "seed", "data_seed",
-                    "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
-                    "weight_decay", "max_grad_norm", "batch_sampler", "dataloader_drop_last")
-
-    def _warn_if_args_changed(self, resume):
-        from ..errors import read_json
-
-        path = Path(resume) / "training_args.json"
-        if not path.is_file():
-            return
-        saved = read_json(path, "the checkpoint's training arguments",
-                          "Delete that file to resume without the check, or resume from another checkpoint")
-        now = self._args_dict()
-        changed = [k for k in self._RESUME_KEYS if k in saved and k in now and saved[k] != _plain(now[k])]
-        if changed:
-            logger.warning("Resuming %s with different %s than it was saved with: the run will not continue exactly.",
-                           resume, ", ".join(f"{k} ({saved[k]!r} -> {_plain(now[k])!r})" for k in changed))
 
     @property
     def max_steps(self) -> int:
@@ -263,7 +251,8 @@ class Trainer:
         micro = ((self.loss_inputs(self.collate(idx))) for idx in window)
         step = self.state.global_step + 1
         try:
-            loss, grad_norm = self.runner.step(micro, factor, on_substep_end=self._substep_end)
+            with self._dp.guard(f"step {step}"):
+                loss, grad_norm = self.runner.step(micro, factor, on_substep_end=self._substep_end)
         except NonFiniteLossError as err:
             # a weights overflow comes after a finite loss: the checkpoint trained fine from its weights
             self._verify_checkpoint(step, err.loss, err.grad_norm, ok=err.cause == "weights")
@@ -277,11 +266,13 @@ class Trainer:
         return loss, grad_norm
 
     _last_grad_norm = None
+    _dp = DataParallel.single()
     _unverified = None  # the checkpoint the next step starts from, until that step ran
 
     def _verify_checkpoint(self, step, loss, grad_norm, ok):
         if self._unverified is not None:
-            health.record_next_step(self._unverified, step, loss, grad_norm, ok)
+            if self._dp.is_main:
+                health.record_next_step(self._unverified, step, loss, grad_norm, ok)
             self._unverified = None
 
     def _substep_end(self):
@@ -316,7 +307,8 @@ class Trainer:
             self.control = self._event("on_save")
 
     def _evaluate(self, ignore_keys=None):
-        metrics = self.evaluate(ignore_keys=ignore_keys)
+        with local_only():  # every rank evaluates in full, alone: the same metrics and decisions everywhere
+            metrics = self.evaluate(ignore_keys=ignore_keys)
         if self.is_in_train:
             self.model.train()
         return metrics
@@ -347,16 +339,20 @@ class Trainer:
             if best == path or best.exists():
                 self.state.best_model_checkpoint = str(best)
         self.state.stateful_callbacks["TrainerControl"] = self.control.state()
+        self._dp.on_main(f"writing {path.name}", self._write_checkpoint, out, path)
+        self._unverified = path
+        return path
+
+    def _write_checkpoint(self, out, path):
         sched = self.lr_scheduler.state_json(self.state.global_step, [g["lr"] for g in self.optimizer.groups])
+        extra = {health.HEALTH_FILE: health.weights_record(self.model, self.state.global_step),
+                 **({WORLD_FILE: self._dp.world_record()} if self._dp.active else {})}
         ckpt.save_checkpoint(path, self.model, self.optimizer, sched, self.state, self._args_dict(),
                              extra_parameters=ckpt.extra_parameters(self.trained_module()),
                              save_only_model=bool(getattr(self.args, "save_only_model", False)),
-                             _before_commit=getattr(self, "_before_commit_hook", None),
-                             extra_json={health.HEALTH_FILE: health.weights_record(self.model, self.state.global_step)})
-        self._unverified = path
+                             _before_commit=getattr(self, "_before_commit_hook", None), extra_json=extra)
         ckpt.rotate_checkpoints(out, self.args.save_total_limit,
                                 keep=health.rotation_keeps(out, self.state.best_model_checkpoint))
-        return path
 
     def _args_dict(self) -> dict:
         to_dict = getattr(self.args, "to_dict", None)
@@ -391,9 +387,13 @@ class Trainer:
 
         target = Path(output_dir if output_dir is not None else self.args.output_dir)
         refuse_if_damaged(self.model, target)
+        dp = DataParallel(self.args)
+        if not dp.is_main:  # rank 0 writes (HF: args.should_save); the others wait for it
+            return dp.barrier(f"waiting for rank 0 to save {target}")
 
         def write(folder):
             self.model.save(str(folder))
             ckpt._write_json(folder / "training_args.json", self._args_dict())
 
         save_folder(target, write)
+        dp.barrier(f"rank 0 saving {target}")
