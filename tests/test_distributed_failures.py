@@ -1,0 +1,60 @@
+"""Data parallel on 2 ring ranks: exact resume from a 2-rank checkpoint, a world-size change refused, and a
+rank that dies or hangs stopping the other with a clear error instead of a hang."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("datasets")
+from distributed_helpers import HERE, _train_one, start, train_child, wait  # noqa: E402
+
+RUN = {"loss": "mnrl", "batch": 4, "steps": 4, "save_steps": 2, "eps": 1e-3}  # 24 rows: 3 steps per epoch
+
+
+def test_two_rank_checkpoint_resumes_bit_identically_and_refuses_one_process(tmp_path, tiny_bert_dir):
+    full_dir, resumed_dir = tmp_path / "full_out", tmp_path / "resumed_out"
+    runs = {"full": {**RUN, "output_dir": str(full_dir)},
+            "resumed": {**RUN, "output_dir": str(resumed_dir), "resume": str(full_dir / "checkpoint-2")}}
+    out = train_child(2, tmp_path / "two", tiny_bert_dir, runs)
+    full, resumed = out["full"], out["resumed"]
+    assert full[0]["global_step"] == resumed[0]["global_step"] == 4
+    for rank in range(2):  # every rank resumed from rank 0's checkpoint to the same weights
+        for k, v in full[0]["weights"].items():
+            np.testing.assert_array_equal(resumed[rank]["weights"][k], v)
+    # the log history is restored with the state: steps 1-2 read back, 3-4 trained again, bit for bit
+    assert resumed[0]["losses"] == full[0]["losses"] and len(full[0]["losses"]) == 4
+    ckpt = full_dir / "checkpoint-2"
+    assert json.loads((ckpt / "distributed.json").read_text()) == {"world_size": 2, "per_device_train_batch_size": 4}
+    assert sorted(p.name for p in full_dir.iterdir()) == ["checkpoint-2", "checkpoint-4"]  # rank 0 wrote, no temps
+    # one process cannot continue a 2-process run: refused before any step, naming the fix
+    with pytest.raises(ValueError, match=r"written by a run on 2 process\(es\); this run has 1.*mlx.launch -n 2"):
+        _train_one(str(tmp_path / "one"), str(tiny_bert_dir), {**RUN, "batch": 8, "output_dir": str(tmp_path / "x"),
+                                                                "resume": str(ckpt)})
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_a_dead_or_hung_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_bert_dir, how):
+    """SIGSTOP (a hang: the sockets stay open and MLX's ring waits forever) and SIGKILL (MLX's ring logs
+    the lost connection and fails its pending tasks, but the step's evaluation does not always return):
+    rank 0 stops by itself, by DistributedError naming rank 1 when MLX raises, else by the watchdog after
+    ddp_timeout (3 s here) with exit code 124 and the reason."""
+    runs = {"fail": {**RUN, "save_steps": None, "kill_rank": 1, "kill_step": 2, "how": how, "ddp_timeout": 3}}
+    began = time.monotonic()
+    procs = start([str(HERE), "train", str(tmp_path), str(tiny_bert_dir), json.dumps(runs)], workdir=tmp_path)
+    try:
+        procs[0].wait(timeout=120)  # rank 0 must stop by itself
+    finally:
+        codes, logs = wait(procs, 1, tmp_path)  # then rank 1 (stopped or dead) is cleaned up
+    took = time.monotonic() - began
+    print(f"{how}: rank 0 stopped with {codes[0]} after {took:.1f} s:", logs[0].strip().splitlines()[-1])
+    assert codes[0] not in (0, None) and took < 100
+    raised = "DistributedError" in logs[0] and "rank 0 of 2: step 2 failed: rank 1 stopped answering" in logs[0]
+    watchdog = codes[0] == 124 and "rank 0 of 2: step 2 did not complete within ddp_timeout=3 s: rank 1 died or hangs" in logs[0]
+    assert raised or watchdog, logs[0][-2000:]
+    if how == "stop":
+        assert watchdog
+    assert "resume_from_checkpoint=True" in logs[0]
