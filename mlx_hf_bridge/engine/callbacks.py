@@ -60,6 +60,8 @@ class ProgressCallback(TrainerCallback):
         self.current_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # as HF: only rank 0 shows progress
+            return
         from tqdm.auto import tqdm
 
         self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, dynamic_ncols=True)
@@ -82,7 +84,8 @@ class ProgressCallback(TrainerCallback):
 
 class PrinterCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
-        print(_fmt(logs or {}))
+        if state.is_world_process_zero:
+            print(_fmt(logs or {}))
 
 
 class CallbackHandler:

@@ -103,6 +103,16 @@ class DataParallel:
         return {"world_size": self.size, "per_device_train_batch_size": self.per_device}
 
 
+class ProcessZeroMixin:
+    """transformers' ``Trainer.is_world_process_zero()`` / ``is_local_process_zero()`` (rank 0 of
+    ``mlx.launch``; local = world: the ring backend gives no per-host rank)."""
+
+    def is_world_process_zero(self) -> bool:
+        return distributed.rank() == 0
+
+    is_local_process_zero = is_world_process_zero
+
+
 def _unflatten(flat: dict):
     from mlx.utils import tree_unflatten
 

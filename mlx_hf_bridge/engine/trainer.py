@@ -20,7 +20,7 @@ from .. import backend
 from . import checkpoint as ckpt
 from . import health, lock, resume_args
 from .distributed import local_only
-from .distributed_run import WORLD_FILE, DataParallel
+from .distributed_run import WORLD_FILE, DataParallel, ProcessZeroMixin
 from .callbacks import CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback
 from .optim import AdamW, Schedule, warmup_steps_for
 from .remat import gradient_checkpointing
@@ -34,7 +34,7 @@ def _plain(value):
     return getattr(value, "value", value)
 
 
-class Trainer:
+class Trainer(ProcessZeroMixin):
     def __init__(self, model, args, callbacks=None, optimizers=(None, None), processing_class=None):
         self.model, self.args = model, args
         self.state, self.control = TrainerState(), TrainerControl()

@@ -337,7 +337,8 @@ class SentenceTransformerTrainer(Trainer):
         return output
 
     def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, **kwargs) -> str:
-        return hub.push_to_hub(self, commit_message, blocking, token, revision, **kwargs)
+        if self.is_world_process_zero():  # as HF: only rank 0 pushes under mlx.launch
+            return hub.push_to_hub(self, commit_message, blocking, token, revision, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss_fn, features, labels = self.loss_inputs(inputs)
