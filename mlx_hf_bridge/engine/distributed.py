@@ -89,6 +89,20 @@ def all_gather_with_grad(x: mx.array, world=None) -> mx.array:
     return gather(x)
 
 
+def all_gather_padded(x: mx.array, mask: mx.array, world=None) -> tuple[mx.array, mx.array]:
+    """ST 6's ``all_gather_padded``: ``(B, T, D)`` token embeddings and their ``(B, T)`` mask from every
+    rank, the token axis first padded (zeros / False) to the widest rank's ``T`` (ranks pad each batch to
+    its own longest text). Embeddings keep gradients (:func:`all_gather_with_grad`); the mask has none."""
+    world = world if world is not None else group()
+    if world is None:
+        return x, mask
+    widest = int(mx.distributed.all_gather(mx.array([x.shape[1]], dtype=mx.int32), group=world).max().item())
+    if x.shape[1] < widest:
+        x = mx.pad(x, [(0, 0), (0, widest - x.shape[1]), (0, 0)])
+        mask = mx.pad(mask, [(0, 0), (0, widest - mask.shape[1])])
+    return all_gather_with_grad(x, world), mx.stop_gradient(_gather_raw(mask, world))
+
+
 # --- gradients, weights, barrier -------------------------------------------------------------------
 class Reducer:
     """Averages a step's loss and gradients over the ranks (DDP's mean) in flat fp32 buckets."""
@@ -226,5 +240,5 @@ def guard(world, what: str, timeout: float | None = None):
         _watchdog.disarm()
 
 
-__all__ = ["DistributedError", "Reducer", "agree", "all_gather_with_grad", "barrier", "broadcast_from_zero",
+__all__ = ["DistributedError", "Reducer", "agree", "all_gather_padded", "all_gather_with_grad", "barrier", "broadcast_from_zero",
            "group", "guard", "is_main_process", "local_only", "rank", "world_size"]
