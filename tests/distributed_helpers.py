@@ -75,7 +75,8 @@ def run(argv, n=2, timeout=120, env=None, workdir=None):
     workdir = Path(workdir or os.getcwd())
     codes, logs = wait(start(argv, n, env, workdir), timeout, workdir)
     if any(c != 0 for c in codes):
-        raise AssertionError(f"ranks exited with {codes}:\n" + "\n".join(f"--- rank {r}\n{t[-3000:]}" for r, t in enumerate(logs)))
+        tails = "\n".join(f"--- rank {r}\n{t[-3000:]}" for r, t in enumerate(logs))
+        raise AssertionError(f"ranks exited with {codes}:\n{tails}")
     return logs
 
 
@@ -212,17 +213,23 @@ def _train_one(out: str, model_dir: str, options: dict):
         max_steps=options.get("steps", 3), learning_rate=options.get("lr", 2e-3), logging_steps=1, seed=1,
         save_strategy="steps" if options.get("save_steps") else "no", save_steps=options.get("save_steps") or 500,
         disable_tqdm=True, report_to="none", lr_scheduler_type="constant", max_grad_norm=options.get("clip", 1.0),
-        ddp_timeout=options.get("ddp_timeout", 1800), adam_epsilon=options.get("eps", 1e-8))
+        ddp_timeout=options.get("ddp_timeout", 1800), adam_epsilon=options.get("eps", 1e-8),
+        eval_strategy="steps" if options.get("eval") else "no", eval_steps=options.get("steps", 3))
+    evaluation = _dataset(40, True).select(range(24, 36)) if options.get("eval") else None  # rows not trained on
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_dataset(options.get("n", 24), True),
-                                         loss=loss, data_collator=collator)
+                                         eval_dataset=evaluation, loss=loss, data_collator=collator)
     if options.get("kill_rank") is not None:
         _kill_at(trainer, options["kill_rank"], options["kill_step"], options.get("how", "kill"))
     trainer.train(resume_from_checkpoint=options.get("resume"))
     world = mx.distributed.init()
     rank = world.rank() if world.size() > 1 else 0
     logs = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if options.get("save_final"):
+        trainer.save_model(options["save_final"])
     result = {"rank": rank, "world": world.size(), "losses": logs, "global_step": trainer.state.global_step,
-              "bytes_per_step": getattr(trainer.runner.reducer, "bytes_per_step", 0)}
+              "bytes_per_step": getattr(trainer.runner.reducer, "bytes_per_step", 0),
+              "eval_losses": [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h],
+              "world_process_zero": [trainer.is_world_process_zero(), trainer.state.is_world_process_zero]}
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     np.savez(Path(out, f"rank{rank}.npz"), **{k: np.array(v) for k, v in tree_flatten(model.parameters())})
 

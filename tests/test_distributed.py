@@ -58,11 +58,18 @@ BASE = {"steps": STEPS, "eps": 1e-3}
 
 
 def test_gathered_mnrl_two_ranks_of_4_equal_one_process_batch_8(tmp_path, tiny_bert_dir):
-    """Dense MNRL (ST: no world-size factor): the mean of the ranks' losses is the batch-8 loss."""
-    one = train_child(1, tmp_path / "one", tiny_bert_dir, {"mnrl": {**BASE, "loss": "mnrl", "batch": 8}})
-    two = train_child(2, tmp_path / "two", tiny_bert_dir, {"mnrl": {**BASE, "loss": "mnrl", "batch": 4}},
+    """Dense MNRL (ST: no world-size factor): the mean of the ranks' losses is the batch-8 loss. The
+    evaluation after step 3 runs in full on each rank without gathering: the same eval_loss as one process."""
+    run = {**BASE, "loss": "mnrl", "eval": True}
+    one = train_child(1, tmp_path / "one", tiny_bert_dir, {"mnrl": {**run, "batch": 8}})
+    two = train_child(2, tmp_path / "two", tiny_bert_dir, {"mnrl": {**run, "batch": 4}},
                       launcher="mlx.launch")  # the real launcher: an unmodified script
     compare(one["mnrl"], two["mnrl"], "MNRL gathered")
+    (ref,) = one["mnrl"]
+    assert len(ref["eval_losses"]) == 1 and ref["world_process_zero"] == [True, True]
+    assert [r["world_process_zero"] for r in two["mnrl"]] == [[True, True], [False, False]]
+    for r in two["mnrl"]:
+        np.testing.assert_allclose(r["eval_losses"], ref["eval_losses"], rtol=1e-5)
 
 
 def test_gathered_pylate_contrastive_and_cached_equal_one_process_batch_8(tmp_path, tiny_bert_dir):

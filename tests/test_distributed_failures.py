@@ -18,7 +18,8 @@ RUN = {"loss": "mnrl", "batch": 4, "steps": 4, "save_steps": 2, "eps": 1e-3}  # 
 def test_two_rank_checkpoint_resumes_bit_identically_and_refuses_one_process(tmp_path, tiny_bert_dir):
     full_dir, resumed_dir = tmp_path / "full_out", tmp_path / "resumed_out"
     runs = {"full": {**RUN, "output_dir": str(full_dir)},
-            "resumed": {**RUN, "output_dir": str(resumed_dir), "resume": str(full_dir / "checkpoint-2")}}
+            "resumed": {**RUN, "output_dir": str(resumed_dir), "resume": str(full_dir / "checkpoint-2"),
+                        "save_final": str(tmp_path / "final")}}
     out = train_child(2, tmp_path / "two", tiny_bert_dir, runs)
     full, resumed = out["full"], out["resumed"]
     assert full[0]["global_step"] == resumed[0]["global_step"] == 4
@@ -27,6 +28,12 @@ def test_two_rank_checkpoint_resumes_bit_identically_and_refuses_one_process(tmp
             np.testing.assert_array_equal(resumed[rank]["weights"][k], v)
     # the log history is restored with the state: steps 1-2 read back, 3-4 trained again, bit for bit
     assert resumed[0]["losses"] == full[0]["losses"] and len(full[0]["losses"]) == 4
+    # trainer.save_model on every rank: rank 0 wrote the folder (the others waited), it reloads to the weights
+    from mlx_hf_bridge.sentence_transformers import SentenceTransformer
+    from mlx.utils import tree_flatten
+
+    for k, v in tree_flatten(SentenceTransformer(str(tmp_path / "final")).parameters()):
+        np.testing.assert_array_equal(np.array(v), full[0]["weights"][k])
     ckpt = full_dir / "checkpoint-2"
     assert json.loads((ckpt / "distributed.json").read_text()) == {"world_size": 2, "per_device_train_batch_size": 4}
     assert sorted(p.name for p in full_dir.iterdir()) == ["checkpoint-2", "checkpoint-4"]  # rank 0 wrote, no temps
@@ -53,7 +60,8 @@ def test_a_dead_or_hung_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_b
     print(f"{how}: rank 0 stopped with {codes[0]} after {took:.1f} s:", logs[0].strip().splitlines()[-1])
     assert codes[0] not in (0, None) and took < 100
     raised = "DistributedError" in logs[0] and "rank 0 of 2: step 2 failed: rank 1 stopped answering" in logs[0]
-    watchdog = codes[0] == 124 and "rank 0 of 2: step 2 did not complete within ddp_timeout=3 s: rank 1 died or hangs" in logs[0]
+    watchdog = codes[0] == 124 and ("rank 0 of 2: step 2 did not complete within ddp_timeout=3 s: rank 1 died or "
+                                    "hangs") in logs[0]
     assert raised or watchdog, logs[0][-2000:]
     if how == "stop":
         assert watchdog
