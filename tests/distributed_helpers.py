@@ -204,6 +204,8 @@ def _train_one(out: str, model_dir: str, options: dict):
         loss = (losses.Contrastive(model, gather_across_devices=gather) if kind == "contrastive" else
                 losses.CachedContrastive(model, mini_batch_size=2, gather_across_devices=gather))
         collator = utils.ColBERTCollator(model.tokenize)
+    if options.get("save_initial") and mx.distributed.init().rank() == 0:
+        model.save(options["save_initial"])  # the starting weights, for a reference run on torch
     if options.get("scale", 1) != 1:
         loss = _Scaled(loss, options["scale"])
     if options.get("per_rank_parts"):

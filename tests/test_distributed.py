@@ -76,12 +76,41 @@ def test_gathered_pylate_contrastive_and_cached_equal_one_process_batch_8(tmp_pa
     """PyLate multiplies the loss by the world size when it gathers (``loss *= get_world_size()``): the
     2-rank run logs 2 x the batch-8 loss and steps with 2 x its gradient, reproduced as PyLate on torch
     DDP does. The reference is the one-process batch-8 loss times 2; CachedContrastive (mini-batch 2)
-    routes the cached embedding gradients of the global loss back to every rank."""
+    routes the cached embedding gradients of the global loss back to every rank. Step 1's loss / 2 is
+    also real PyLate's (torch, one process) on that batch of 8, from the same starting weights."""
     runs = {name: {**BASE, "loss": name} for name in ("contrastive", "cached")}
     one = train_child(1, tmp_path / "one", tiny_bert_dir, {k: {**v, "batch": 8, "scale": 2} for k, v in runs.items()})
+    start = tmp_path / "start"
+    runs["contrastive"]["save_initial"] = str(start)
     two = train_child(2, tmp_path / "two", tiny_bert_dir, {k: {**v, "batch": 4} for k, v in runs.items()})
     for name in runs:
         compare(one[name], two[name], f"PyLate {name} gathered")
+    # real PyLate on torch, one process, the first global batch of 8 from the same starting weights
+    reference = pylate_first_batch_loss(start)
+    if reference is not None:
+        for name in runs:
+            assert two[name][0]["losses"][0] / 2 == pytest.approx(reference, rel=1e-5)
+        print(f"PyLate torch batch-8 loss {reference:.7f}; 2 ranks / 2: {two['contrastive'][0]['losses'][0] / 2:.7f}")
+
+
+def pylate_first_batch_loss(folder):
+    """PyLate 1.6's Contrastive on its own ColBERT (torch), batch = the first 8 rows the sampler gives."""
+    try:
+        from pylate import losses, models, utils
+    except ImportError:
+        return None
+    from distributed_helpers import _dataset
+
+    from mlx_hf_bridge.engine.sampling import DefaultBatchSampler
+
+    rows = _dataset(24, True)
+    first = next(iter(DefaultBatchSampler(rows, 8, False, seed=1)))  # seed=1: the runs' seed
+    model = models.ColBERT(str(folder), device="cpu")
+    model.train()
+    batch = utils.ColBERTCollator(model.tokenize)([rows[i] for i in first])
+    features = [{k[len(c) + 1:]: v for k, v in batch.items() if k.startswith(c + "_")} for c in ("query", "positive",
+                                                                                                 "negative")]
+    return float(losses.Contrastive(model)(features, None).detach())
 
 
 def test_without_gathering_each_rank_uses_its_own_negatives(tmp_path, tiny_bert_dir):
