@@ -114,11 +114,17 @@ def pylate_first_batch_loss(folder):
 
 
 def test_without_gathering_each_rank_uses_its_own_negatives(tmp_path, tiny_bert_dir):
-    """gather_across_devices=False: DDP's loss is the mean of each rank's in-batch loss over its 4 rows;
+    """gather_across_devices=False: DDP's loss is the mean of each rank's in-batch loss over its own rows;
     the reference computes exactly that on one process (batch 8 split in two halves, losses averaged)."""
     runs = {name: {**BASE, "loss": name, "gather": False} for name in ("mnrl", "contrastive")}
-    one = train_child(1, tmp_path / "one", tiny_bert_dir,
-                      {k: {**v, "batch": 8, "per_rank_parts": 2} for k, v in runs.items()})
-    two = train_child(2, tmp_path / "two", tiny_bert_dir, {k: {**v, "batch": 4} for k, v in runs.items()})
+    one = {k: {**v, "batch": 8, "per_rank_parts": 2} for k, v in runs.items()}
+    two = {k: {**v, "batch": 4} for k, v in runs.items()}
+    # with accumulation: each rank accumulates its own micro-batches of 2; micro-batch i of the step is
+    # sampler batches 2i and 2i+1, i.e. the one-process micro-batch i of 4 split in two
+    one["mnrl_ga2"] = {**runs["mnrl"], "batch": 4, "ga": 2, "per_rank_parts": 2}
+    two["mnrl_ga2"] = {**runs["mnrl"], "batch": 2, "ga": 2}
+    runs["mnrl_ga2"] = {}
+    one = train_child(1, tmp_path / "one", tiny_bert_dir, one)
+    two = train_child(2, tmp_path / "two", tiny_bert_dir, two)
     for name in runs:
         compare(one[name], two[name], f"{name} per-rank negatives")
