@@ -3,11 +3,22 @@
 from .auto import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 _FROM_TRANSFORMERS = ("AutoConfig", "AutoTokenizer")  # configs and tokenizers are transformers' own
+_TRAINER = {"Trainer": "trainer", "TrainingArguments": "training_args", "EarlyStoppingCallback": "trainer_eval",
+            "EvalPrediction": "trainer_eval", "PredictionOutput": "trainer_eval"}
+_ENGINE = ("TrainerCallback", "TrainerControl", "TrainerState")
 _COLLATORS = ("DataCollatorForLanguageModeling", "DataCollatorForTokenClassification", "DataCollatorWithPadding",
               "DefaultDataCollator", "default_data_collator")
 
 
 def __getattr__(name):
+    if name in _TRAINER:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_TRAINER[name]}"), name)
+    if name in _ENGINE:
+        from ..engine import callbacks, state
+
+        return getattr(callbacks if name == "TrainerCallback" else state, name)
     if name in _COLLATORS:
         from . import data_collator
 
@@ -21,6 +32,8 @@ def __getattr__(name):
 
 __all__ = [
     *_COLLATORS,
+    *_TRAINER,
+    *_ENGINE,
     "AutoConfig",
     "AutoModel",
     "AutoModelForMaskedLM",
