@@ -169,7 +169,7 @@ def agree(world, values: list[float], what: str, timeout: float | None = None) -
 
 
 # --- failures: a dead peer raises, a hung one trips the watchdog -------------------------------------
-EXIT_TIMEOUT = 124
+EXIT_TIMEOUT, EXIT_PEER_DIED = 124, 125
 
 
 class _Watchdog:
@@ -179,12 +179,14 @@ class _Watchdog:
     checkpoint is written to a temp path and renamed)."""
 
     def __init__(self):
-        self.deadline, self.message, self._thread = None, "", None
+        self.deadline, self.message, self.died_message, self._thread = None, "", "", None
+        self.generation = 0
         self._lock = threading.Lock()
 
-    def arm(self, seconds: float, message: str):
+    def arm(self, seconds: float, message: str, died_message: str = ""):
         with self._lock:
-            self.deadline, self.message = time.monotonic() + seconds, message
+            self.deadline, self.message, self.died_message = time.monotonic() + seconds, message, died_message
+            self.generation += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="mlx-hf-bridge-ddp-watchdog", daemon=True)
                 self._thread.start()
@@ -194,19 +196,39 @@ class _Watchdog:
             self.deadline = None
 
     def _watch(self):
+        from . import distributed_heartbeat
+
         while True:
             time.sleep(0.2)
             with self._lock:
-                late = self.deadline is not None and time.monotonic() > self.deadline
+                armed, generation = self.deadline is not None, self.generation
+                late = armed and time.monotonic() > self.deadline
                 message = self.message
             if late:
-                sys.stderr.write(f"\nmlx_hf_bridge: {message}\n")
-                sys.stderr.flush()
-                os._exit(EXIT_TIMEOUT)
+                self._stop(message, EXIT_TIMEOUT)
+            beat = distributed_heartbeat.current()
+            dead = beat.poll() if armed and beat is not None else []
+            if dead:
+                time.sleep(1.0)  # a peer that exits right after the last collective is no failure
+                with self._lock:
+                    still = self.deadline is not None and self.generation == generation
+                    message = self.died_message.replace("<dead>", _ranks(dead))
+                if still:
+                    self._stop(message, EXIT_PEER_DIED)
+
+    @staticmethod
+    def _stop(message: str, code: int):
+        sys.stderr.write(f"\nmlx_hf_bridge: {message}\n")
+        sys.stderr.flush()
+        os._exit(code)
 
 
 _watchdog = _Watchdog()
 DEFAULT_TIMEOUT = 1800.0  # HF's ddp_timeout default (seconds)
+
+
+def _ranks(ranks) -> str:
+    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {sorted(ranks)}"
 
 
 def _peers(world) -> str:
@@ -221,20 +243,25 @@ def guard(world, what: str, timeout: float | None = None):
     if world is None:
         yield
         return
+    from . import distributed_heartbeat
+
     seconds = float(timeout if timeout is not None else DEFAULT_TIMEOUT)
     me = f"rank {world.rank()} of {world.size()}"
-    _watchdog.arm(seconds, (
-        f"{me}: {what} did not complete within ddp_timeout={seconds:g} s: {_peers(world)} died or hangs. "
-        "Stopping this rank. No checkpoint was written for the unfinished step; after fixing the cause, "
-        "relaunch every rank with resume_from_checkpoint=True."))
+    after = ("No checkpoint was written for the unfinished step; after fixing the cause, relaunch every rank "
+             "with resume_from_checkpoint=True.")
+    beat = distributed_heartbeat.current()
+    dead = beat.poll() if beat is not None else []
+    if dead:  # known before waiting: a clean exception on this thread
+        raise DistributedError(f"{me}: cannot start {what}: {_ranks(dead)} died (its process ended). {after}")
+    _watchdog.arm(seconds, f"{me}: {what} did not complete within ddp_timeout={seconds:g} s: {_peers(world)} "
+                           f"died or hangs. Stopping this rank. {after}",
+                  f"{me}: <dead> died (its process ended) during {what}. Stopping this rank. {after}")
     try:
         yield
     except RuntimeError as err:
         if "[ring]" in str(err) or "connection" in str(err).lower() or "distributed" in str(err).lower():
-            raise DistributedError(
-                f"{me}: {what} failed: {_peers(world)} stopped answering ({err}); it probably died (see its "
-                "log). No checkpoint was written for the unfinished step; relaunch every rank with "
-                "resume_from_checkpoint=True.") from err
+            raise DistributedError(f"{me}: {what} failed: {_peers(world)} stopped answering ({err}); it probably "
+                                   f"died (see its log). {after}") from err
         raise
     finally:
         _watchdog.disarm()

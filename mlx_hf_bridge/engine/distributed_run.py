@@ -72,6 +72,9 @@ class DataParallel:
         state.is_world_process_zero = state.is_local_process_zero = self.is_main
         if not self.active:
             return
+        from . import distributed_heartbeat
+
+        distributed_heartbeat.start(self.world)  # once per process: names a rank that dies
         with self.guard("broadcasting rank 0's weights"):
             params = distributed.broadcast_from_zero(runner.params, self.world)
             import mlx.core as mx
