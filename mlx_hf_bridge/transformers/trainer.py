@@ -9,14 +9,21 @@ checkpoints, resume); this façade supplies transformers' data side:
   ``default_data_collator``;
 - ``train_sampling_strategy`` "random" (torch's exact order for the seed), "sequential", "group_by_length";
 - ``num_items_in_batch``: counted over each accumulation window (labels != -100) and passed to the
-  model, as transformers does for models whose forward takes ``**kwargs`` (all its heads). Quirk,
-  reproduced: the heads that ignore it (every BERT head, ModernBERT's classification heads) then get
-  no ``1 / gradient_accumulation_steps`` scaling, so their gradient (and logged loss) is the *sum* of
-  the window's batch means. ``Trainer.scale_unscaled_losses_for_ga = True`` gives the mean instead.
+  model, as transformers does for models whose forward takes ``**kwargs`` (all its heads).
+
+Gradient accumulation quirks, reproduced (``reproduce_ga_loss_scaling = False`` gives the window mean
+for loss and gradient instead). transformers then skips its ``1 / gradient_accumulation_steps``
+scaling, also for the heads that ignore ``num_items_in_batch`` (every BERT head, ModernBERT's
+classification heads), so their logged loss is the *sum* of the window's batch means. What the
+gradient gets differs by version: up to 5.3 accelerate's ``backward`` still divides by
+``gradient_accumulation_steps`` (mean gradient for those heads, but 1/steps of it for ModernBERT's
+MLM, which did normalise); later versions (5.24) set accelerate's steps to 1 (the *sum* gradient for
+those heads, the right one for the MLM). Which applies is read from the installed transformers.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 
@@ -40,12 +47,14 @@ class _ModelLoss:
         self.model = trainer.model
 
     def __call__(self, features, labels=None):
-        t = self.trainer
+        t, window = self.trainer, features["window"]
         n_items = features["num_items_in_batch"]
         loss = t.compute_loss(t.model, dict(features["inputs"]), num_items_in_batch=n_items)
-        if t.loss_is_scaled_for_ga(n_items) and features["window"] > 1:
-            loss = loss * features["window"]  # the engine divides by the window; transformers does not here
-        return loss
+        # transformers' step loss r = loss, or loss / window when not scaled for accumulation; its backward
+        # takes r / accelerate_steps. The engine differentiates (what this returns) / window.
+        if t._scaled_for_ga(n_items):
+            loss = loss * window
+        return loss / t._accelerate_steps() if t._accelerate_steps() != 1 else loss
 
 
 def _is_torch_module(model) -> bool:
@@ -55,7 +64,8 @@ def _is_torch_module(model) -> bool:
 class Trainer(EvaluationMixin, EngineTrainer):
     """Drop-in for ``transformers.Trainer`` (5.x signature, positional order) with MLX task models."""
 
-    scale_unscaled_losses_for_ga = False  # True: divide losses the model did not normalise by the window
+    reproduce_ga_loss_scaling = True  # False: loss and gradient are the window's mean (see the module docstring)
+    loss_is_scaled_for_ga = None  # transformers >= 5.24's override of the rule below (None: the rule)
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
                  processing_class=None, model_init=None, compute_loss_func=None, compute_metrics=None,
@@ -94,7 +104,6 @@ class Trainer(EvaluationMixin, EngineTrainer):
             optimizers = (adamw_from_cls_and_kwargs(optimizer_cls_and_kwargs, model, args), optimizers[1])
         self.optimizer_cls_and_kwargs = optimizer_cls_and_kwargs
         super().__init__(model, args, callbacks=callbacks, optimizers=optimizers, processing_class=processing_class)
-        self.state.epoch = None  # transformers: no epoch before training (evaluate() then logs none)
         self.compute_loss_func, self.compute_metrics = compute_loss_func, compute_metrics
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.model_accepts_loss_kwargs = self._accepts_loss_kwargs(model)
@@ -168,13 +177,22 @@ class Trainer(EvaluationMixin, EngineTrainer):
         counts = self.model_accepts_loss_kwargs or self.compute_loss_func is not None
         return TD.count_items(batches) if counts else None
 
-    def loss_is_scaled_for_ga(self, num_items_in_batch) -> bool:
+    def _scaled_for_ga(self, num_items_in_batch) -> bool:
         """transformers: a loss given ``num_items_in_batch`` (or from compute_loss_func) is not divided by
         the accumulation steps, whether the head used it or not (see the module docstring)."""
-        if self.scale_unscaled_losses_for_ga and not getattr(self.model, "uses_num_items_in_batch", False) \
-                and self.compute_loss_func is None:
-            return False
+        if self.loss_is_scaled_for_ga is not None:
+            return bool(self.loss_is_scaled_for_ga)
+        if not self.reproduce_ga_loss_scaling:
+            used = getattr(self.model, "uses_num_items_in_batch", False) and num_items_in_batch is not None
+            return used or self.compute_loss_func is not None
         return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+
+    def _accelerate_steps(self) -> int:
+        """What accelerate's backward divides every loss by: gradient_accumulation_steps up to transformers
+        5.3, 1 once transformers handles accumulation alone (read from the installed source)."""
+        if not self.reproduce_ga_loss_scaling or accelerate_handles_nothing():
+            return 1
+        return int(self.args.gradient_accumulation_steps)
 
     def num_examples(self) -> int:
         return len(self.train_dataset)
@@ -234,9 +252,10 @@ class Trainer(EvaluationMixin, EngineTrainer):
         n_items = self.items_in(batches)
         self._pending = [{"batch": b, "num_items_in_batch": n_items, "window": len(window)} for b in batches]
         try:
-            return super()._optimizer_step(window)
+            loss, grad_norm = super()._optimizer_step(window)
         finally:
             self._pending = []
+        return loss * self._accelerate_steps(), grad_norm  # transformers logs the loss before that division
 
     def loss_inputs(self, inputs):
         features = {"inputs": self.model_inputs(inputs["batch"]), "num_items_in_batch": inputs["num_items_in_batch"],
@@ -283,6 +302,16 @@ class Trainer(EvaluationMixin, EngineTrainer):
         if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained") \
                 and self.is_world_process_zero():
             self.processing_class.save_pretrained(str(target))
+
+
+@functools.lru_cache(maxsize=None)
+def accelerate_handles_nothing() -> bool:
+    """Whether the installed transformers sets accelerate's accumulation steps to 1 (5.24: it divides
+    nothing in backward) rather than to gradient_accumulation_steps (5.3)."""
+    from ..sentence_transformers.hf_fields import training_args_source
+
+    source = (training_args_source().parent / "trainer.py").read_text(encoding="utf-8")
+    return 'grad_acc_kwargs["num_steps"] = 1' in source
 
 
 # transformers' DataLoader draws a 64-bit base seed (two 32-bit outputs) from torch's global generator
