@@ -217,7 +217,7 @@ def _train_one(out: str, model_dir: str, options: dict):
         disable_tqdm=True, report_to="none", lr_scheduler_type="constant", max_grad_norm=options.get("clip", 1.0),
         ddp_timeout=options.get("ddp_timeout", 1800), adam_epsilon=options.get("eps", 1e-8),
         eval_strategy="steps" if options.get("eval") else "no", eval_steps=options.get("steps", 3),
-        gradient_accumulation_steps=options.get("ga", 1))
+        gradient_accumulation_steps=options.get("ga", 1), torch_compile=options.get("compile", False))
     evaluation = _dataset(40, True).select(range(24, 36)) if options.get("eval") else None  # rows not trained on
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_dataset(options.get("n", 24), True),
                                          eval_dataset=evaluation, loss=loss, data_collator=collator)

@@ -59,8 +59,9 @@ BASE = {"steps": STEPS, "eps": 1e-3}
 
 def test_gathered_mnrl_two_ranks_of_4_equal_one_process_batch_8(tmp_path, tiny_bert_dir):
     """Dense MNRL (ST: no world-size factor): the mean of the ranks' losses is the batch-8 loss. The
-    evaluation after step 3 runs in full on each rank without gathering: the same eval_loss as one process."""
-    run = {**BASE, "loss": "mnrl", "eval": True}
+    evaluation after step 3 runs in full on each rank without gathering: the same eval_loss as one process.
+    Compiled step (torch_compile=True): the custom-VJP gather runs inside mx.compile."""
+    run = {**BASE, "loss": "mnrl", "eval": True, "compile": True}  # torch_compile: the gather in mx.compile
     one = train_child(1, tmp_path / "one", tiny_bert_dir, {"mnrl": {**run, "batch": 8}})
     two = train_child(2, tmp_path / "two", tiny_bert_dir, {"mnrl": {**run, "batch": 4}},
                       launcher="mlx.launch")  # the real launcher: an unmodified script
