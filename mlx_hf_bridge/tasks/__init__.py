@@ -23,10 +23,11 @@ def register_head(model_type: str, task: str, cls: type):
 def head_class(model_type: str, task: str) -> type:
     """The task-model class for an HF ``model_type`` (imports ``tasks/<model_type>.py`` on first use)."""
     if (model_type, task) not in _HEADS:
+        module = f"{__name__}.{model_type.replace('-', '_')}"  # xlm-roberta -> tasks/xlm_roberta.py
         try:
-            import_module(f"{__name__}.{model_type}")
+            import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{model_type}":
+            if exc.name != module:
                 raise
     if (model_type, task) not in _HEADS:
         have = sorted({m for m, t in _HEADS if t == task}) or ["bert", "modernbert"]
