@@ -71,3 +71,25 @@ def test_one_process_is_the_identity():
     assert D.group() is None and D.rank() == 0 and D.world_size() == 1
     with D.local_only():
         assert D.group() is None
+
+
+def test_a_backend_error_becomes_a_distributed_error_naming_the_peer():
+    import pytest
+
+    from mlx_hf_bridge.engine import distributed as D
+
+    class TwoRanks:  # what guard reads of a group
+        def rank(self):
+            return 0
+
+        def size(self):
+            return 2
+
+    with pytest.raises(D.DistributedError, match=r"rank 0 of 2: step 7 failed: rank 1 stopped answering "
+                                                 r"\(\[ring\] connection to a peer was lost\).*resume_from_checkpoint"):
+        with D.guard(TwoRanks(), "step 7", timeout=60):
+            raise RuntimeError("[ring] connection to a peer was lost")
+    with pytest.raises(RuntimeError, match="^unrelated$"):  # other errors pass through unchanged
+        with D.guard(TwoRanks(), "step 8", timeout=60):
+            raise RuntimeError("unrelated")
+    assert D._watchdog.deadline is None  # disarmed either way

@@ -259,7 +259,7 @@ def guard(world, what: str, timeout: float | None = None):
     try:
         yield
     except RuntimeError as err:
-        if "[ring]" in str(err) or "connection" in str(err).lower() or "distributed" in str(err).lower():
+        if str(err).lstrip().startswith(("[ring]", "[jaccl]", "[mpi]", "[nccl]")):  # MLX's backends' errors
             raise DistributedError(f"{me}: {what} failed: {_peers(world)} stopped answering ({err}); it probably "
                                    f"died (see its log). {after}") from err
         raise
