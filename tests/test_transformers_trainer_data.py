@@ -1,0 +1,214 @@
+"""The transformers Trainer façade's data side and arguments against transformers on torch: sampling
+orders (random / sequential / group_by_length over epochs), torch.randperm, remove_unused_columns,
+label_names, the default collator, TrainingArguments' fields, refusals and bad-label errors before
+training, EarlyStoppingCallback, and the gradient-accumulation option."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from test_transformers_trainer import common, losses_of, make_rows, models, run_pair
+
+torch = pytest.importorskip("torch")
+T = pytest.importorskip("transformers")
+datasets = pytest.importorskip("datasets")
+from mlx_hf_bridge import transformers as B  # noqa: E402
+from mlx_hf_bridge.transformers import trainer_data as TD  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    return T.AutoTokenizer.from_pretrained(str(minilm_dir))
+
+
+def test_torch_randperm_reproduced():
+    for n in (1, 2, 3, 17, 100, 1000, 5000):
+        for seed in (0, 7, 42, 2**32 + 5):
+            expected = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+            np.testing.assert_array_equal(TD.torch_randperm(n, seed), expected)
+
+
+def _recording(collate, seen):
+    def run(rows):
+        seen.extend(r.pop("idx") for r in rows)
+        for r in rows:
+            r.pop("text", None)
+        return collate(rows)
+    return run
+
+
+@pytest.mark.parametrize("strategy", ["random", "sequential", "group_by_length"])
+def test_row_order_matches_transformers_over_epochs(strategy, tokenizer, tmp_path):
+    """2 epochs, batch 2 x accumulation 2 (group_by_length groups by 4, megabatches of 5 x 4): the rows
+    reach the collator in transformers' order (dropout 0: nothing else draws from torch's generator)."""
+    hf, ours = models("bert", "single", tmp_path)
+    train = make_rows("single", tokenizer, 40, seed=1).add_column("idx", list(range(40)))
+    kw = dict(train_sampling_strategy=strategy, num_train_epochs=2, max_steps=-1, remove_unused_columns=False,
+              gradient_accumulation_steps=2, per_device_train_batch_size=2)
+    hf_seen, our_seen = [], []
+    T.Trainer(model=hf, args=T.TrainingArguments(**common(tmp_path, "hf", use_cpu=True, **kw)), train_dataset=train,
+              data_collator=_recording(T.DataCollatorWithPadding(tokenizer), hf_seen)).train()
+    B.Trainer(model=ours, args=B.TrainingArguments(**common(tmp_path, "ours", **kw)), train_dataset=train,
+              data_collator=_recording(B.DataCollatorWithPadding(tokenizer), our_seen)).train()
+    assert len(hf_seen) == 80
+    assert our_seen[2:] == hf_seen  # the bridge's first two rows are its collator dry run (validate_train_setup)
+
+
+def test_remove_unused_columns_and_default_collator(tokenizer, tmp_path):
+    """ModernBERT's forward has no token_type_ids: the tokenizer's column is dropped with 'text', 'label' is
+    renamed 'labels' by the default DataCollatorWithPadding(processing_class); remove_unused_columns=False
+    hands the model everything (ModernBERT's **kwargs takes token_type_ids, as in transformers)."""
+    _, ours = models("modernbert", "single", tmp_path)
+    train = make_rows("single", tokenizer, 8, seed=1)
+    assert {"token_type_ids", "text", "label"} <= set(train.column_names)
+    trainer = B.Trainer(model=ours, args=B.TrainingArguments(**common(tmp_path, "o")), train_dataset=train,
+                        processing_class=tokenizer)
+    assert isinstance(trainer.data_collator, B.DataCollatorWithPadding)
+    batch = trainer.collate_rows(train, [0, 1, 2])
+    assert sorted(batch) == ["attention_mask", "input_ids", "labels"]
+    assert trainer.label_names == ["labels"]
+    no_tok = B.Trainer(model=ours, args=B.TrainingArguments(**common(tmp_path, "o")), train_dataset=train)
+    assert no_tok.data_collator is B.default_data_collator
+    keep = B.Trainer(model=ours, args=B.TrainingArguments(**common(tmp_path, "o", remove_unused_columns=False)),
+                     train_dataset=train.remove_columns(["text"]), processing_class=tokenizer)
+    assert "token_type_ids" in keep.collate_rows(keep.train_dataset, [0, 1])
+    no_match = datasets.Dataset.from_dict({"text": ["a", "b"], "other": [1, 2]})
+    with pytest.raises(ValueError, match="No columns in the dataset match"):
+        B.Trainer(model=ours, args=B.TrainingArguments(**common(tmp_path, "o")), train_dataset=no_match).train()
+
+
+def test_forward_argument_table_is_transformers_signatures():
+    import inspect
+
+    for name, args in TD.FORWARD_ARGUMENTS.items():
+        assert list(inspect.signature(getattr(T, name).forward).parameters)[1:] == args, name
+
+
+def test_training_arguments_fields_and_defaults_match_installed(tmp_path):
+    ours = B.TrainingArguments(output_dir=str(tmp_path))
+    ref = T.TrainingArguments(output_dir=str(tmp_path))
+    names = {f.name for f in dataclasses.fields(ref) if f.init}
+    assert {f.name for f in dataclasses.fields(ours)} == names
+    differ = []
+    for name in sorted(names):
+        a, b = getattr(ours, name), getattr(ref, name)
+        b = getattr(b, "value", b)
+        if name in ("accelerator_config", "dataloader_pin_memory", "fsdp_config"):
+            continue  # torch-side objects transformers fills in (AcceleratorConfig, FSDP options, pinning)
+        if a != b and not (a in ([], None) and b in ([], None)):
+            differ.append((name, a, b))
+    assert not differ
+    with pytest.raises(TypeError, match="unexpected keyword argument 'learnin_rate'; did you mean 'learning_rate'"):
+        B.TrainingArguments(output_dir=str(tmp_path), learnin_rate=1e-3)
+    with pytest.raises(TypeError, match="train_sampling_strategy='group_by_length'"):
+        B.TrainingArguments(output_dir=str(tmp_path), group_by_length=True)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("label_smoothing_factor", 0.1, "label smoothing"),
+    ("optim", "adafactor", "not available on MLX"),
+    ("neftune_noise_alpha", 5.0, "NEFTune"),
+    ("batch_eval_metrics", True, "batch_eval_metrics"),
+])
+def test_training_arguments_refuse_what_mlx_does_not_reproduce(field, value, message, tmp_path):
+    T.TrainingArguments(output_dir=str(tmp_path), **{field: value})  # transformers accepts it
+    with pytest.raises(ValueError, match=message):
+        B.TrainingArguments(output_dir=str(tmp_path), **{field: value})
+
+
+def _trainer(tmp_path, model, rows, **kw):
+    return B.Trainer(model=model, args=B.TrainingArguments(**common(tmp_path, "o", **kw)),
+                     train_dataset=datasets.Dataset.from_list(rows))
+
+
+def _rows(labels, lengths=None):
+    lengths = lengths or [5] * len(labels)
+    return [{"input_ids": [101] + [7] * (n - 2) + [102], "attention_mask": [1] * n, "label": lab}
+            for lab, n in zip(labels, lengths)]
+
+
+@pytest.mark.parametrize("labels,problem,message", [
+    ([0, 1, 5, 2], None, r"labels \[5\] outside 0..2"),
+    (["pos", "neg", "pos", "neg"], None, "holds strings"),
+    ([[1.0, 0.0, 1.0]] * 4, "single_label_classification", "needs one integer class id per row"),
+    ([0, 1, 2, 1], "multi_label_classification", "multi-hot list of 3 floats"),
+    ([[1, 0, 1]] * 4, "multi_label_classification", "float multi-hot"),
+])
+def test_bad_sequence_labels_fail_before_training(labels, problem, message, tmp_path):
+    _, model = models("bert", "single", tmp_path)
+    model.config.problem_type = problem
+    trainer = _trainer(tmp_path, model, _rows(labels))
+    calls = []
+    model_call = type(model).__call__
+    type(model).__call__ = lambda self, *a, **k: calls.append(1) or model_call(self, *a, **k)
+    try:
+        with pytest.raises(ValueError, match=message):
+            trainer.train()
+    finally:
+        type(model).__call__ = model_call
+    assert not calls  # refused before any forward pass
+
+
+def test_string_labels_name_the_models_label2id(tmp_path):
+    _, model = models("bert", "single", tmp_path)
+    model.config.label2id = {"neg": 0, "neu": 1, "pos": 2}
+    with pytest.raises(ValueError, match=r"label2id is \{'neg': 0"):
+        _trainer(tmp_path, model, _rows(["pos", "neg"])).train()
+
+
+def test_token_labels_not_aligned_fail_before_training(tokenizer, tmp_path):
+    _, model = models("bert", "tok", tmp_path)
+    rows = [{"input_ids": [101, 7, 8, 102], "attention_mask": [1] * 4, "labels": [-100, 1, 2, -100]},
+            {"input_ids": [101, 7, 8, 9, 102], "attention_mask": [1] * 5, "labels": [1, 2, 3]}]  # word labels
+    trainer = B.Trainer(model=model, args=B.TrainingArguments(**common(tmp_path, "o")),
+                        train_dataset=datasets.Dataset.from_list(rows),
+                        data_collator=B.DataCollatorForTokenClassification(tokenizer))
+    with pytest.raises(ValueError, match="row 1 has 3 labels for 5 input_ids.*word_ids"):
+        trainer.train()
+    rows[1]["labels"] = [-100, 1, 9, 2, -100]
+    trainer.train_dataset = datasets.Dataset.from_list(rows)
+    with pytest.raises(ValueError, match=r"labels \[9\] outside 0..3"):
+        trainer.train()
+
+
+def test_early_stopping_matches_transformers(tokenizer, tmp_path):
+    """Evaluate every step, patience 2 with a threshold that no step clears: both stop at the same step,
+    keep the same best checkpoint and reload it (load_best_model_at_end)."""
+    kw = dict(eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1, load_best_model_at_end=True,
+              metric_for_best_model="loss", max_steps=10, learning_rate=1e-3)
+    hf, ours = models("bert", "single", tmp_path)
+    train, evalset = make_rows("single", tokenizer, 16, seed=1), make_rows("single", tokenizer, 6, seed=2)
+    stops = []
+    for side, lib, model in (("hf", T, hf), ("ours", B, ours)):
+        extra = {"use_cpu": True} if side == "hf" else {}
+        trainer = lib.Trainer(model=model, args=lib.TrainingArguments(**common(tmp_path, side, **kw, **extra)),
+                              train_dataset=train, eval_dataset=evalset, processing_class=tokenizer,
+                              callbacks=[lib.EarlyStoppingCallback(early_stopping_patience=2,
+                                                                   early_stopping_threshold=0.05)])
+        trainer.train()
+        stops.append((trainer.state.global_step, trainer.state.best_global_step,
+                      [round(h["eval_loss"], 4) for h in trainer.state.log_history if "eval_loss" in h]))
+    assert stops[0] == stops[1]
+    assert stops[0][0] < 10
+    with pytest.raises(AssertionError, match="metric_for_best_model"):
+        B.EarlyStoppingCallback().on_train_begin(B.TrainingArguments(output_dir=str(tmp_path)), None, None)
+
+
+def test_accumulation_quirk_option_gives_window_means(tokenizer, tmp_path):
+    """reproduce_ga_loss_scaling=False: BERT's logged loss is the mean over the window, not the sum
+    transformers logs (with gradient_accumulation_steps=2, half of it at the first step)."""
+    class Fixed(B.Trainer):
+        reproduce_ga_loss_scaling = False
+
+    hf_tr, quirk = run_pair("bert", "single", tokenizer, tmp_path, max_steps=1, gradient_accumulation_steps=2)
+    _, ours = models("bert", "single", tmp_path)
+    fixed = Fixed(model=ours, args=B.TrainingArguments(**common(tmp_path, "f", max_steps=1,
+                                                                  gradient_accumulation_steps=2)),
+                  train_dataset=make_rows("single", tokenizer, 24, seed=1), processing_class=tokenizer)
+    fixed.train()
+    summed = losses_of(hf_tr.state.log_history)[0]
+    assert abs(losses_of(quirk.state.log_history)[0] - summed) <= 1e-4 * summed
+    assert abs(losses_of(fixed.state.log_history)[0] - summed / 2) <= 1e-4 * summed
