@@ -212,3 +212,26 @@ def test_accumulation_quirk_option_gives_window_means(tokenizer, tmp_path):
     summed = losses_of(hf_tr.state.log_history)[0]
     assert abs(losses_of(quirk.state.log_history)[0] - summed) <= 1e-4 * summed
     assert abs(losses_of(fixed.state.log_history)[0] - summed / 2) <= 1e-4 * summed
+
+
+def test_checkpoint_resume_continues_bit_identically(tokenizer, tmp_path):
+    """Checkpoints of a task model (transformers' folder layout) resume to the same losses and weights."""
+    from mlx.utils import tree_flatten
+
+    train = make_rows("single", tokenizer, 24, seed=1)
+    kw = dict(max_steps=6, save_strategy="steps", save_steps=3, gradient_accumulation_steps=2)
+
+    def run(name, resume=None):
+        _, ours = models("bert", "single", tmp_path)
+        trainer = B.Trainer(model=ours, args=B.TrainingArguments(**common(tmp_path, name, **kw)),
+                            train_dataset=train, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume)
+        return losses_of(trainer.state.log_history), {k: np.array(v) for k, v in tree_flatten(ours.parameters())}
+
+    full_losses, full_weights = run("full")
+    resumed_losses, resumed_weights = run("full", resume=str(tmp_path / "full" / "checkpoint-3"))
+    np.testing.assert_array_equal(full_losses[3:], resumed_losses[-3:])
+    for k, v in full_weights.items():
+        np.testing.assert_array_equal(v, resumed_weights[k])
+    back = T.AutoModelForSequenceClassification.from_pretrained(tmp_path / "full" / "checkpoint-6")
+    assert back.config.architectures == ["BertForSequenceClassification"]

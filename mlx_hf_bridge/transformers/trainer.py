@@ -54,6 +54,8 @@ class _ModelLoss:
         # takes r / accelerate_steps. The engine differentiates (what this returns) / window.
         if t._scaled_for_ga(n_items):
             loss = loss * window
+        if n_items is not None and t._averages_tokens():  # transformers: loss *= num_processes (DDP averages)
+            loss = loss * t._dp.size
         return loss / t._accelerate_steps() if t._accelerate_steps() != 1 else loss
 
 
@@ -187,6 +189,12 @@ class Trainer(EvaluationMixin, EngineTrainer):
             return used or self.compute_loss_func is not None
         return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
 
+    def _averages_tokens(self) -> bool:
+        """transformers' average_tokens_across_devices under data parallel (mlx.launch): num_items_in_batch
+        is summed over the ranks and the loss multiplied by their number. Not yet run under mlx.launch."""
+        uses = self.model_accepts_loss_kwargs or self.compute_loss_func is not None
+        return bool(self._dp.active and self.args.average_tokens_across_devices and uses)
+
     def _accelerate_steps(self) -> int:
         """What accelerate's backward divides every loss by: gradient_accumulation_steps up to transformers
         5.3, 1 once transformers handles accumulation alone (read from the installed source)."""
@@ -250,6 +258,11 @@ class Trainer(EvaluationMixin, EngineTrainer):
         """Collate the whole accumulation window first: transformers counts num_items_in_batch over it."""
         batches = [self.collate_rows(self.train_dataset, idx) for idx in window]
         n_items = self.items_in(batches)
+        if n_items is not None and self._averages_tokens():  # the count over every rank's window
+            from ..engine import distributed
+
+            counts = distributed.agree(self._dp.world, [n_items], "counting num_items_in_batch", self._dp.timeout)
+            n_items = int(sum(c[0] for c in counts))
         self._pending = [{"batch": b, "num_items_in_batch": n_items, "window": len(window)} for b in batches]
         try:
             loss, grad_norm = super()._optimizer_step(window)
