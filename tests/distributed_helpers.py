@@ -219,7 +219,8 @@ def _train_one(out: str, model_dir: str, options: dict):
         eval_strategy="steps" if options.get("eval") else "no", eval_steps=options.get("steps", 3),
         gradient_accumulation_steps=options.get("ga", 1), torch_compile=options.get("compile", False))
     evaluation = _dataset(40, True).select(range(24, 36)) if options.get("eval") else None  # rows not trained on
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_dataset(options.get("n", 24), True),
+    rows = options.get("n", 24) if mx.distributed.init().rank() == 0 else options.get("n_rank1", options.get("n", 24))
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_dataset(rows, True),
                                          eval_dataset=evaluation, loss=loss, data_collator=collator)
     if options.get("kill_rank") is not None:
         _kill_at(trainer, options["kill_rank"], options["kill_step"], options.get("how", "kill"))

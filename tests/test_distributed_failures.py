@@ -68,3 +68,14 @@ def test_a_dead_or_hung_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_b
         assert ("rank 0 of 2: step 2 did not complete within ddp_timeout=3 s: rank 1 died or hangs. Stopping this "
                 "rank.") in logs[0]
     assert "resume_from_checkpoint=True" in logs[0]
+
+
+def test_ranks_with_different_data_are_refused_before_any_step(tmp_path, tiny_bert_dir):
+    """Rank 1 loads 20 rows, rank 0 24: the step's collectives would not pair up (a hang), so both refuse."""
+    runs = {"bad": {**RUN, "save_steps": None, "n_rank1": 20}}
+    codes, logs = wait(start([str(HERE), "train", str(tmp_path), str(tiny_bert_dir), json.dumps(runs)],
+                             workdir=tmp_path), 120, tmp_path)
+    assert codes == [1, 1], logs
+    for log in logs:
+        assert ("DistributedError: The ranks have different training data (rank 0: 24 rows / 6 batches, rank 1: "
+                "20 rows / 5 batches)") in log

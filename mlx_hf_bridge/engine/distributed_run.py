@@ -50,8 +50,19 @@ class DataParallel:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def shard(self, sampler):
-        return ShardedBatchSampler(sampler, self.size, self.rank) if self.active else sampler
+    def shard(self, sampler, num_examples: int):
+        """This rank's share of ``sampler``; every rank must see the same data (else the collectives of
+        one step would not pair up: a hang), so the sizes are compared first."""
+        if not self.active:
+            return sampler
+        seen = distributed.agree(self.world, [float(num_examples), float(len(sampler))], "comparing the datasets",
+                                 self.timeout)
+        if any(row != seen[0] for row in seen):
+            sizes = ", ".join(f"rank {r}: {int(n)} rows / {int(b)} batches" for r, (n, b) in enumerate(seen))
+            raise distributed.DistributedError(
+                f"The ranks have different training data ({sizes}). Every rank must load the same dataset in "
+                "the same order (the engine gives each its shard); shuffle with a fixed seed, or not at all.")
+        return ShardedBatchSampler(sampler, self.size, self.rank)
 
     def guard(self, what: str):
         return distributed.guard(self.world, what, self.timeout) if self.active else contextlib.nullcontext()

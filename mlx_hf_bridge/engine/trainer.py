@@ -150,7 +150,7 @@ class Trainer(ProcessZeroMixin):
                              "(the latest good checkpoint) or load the model again.")
         self.validate_train_setup()
         backend.seed_everything(args.seed)
-        sampler = self._dp.shard(self.get_train_batch_sampler())
+        sampler = self._dp.shard(self.get_train_batch_sampler(), self.num_examples())
         steps_in_epoch = len(sampler)
         if steps_in_epoch == 0:
             raise ValueError(
