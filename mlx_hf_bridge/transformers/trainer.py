@@ -100,7 +100,8 @@ class Trainer(EvaluationMixin, EngineTrainer):
         self.data_collator = data_collator
         if optimizer_cls_and_kwargs is not None:
             if optimizers is not None and optimizers[0] is not None:
-                raise RuntimeError("Passing both `optimizers` and `optimizer_cls_and_kwargs` arguments is incompatible.")
+                raise RuntimeError("Passing both `optimizers` and `optimizer_cls_and_kwargs` arguments is "
+                                   "incompatible.")
             from ..engine.optim import adamw_from_cls_and_kwargs
 
             optimizers = (adamw_from_cls_and_kwargs(optimizer_cls_and_kwargs, model, args), optimizers[1])
@@ -142,15 +143,11 @@ class Trainer(EvaluationMixin, EngineTrainer):
         model has ``save_pretrained`` (transformers' folder) instead: give it both, as plain attributes."""
         if hasattr(model, "save") or not hasattr(model, "save_pretrained"):
             return
-        from mlx.utils import tree_flatten
-
         def load_checkpoint(path):
             from ..tasks.loading import load_task_model
 
-            loaded = load_task_model(model.task, str(path), config=model.config)
-            model.update(dict(loaded.parameters()))
+            model.update(load_task_model(model.task, str(path), config=model.config).parameters())
             mx.eval(model.parameters())
-            assert {k for k, _ in tree_flatten(loaded.parameters())} == {k for k, _ in tree_flatten(model.parameters())}
 
         object.__setattr__(model, "save", lambda path: model.save_pretrained(path))
         object.__setattr__(model, "load_checkpoint", load_checkpoint)
@@ -301,7 +298,11 @@ class Trainer(EvaluationMixin, EngineTrainer):
         trainer_checks.check_training_labels(self.model, self.train_dataset, self.label_names)
         if self.eval_dataset is not None and not isinstance(self.eval_dataset, dict):
             trainer_checks.check_training_labels(self.model, self.eval_dataset, self.label_names, split="eval")
+            if str(self.args.eval_strategy) != "no":
+                self.eval_order(self.eval_dataset)  # a refused evaluation order fails now, not at the first eval
         self.collate_rows(self.train_dataset, range(min(2, len(self.train_dataset))))  # collator errors now
+        self._model_prepared = True  # transformers' train() prepares the model: later evaluations report no
+        # eval_model_preparation_time (unless an evaluation before training did)
 
     def create_optimizer_and_scheduler(self, num_training_steps: int):
         args = self.args

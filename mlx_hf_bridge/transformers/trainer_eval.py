@@ -98,7 +98,8 @@ class EvaluationMixin:
         if isinstance(eval_dataset, dict):
             metrics = {}
             for name, part in eval_dataset.items():
-                metrics.update(self.evaluate(part, ignore_keys=ignore_keys, metric_key_prefix=f"{metric_key_prefix}_{name}"))
+                prefix = f"{metric_key_prefix}_{name}"
+                metrics.update(self.evaluate(part, ignore_keys=ignore_keys, metric_key_prefix=prefix))
             return metrics
         if eval_dataset is None:
             raise ValueError("Trainer: evaluation requires an eval_dataset.")
@@ -131,8 +132,9 @@ class EvaluationMixin:
         args = self.args
         TD.check_dataset(dataset, "evaluation")
         prediction_loss_only = args.prediction_loss_only if prediction_loss_only is None else prediction_loss_only
-        if not hasattr(self, "model_preparation_time"):  # transformers times accelerate's prepare_model once
-            self.model_preparation_time = 0.0
+        if not hasattr(self, "model_preparation_time") and not getattr(self, "_model_prepared", False):
+            self.model_preparation_time = 0.0  # transformers times accelerate's prepare_model, if train() did not
+        self._model_prepared = True
         self.model.eval()
         include = set(args.include_for_metrics or [])
         losses, preds, labels, inputs_seen, n_seen = [], None, None, None, 0
@@ -162,7 +164,8 @@ class EvaluationMixin:
         metrics = denumpify(dict(metrics))
         if all_losses is not None:
             metrics[f"{metric_key_prefix}_loss"] = all_losses.mean().item()
-        metrics[f"{metric_key_prefix}_model_preparation_time"] = self.model_preparation_time
+        if hasattr(self, "model_preparation_time"):
+            metrics[f"{metric_key_prefix}_model_preparation_time"] = self.model_preparation_time
         for key in list(metrics):
             if not key.startswith(f"{metric_key_prefix}_"):
                 metrics[f"{metric_key_prefix}_{key}"] = metrics.pop(key)
