@@ -98,15 +98,39 @@ def check_pylate_encode(backbone, tmp_path, padding_side, queries, documents, la
     return worst
 
 
-def check_pylate_loss(backbone, tmp_path_factory, loss_name, optimizer, lr, kwargs, label):
+def colbert_pair_from_backbone(backbone, query_length=10, document_length=18):
+    """PyLate's and the bridge's ColBERT built on the same backbone folder, sharing what PyLate draws at
+    random (the [Q] / [D] embedding rows, the projection), in training mode."""
+    import torch
+    from pylate import models
+    from test_colbert_parity import share_new_token_rows
+
+    from mlx_hf_bridge.pylate import models as mlx_models
+
+    kwargs = {"query_length": query_length, "document_length": document_length}
+    torch.manual_seed(0)
+    torch_model = models.ColBERT(str(backbone), device="cpu", **kwargs)
+    model = mlx_models.ColBERT(str(backbone), **kwargs)
+    share_new_token_rows(torch_model, model)
+    model.dense[0].linear.weight = mx.array(torch_model[1].linear.weight.detach().numpy())
+    torch_model.train()
+    model.train()
+    return torch_model, model
+
+
+def check_pylate_loss(backbone, tmp_path_factory, loss_name, optimizer, lr, kwargs, label, via_saved_folder=True):
     """10 steps through the bridge's padding-free path: per-step losses within 1e-4 relative of PyLate's,
-    first-step gradients within 1e-4 (tests/test_losses_parity.py's harness)."""
+    first-step gradients within 1e-4 (tests/test_losses_parity.py's harness). ``via_saved_folder``: both
+    load the folder PyLate saves (the usual route); else both are built on the backbone itself."""
     from pylate import losses
     from test_losses_parity import assert_parity, contrastive_batches, load_pair, pylate_folder, run_mlx, run_torch
 
     from mlx_hf_bridge.pylate import losses as mlx_losses
 
-    torch_model, model = load_pair(pylate_folder(tmp_path_factory, backbone))
+    if via_saved_folder:
+        torch_model, model = load_pair(pylate_folder(tmp_path_factory, backbone))
+    else:
+        torch_model, model = colbert_pair_from_backbone(backbone)
     batches = contrastive_batches(torch_model, model, n_negatives=1)
     assert_parity(run_torch(torch_model, getattr(losses, loss_name)(torch_model, **kwargs), batches, optimizer, lr),
                   run_mlx(model, getattr(mlx_losses, loss_name)(model, **kwargs), batches, optimizer, lr),
