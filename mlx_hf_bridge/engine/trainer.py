@@ -22,6 +22,7 @@ from . import health, lock, resume_args
 from .distributed import local_only
 from .distributed_run import WORLD_FILE, DataParallel, ProcessZeroMixin
 from .callbacks import CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback
+from .integrations import reporting_callbacks
 from .optim import AdamW, Schedule, warmup_steps_for
 from .remat import gradient_checkpointing
 from .state import TrainerControl, TrainerState, TrainOutput
@@ -45,8 +46,10 @@ class Trainer(ProcessZeroMixin):
                 f"got {type(self.optimizer).__name__}. torch optimizers cannot drive MLX parameters."
             )
         report = ProgressCallback() if not getattr(args, "disable_tqdm", False) else PrinterCallback()
+        trackers = reporting_callbacks(getattr(args, "report_to", None))  # HF: right after DefaultFlowCallback
         self.callback_handler = CallbackHandler(
-            [DefaultFlowCallback(), report, *(callbacks or [])], model=model, processing_class=processing_class,
+            [DefaultFlowCallback(), *trackers, report, *(callbacks or [])],
+            model=model, processing_class=processing_class,
             optimizer=self.optimizer, lr_scheduler=self.lr_scheduler, train_dataloader=None, eval_dataloader=None,
         )
         self.is_in_train = False

@@ -190,13 +190,10 @@ class SentenceTransformerTrainingArguments(_Fields):
             self.activation_checkpointing = self.gradient_checkpointing = False
 
     def _normalise_report_to(self):
-        if not self.report_to or self.report_to in ("none", ["none"]):
-            self.report_to = []
-        elif self.report_to in ("all", ["all"]):
-            self.report_to = []  # transformers: every installed integration; MLX training has none
-        else:
-            self.report_to = list(self.report_to) if isinstance(self.report_to, list) else [self.report_to]
-            logger.warning("report_to=%s: MLX training logs to the console and log_history only.", self.report_to)
+        """transformers' rule ("all": every installed integration); the engine builds the callbacks."""
+        from ..engine.integrations import normalise_report_to
+
+        self.report_to = normalise_report_to(self.report_to)
 
     def _validate(self):
         """transformers' ``_validate_args`` (the checks that do not depend on torch devices)."""
