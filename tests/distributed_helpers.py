@@ -175,10 +175,59 @@ class _PerRank:
         return getattr(self.loss, name)
 
 
-def _train(out: str, model_dir: str, runs: dict):
+def _train(out: str, model_dir: str, runs: dict, one=None):
     for name, options in runs.items():
         Path(out, name).mkdir(parents=True, exist_ok=True)
-        _train_one(str(Path(out, name)), model_dir, options)
+        (one or _train_one)(str(Path(out, name)), options.get("model", model_dir), options)
+
+
+def torch_ddp(n: int, out: Path, model_dir, runs: dict, timeout=300) -> dict:
+    """The same runs with real sentence-transformers / PyLate on torch DDP (gloo, CPU), ``n`` processes
+    started as torchrun does (RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT)."""
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_ports(1)[0]
+    procs = []
+    for rank in range(n):
+        log = open(out / f"rank{rank}.log", "w")
+        env = _env({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(port)})
+        procs.append(subprocess.Popen([sys.executable, str(HERE), "torch_train", str(out), str(model_dir),
+                                       json.dumps(runs)], stdout=log, stderr=subprocess.STDOUT, env=env))
+    codes, logs = wait(procs, timeout, out)
+    if any(c != 0 for c in codes):
+        raise AssertionError(f"torch ranks exited with {codes}:\n" + logs[0][-3000:])
+    return {name: [json.loads((out / name / f"rank{r}.json").read_text()) for r in range(n)] for name in runs}
+
+
+def _torch_train_one(out: str, model_dir: str, options: dict):
+    """What :func:`_train_one` runs, with the torch libraries (losses only: the weights' names differ)."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    kind, collator = options["loss"], None
+    if kind == "mnrl":
+        from sentence_transformers import SentenceTransformer, losses
+
+        model = SentenceTransformer(model_dir, device="cpu")
+        loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=options.get("gather", True))
+    else:
+        from pylate import losses, models, utils
+
+        model = models.ColBERT(model_dir, device="cpu", query_length=8, document_length=12)
+        loss = losses.Contrastive(model, gather_across_devices=options.get("gather", True))
+        collator = utils.ColBERTCollator(model.tokenize)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(Path(out) / "run"), per_device_train_batch_size=options["batch"],
+        max_steps=options.get("steps", 3), learning_rate=options.get("lr", 2e-3), logging_steps=1, seed=1,
+        save_strategy="no", disable_tqdm=True, report_to="none", lr_scheduler_type="constant",
+        adam_epsilon=options.get("eps", 1e-8), use_cpu=True, ddp_backend="gloo")
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=_dataset(options.get("n", 24), True),
+                                         loss=loss, data_collator=collator)
+    trainer.train()
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    result = {"rank": rank, "world": args.world_size, "losses": [h["loss"] for h in trainer.state.log_history
+                                                                if "loss" in h]}
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
 
 
 def _train_one(out: str, model_dir: str, options: dict):
@@ -257,3 +306,5 @@ def _kill_at(trainer, rank: int, step: int, how: str):
 if __name__ == "__main__":
     if sys.argv[1] == "train":
         _train(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))
+    elif sys.argv[1] == "torch_train":
+        _train(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), one=_torch_train_one)
