@@ -7,7 +7,7 @@ import importlib
 
 from .. import __version__
 
-_SUBMODULES = ("evaluation", "losses", "models", "rank", "scores", "utils")
+_SUBMODULES = ("evaluation", "indexes", "losses", "models", "rank", "retrieve", "scores", "utils")
 __all__ = [*_SUBMODULES, "__version__"]
 
 
