@@ -214,7 +214,9 @@ def _torch_train_one(out: str, model_dir: str, options: dict):
         from pylate import losses, models, utils
 
         model = models.ColBERT(model_dir, device="cpu", query_length=8, document_length=12)
-        loss = losses.Contrastive(model, gather_across_devices=options.get("gather", True))
+        gather = options.get("gather", True)
+        loss = (losses.Contrastive(model, gather_across_devices=gather) if kind == "contrastive" else
+                losses.CachedContrastive(model, mini_batch_size=2, gather_across_devices=gather))
         collator = utils.ColBERTCollator(model.tokenize)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(Path(out) / "run"), per_device_train_batch_size=options["batch"],

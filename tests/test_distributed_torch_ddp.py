@@ -1,5 +1,6 @@
 """The engine's data parallel on 2 ring ranks = sentence-transformers / PyLate on torch DDP (gloo, 2 CPU
-processes), same starting weights, same 8 rows, per-device 4, gathered in-batch negatives.
+processes), same starting weights, same 8 rows, per-device 4, gathered in-batch negatives: MNRL,
+Contrastive and CachedContrastive (mini-batch 2: GradCache's cached embedding gradients of the global loss).
 
 With 8 rows and per-device 4 every step trains on the whole dataset, and a gathered loss does not
 depend on which rank holds which rows, so the two libraries' different shuffles (numpy vs torch) do
@@ -28,7 +29,8 @@ def test_two_ranks_equal_torch_ddp_gloo(tmp_path, tiny_bert_dir):
     models.ColBERT(str(tiny_bert_dir), query_length=8, document_length=12).save(str(colbert))
     base = {"batch": 4, "n": 8, "steps": 3, "eps": 1e-3, "lr": 5e-4}
     runs = {"mnrl": {**base, "loss": "mnrl", "model": str(tiny_bert_dir)},
-            "contrastive": {**base, "loss": "contrastive", "model": str(colbert)}}
+            "contrastive": {**base, "loss": "contrastive", "model": str(colbert)},
+            "cached": {**base, "loss": "cached", "model": str(colbert)}}  # CachedContrastive, mini-batch 2
     ours = train_child(2, tmp_path / "mlx", tiny_bert_dir, runs)
     theirs = torch_ddp(2, tmp_path / "torch", tiny_bert_dir, runs)
     for name in runs:
