@@ -118,3 +118,31 @@ def assert_same_state(theirs_module, ours):
         sorted(set(theirs) ^ set(ours_state))
     for k, v in ours_state.items():
         assert np.array_equal(theirs[k].detach().numpy(), np.array(v)), k
+
+
+def engine_steps_vs_torch(ours, hf, ids, mask, labels, compile_step, steps=3, lr=1e-3):
+    """``steps`` engine AdamW steps (HF's decay groups, clipping at 1) and torch's on the same batch: the
+    largest relative difference of the per-step losses."""
+    import torch
+
+    from mlx_hf_bridge.engine.optim import AdamW, decay_parameter_names
+    from mlx_hf_bridge.engine.step import StepRunner
+
+    ours.train()
+    runner = StepRunner(ours, AdamW.for_model(ours, lr, weight_decay=0.01), max_grad_norm=1.0, compile=compile_step)
+    features = {"input_ids": to_mx(ids), "attention_mask": to_mx(mask)}
+    got = [runner.step([(lambda f, y: ours(**f, labels=y).loss, features, to_mx(labels))], 1.0)[0] for _ in range(steps)]
+    decay = set(decay_parameter_names(ours))
+    params = list(hf.named_parameters())
+    opt = torch.optim.AdamW([{"params": [p for n, p in params if n in decay], "weight_decay": 0.01},
+                             {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0}], lr=lr)
+    hf.train()
+    ref = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
+        opt.step()
+        ref.append(loss.item())
+    return max(abs(a - b) / abs(b) for a, b in zip(got, ref))

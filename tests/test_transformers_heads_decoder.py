@@ -211,3 +211,36 @@ def test_heads_transformers_lacks_are_refused(tmp_path):
         B.AutoModelForTokenClassification.from_pretrained(tmp_path / "g")
     with pytest.raises(ValueError, match="No masked-lm head for model_type 'qwen3'"):
         B.AutoModelForMaskedLM.from_config(config("qwen3"))
+
+
+@pytest.mark.parametrize("arch,task", CASES)
+@pytest.mark.parametrize("compile_step", [False, True], ids=["eager", "compiled"])
+def test_engine_steps_follow_torch(tmp_path, arch, task, compile_step):
+    """Three engine AdamW steps (decay groups, clipping) = torch's, eager or compiled (the pooling and the
+    labels check run inside mx.compile). classifier_dropout=0: the token head's default 0.1 would draw
+    different masks in the two frameworks."""
+    hf = hf_model(task, config(arch, num_labels=3, classifier_dropout=0.0), init_scale=0.2)
+    ours = bridge_from(tmp_path, hf)
+    ids, mask = batch(8, left=True)
+    labels = H.labels_for(torch, task, "single_label_classification", 3, ids, mask, VOCAB)
+    assert H.engine_steps_vs_torch(ours, hf, ids, mask, labels, compile_step) <= 1e-4
+
+
+@pytest.mark.parametrize("arch,task", CASES)
+def test_padding_free_gives_the_padded_logits(tmp_path, arch, task):
+    hf = hf_model(task, config(arch, num_labels=3), init_scale=0.2)
+    ours = bridge_from(tmp_path, hf)
+    ids, mask = batch(9)
+    padded = np.array(ours(H.to_mx(ids), H.to_mx(mask)).logits)
+    ours.padding_free = True
+    packed = np.array(ours(H.to_mx(ids), H.to_mx(mask)).logits)
+    assert H.real_token_diff(padded, packed, mask) <= 1e-5
+
+
+def test_freeze_embeddings_freezes_the_token_table(tmp_path):
+    ours = bridge_from(tmp_path, hf_model("seq", config("qwen3", num_labels=2)))
+    ours.freeze_embeddings()
+    frozen = {k for k, h in ours.named_parameters() if not h.requires_grad}
+    assert frozen == {"model.embed_tokens.weight"}
+    ours.freeze_embeddings(False)
+    assert all(h.requires_grad for _, h in ours.named_parameters())

@@ -178,3 +178,26 @@ def test_from_config_draws_as_transformers(task):
             assert np.array_equal(v, ref), k
         elif ref.size >= 128:
             assert abs(v.std() - ref.std()) <= 4 * ref.std() / np.sqrt(ref.size), k
+
+
+@pytest.mark.parametrize("compile_step", [False, True], ids=["eager", "compiled"])
+def test_engine_steps_follow_torch(tmp_path, compile_step):
+    hf = hf_model("seq", config("roberta", num_labels=3), init_scale=0.2)
+    ours = bridge_from(tmp_path, hf)
+    ids, mask = batch(8)
+    labels = H.labels_for(torch, "seq", "single_label_classification", 3, ids, mask, VOCAB)
+    assert H.engine_steps_vs_torch(ours, hf, ids, mask, labels, compile_step) <= 1e-4
+
+
+@pytest.mark.parametrize("task", ["tok", "mlm"])
+def test_padding_free_gives_the_padded_logits(tmp_path, task):
+    ours = bridge_from(tmp_path, hf_model(task, config("roberta", num_labels=3), init_scale=0.2))
+    ids, mask = batch(9)
+    padded = np.array(ours(H.to_mx(ids), H.to_mx(mask)).logits)
+    ours.padding_free = True
+    packed = np.array(ours(H.to_mx(ids), H.to_mx(mask)).logits)
+    assert H.real_token_diff(padded, packed, mask) <= 1e-5
+    ours.freeze_embeddings()
+    assert {k for k, h in ours.named_parameters() if not h.requires_grad} == {
+        f"roberta.embeddings.{n}.weight" for n in ("word_embeddings", "position_embeddings", "token_type_embeddings")
+    } | {"roberta.embeddings.LayerNorm.weight", "roberta.embeddings.LayerNorm.bias"}

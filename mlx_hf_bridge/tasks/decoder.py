@@ -38,9 +38,16 @@ class _DecoderTask(TaskModel):
             return mx.full(shape, self.norm_init)
         weight = mx.random.normal(shape) * float(self.config.initializer_range or 0.02)
         pad = getattr(self.config, "pad_token_id", None)
-        if name == "model.embed_tokens.weight" and pad is not None:
+        if name.endswith("embed_tokens.weight") and pad is not None:  # model. / model.encoder. (T5Gemma)
             weight[int(pad)] = 0.0
         return weight
+
+    def freeze_embeddings(self, freeze: bool = True):
+        """The token embedding table (``model.embed_tokens``; T5Gemma's ``model.encoder.embed_tokens``): these
+        backbones have no ``embeddings`` module, so HF's idiom reads ``get_input_embeddings().requires_grad_``."""
+        embedding = self.get_input_embeddings()
+        (embedding.freeze if freeze else embedding.unfreeze)()
+        return self
 
 
 def last_non_pad_positions(input_ids: mx.array, pad_token_id) -> mx.array:

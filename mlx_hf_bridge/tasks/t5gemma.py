@@ -14,7 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..models import t5gemma as arch
-from . import losses, register_head
+from . import register_head
 from .decoder import DecoderForSequenceClassification, DecoderForTokenClassification
 
 
@@ -51,10 +51,6 @@ class _T5GemmaTask:
         return super().init_parameter(name, shape)
 
 
-def _padding_row(name):  # the generic init zeroes model.embed_tokens; T5Gemma's table is model.encoder.embed_tokens
-    return name == "model.encoder.embed_tokens.weight"
-
-
 class T5GemmaForSequenceClassification(_T5GemmaTask, DecoderForSequenceClassification):
     hf_architecture = "T5GemmaForSequenceClassification"
 
@@ -62,9 +58,6 @@ class T5GemmaForSequenceClassification(_T5GemmaTask, DecoderForSequenceClassific
         head = self._build_head(config)
         super(DecoderForSequenceClassification, self).__init__(config)
         self.score = head
-
-    def init_parameter(self, name: str, shape: tuple) -> mx.array:
-        return _with_pad_row(self, super().init_parameter(name, shape), name)
 
 
 class T5GemmaForTokenClassification(_T5GemmaTask, DecoderForTokenClassification):
@@ -76,20 +69,7 @@ class T5GemmaForTokenClassification(_T5GemmaTask, DecoderForTokenClassification)
         self.score = head
 
     def head_logits(self, hidden, attention_mask, labels=None):
-        return self["score"](hidden)
-
-    def loss(self, logits, labels):
-        return losses.token_loss(logits, labels, self.num_labels, "token-classification")
-
-    def init_parameter(self, name: str, shape: tuple) -> mx.array:
-        return _with_pad_row(self, super().init_parameter(name, shape), name)
-
-
-def _with_pad_row(model, weight, name):
-    pad = getattr(model.config, "pad_token_id", None)
-    if _padding_row(name) and pad is not None:
-        weight[int(pad)] = 0.0
-    return weight
+        return self["score"](hidden)  # the head's own dropout
 
 
 register_head("t5gemma", "sequence-classification", T5GemmaForSequenceClassification)
