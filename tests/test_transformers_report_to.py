@@ -21,12 +21,23 @@ from mlx_hf_bridge.sentence_transformers import SentenceTransformerTrainer, Sent
 TRAIN_ONLY = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
 
 
+class TinyConfig:
+    """What the callbacks read of a transformers config (importing transformers pulls in torch: slow)."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def to_dict(self):
+        return dict(self.values)
+
+    def to_json_string(self):
+        return json.dumps(self.values, indent=2, sort_keys=True) + "\n"
+
+
 def _run(tmp_path, report_to, **kw):
     """4 steps, a log every step, an evaluation at steps 2 and 4, then the final train metrics."""
-    from transformers import BertConfig
-
     model = TinyEncoder()
-    model.config = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, vocab_size=97)
+    model.config = TinyConfig(hidden_size=16, num_hidden_layers=2, model_type="bert")
     extra = {"trackio_space_id": None} if report_to == "trackio" else {}
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, max_steps=4, logging_steps=1,
@@ -226,6 +237,7 @@ def _wandb_run(tmp_path, callback_run):
     before = set(glob.glob(str(tmp_path / "wandb" / "offline-run-*")))
     result = callback_run()
     wandb.finish()  # transformers leaves the run open (finished at exit); close it to read it back
+    wandb.teardown()  # finish() may return before wandb-core has written the records out
     (run_dir,) = set(glob.glob(str(tmp_path / "wandb" / "offline-run-*"))) - before
     return result, _wandb_records(__import__("pathlib").Path(run_dir))
 
