@@ -237,3 +237,23 @@ def test_checkpoint_resume_continues_bit_identically(tokenizer, tmp_path):
         np.testing.assert_array_equal(v, resumed_weights[k])
     back = T.AutoModelForSequenceClassification.from_pretrained(tmp_path / "full" / "checkpoint-6")
     assert back.config.architectures == ["BertForSequenceClassification"]
+
+
+@pytest.mark.parametrize("kw", [
+    dict(load_best_model_at_end=True, eval_strategy="steps", save_strategy="epoch"),
+    dict(load_best_model_at_end=True, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=4),
+    dict(fp16=True, bf16=True),
+])
+def test_best_model_arguments_validated_as_transformers(kw, tmp_path):
+    with pytest.raises(ValueError):
+        T.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **kw)
+    with pytest.raises(ValueError):
+        B.TrainingArguments(output_dir=str(tmp_path), **kw)
+
+
+def test_best_metric_defaults_as_transformers(tmp_path):
+    for kw in (dict(load_best_model_at_end=True, eval_strategy="epoch", save_strategy="epoch"),
+               dict(metric_for_best_model="accuracy"), dict(metric_for_best_model="eval_loss")):
+        ours = B.TrainingArguments(output_dir=str(tmp_path), **kw)
+        ref = T.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **kw)
+        assert (ours.metric_for_best_model, ours.greater_is_better) == (ref.metric_for_best_model, ref.greater_is_better)
