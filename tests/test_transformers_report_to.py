@@ -351,3 +351,22 @@ def test_transformers_trainer_writes_what_transformers_writes(tmp_path, monkeypa
     assert set(run.data.params) == set(hf_run.data.params)  # args fields + model config, as transformers
     same = set(ours.model.config.to_dict()) - {"use_cache"}
     assert {k: run.data.params[k] for k in same} == {k: hf_run.data.params[k] for k in same}
+
+
+def test_only_rank_zero_writes(tmp_path, monkeypatch):
+    """Under mlx.launch every rank runs the callbacks; as in transformers only world rank 0 writes."""
+    pytest.importorskip("tensorboard")
+    mlflow = pytest.importorskip("mlflow")
+    from mlx_hf_bridge.engine.state import TrainerControl, TrainerState
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "out"))
+    state, control = TrainerState(global_step=1, is_world_process_zero=False), TrainerControl()
+    for callback in integrations.reporting_callbacks(["tensorboard", "mlflow"]):
+        callback.on_train_begin(args, state, control, model=None)
+        callback.on_log(args, state, control, logs={"loss": 0.5}, model=None)
+        callback.on_train_end(args, state, control, model=None)
+    assert mlflow.active_run() is None
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "mlruns").exists()

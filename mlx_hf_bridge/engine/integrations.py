@@ -89,10 +89,8 @@ def reporting_callbacks(report_to) -> list[TrainerCallback]:
         if name in NOT_IMPLEMENTED:
             raise ValueError(
                 f"report_to={name!r} is a transformers integration the MLX bridge does not implement; use one of "
-                f"{list(SUPPORTED)} (or pass your own TrainerCallback). report_to='all' picked it because it is "
-                "installed: list the integrations you want instead." if name in available_integrations() else
-                f"report_to={name!r} is a transformers integration the MLX bridge does not implement; use one of "
-                f"{list(SUPPORTED)} (or pass your own TrainerCallback).")
+                f"{list(SUPPORTED)}, or pass your own TrainerCallback (report_to='all' lists every installed "
+                "integration, as in transformers: name the ones you want instead).")
         if name not in SUPPORTED:
             raise ValueError(f"{name} is not supported, only {', '.join(SUPPORTED)} are supported.")
         if not is_available(name):
