@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from test_transformers_trainer import common, losses_of, make_rows, models, run_pair
 
@@ -218,8 +219,6 @@ def test_accumulation_quirk_option_gives_window_means(tokenizer, tmp_path):
 
 def test_checkpoint_resume_continues_bit_identically(tokenizer, tmp_path):
     """Checkpoints of a task model (transformers' folder layout) resume to the same losses and weights."""
-    from mlx.utils import tree_flatten
-
     train = make_rows("single", tokenizer, 24, seed=1)
     kw = dict(max_steps=6, save_strategy="steps", save_steps=3, gradient_accumulation_steps=2)
 
@@ -257,3 +256,21 @@ def test_best_metric_defaults_as_transformers(tmp_path):
         ours = B.TrainingArguments(output_dir=str(tmp_path), **kw)
         ref = T.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **kw)
         assert (ours.metric_for_best_model, ours.greater_is_better) == (ref.metric_for_best_model, ref.greater_is_better)
+
+
+def test_model_init_is_called_again_by_train(tokenizer, tmp_path):
+    """As transformers: model_init builds the model at construction and again (after seeding) in train()."""
+    models("bert", "single", tmp_path)  # writes the initial folder
+    calls = []
+
+    def model_init():
+        calls.append(1)
+        return B.AutoModelForSequenceClassification.from_pretrained(tmp_path / "init")
+
+    trainer = B.Trainer(model_init=model_init, args=B.TrainingArguments(**common(tmp_path, "o", max_steps=2)),
+                        train_dataset=make_rows("single", tokenizer, 8, seed=1), processing_class=tokenizer)
+    first = trainer.model
+    trainer.train()
+    assert len(calls) == 2 and trainer.model is not first
+    trained, untouched = dict(tree_flatten(trainer.model.parameters())), dict(tree_flatten(first.parameters()))
+    assert any(np.abs(np.array(v) - np.array(untouched[k])).max() > 0 for k, v in trained.items())

@@ -290,6 +290,17 @@ class Trainer(EvaluationMixin, EngineTrainer):
         return (loss, outputs) if return_outputs else loss
 
     # --- set-up -------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        if self.model_init is not None:  # transformers: seed, then a fresh model and optimizer per train()
+            from .. import backend
+
+            backend.seed_everything(self.args.seed)
+            self.model = self._loss.model = self.model_init()
+            self.callback_handler.refs["model"] = self.model
+            self._attach_persistence(self.model)
+            self.optimizer, self.lr_scheduler = None, None
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
+
     def validate_train_setup(self):
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
