@@ -4,9 +4,8 @@ Search, per query: (1) query tokens x centroids; (2) IVF probing: the documents 
 token's ``n_ivf_probe`` best centroids; (3) centroid interaction: each candidate is scored with its
 tokens' centroids instead of its tokens (centroids whose best query score is under
 ``centroid_score_threshold`` count 0: Stanford PLAID's pruning), keeping the best ``n_full_scores``;
-(4) MaxSim of those on their decompressed tokens (fast-plaid's scores); (5) with
-``store_embeddings`` (the bridge's default) the best ``n_exact_rerank`` of them are re-scored on
-their float32 tokens, so the returned scores are exact ColBERT MaxSim scores; then the top ``k``.
+(4) MaxSim of those, on their float32 tokens with ``store_embeddings`` (the bridge's default:
+exact ColBERT scores) or on their decompressed tokens (fast-plaid's approximate scores); the top ``k``.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ class PlaidIndex:
 
     def __init__(self, folder, nbits=4, kmeans_niters=4, max_points_per_centroid=256, n_samples_kmeans=None,
                  seed=42, n_ivf_probe=8, n_full_scores=8192, centroid_score_threshold=None,
-                 store_embeddings=True, n_exact_rerank=256):
+                 store_embeddings=True):
         if nbits not in SUPPORTED_NBITS:
             raise ValueError(f"nbits={nbits} is not supported; use one of {SUPPORTED_NBITS}.")
         if n_ivf_probe < 1 or n_full_scores < 1:
@@ -72,7 +71,6 @@ class PlaidIndex:
                            n_samples_kmeans=n_samples_kmeans, seed=seed, store_embeddings=store_embeddings)
         self.n_ivf_probe, self.n_full_scores = n_ivf_probe, n_full_scores
         self.centroid_score_threshold = centroid_score_threshold
-        self.n_exact_rerank = n_exact_rerank
         self.data: PlaidData | None = None
         if plaid_store.exists(self.folder):
             self.data, meta = plaid_store.load(self.folder)
@@ -201,16 +199,13 @@ class PlaidIndex:
             approx = self._maxsim(q, candidates, lambda rows: pruned[:, np.asarray(d.codes[rows])])
             candidates = np.sort(candidates[np.argpartition(-approx, self.n_full_scores - 1)[:self.n_full_scores]])
 
-        def decompressed(rows):
-            tokens = d.codec.decompress(np.asarray(d.codes[rows]), np.asarray(d.residuals[rows]))
+        def full(rows):
+            if d.embeddings is not None:  # exact ColBERT scores from the stored float32 tokens
+                tokens = np.asarray(d.embeddings[rows])
+            else:  # fast-plaid's scores: decompressed tokens
+                tokens = d.codec.decompress(np.asarray(d.codes[rows]), np.asarray(d.residuals[rows]))
             return np.array(q @ mx.array(tokens).T)
 
-        scores = self._maxsim(q, candidates, decompressed)
-        if d.embeddings is not None:  # the best candidates get their exact ColBERT score
-            n_exact = max(self.n_exact_rerank, k)
-            if len(candidates) > n_exact:
-                keep = np.argpartition(-scores, n_exact - 1)[:n_exact]
-                candidates = candidates[np.sort(keep)]
-            scores = self._maxsim(q, candidates, lambda rows: np.array(q @ mx.array(np.asarray(d.embeddings[rows])).T))
+        scores = self._maxsim(q, candidates, full)
         order = np.lexsort((candidates, -scores))[:k]  # best first; ties by storage order
         return candidates[order], scores[order]

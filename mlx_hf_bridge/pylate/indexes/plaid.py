@@ -3,8 +3,7 @@
 The search is :class:`mlx_hf_bridge.indexes.PlaidIndex` (no torch, no fast-plaid). Differences
 from PyLate's fast-plaid backend, on purpose:
 - ``store_embeddings=True`` (bridge option, default) keeps the float32 tokens memory-mapped and
-  re-scores the best ``n_exact_rerank`` candidates on them: returned scores are exact MaxSim
-  scores. ``store_embeddings=False`` gives fast-plaid's decompressed scores and a ~8x smaller index.
+  scores the ``n_full_scores`` candidates on them: returned scores are exact MaxSim scores. ``store_embeddings=False`` gives fast-plaid's decompressed scores and a ~8x smaller index.
 - ``remove_documents`` really removes the tokens; re-adding an indexed id replaces it (fast-plaid
   would keep both and could return the id twice).
 - ``use_fast=False`` (Stanford backend) uses the same MLX search; ``centroid_score_threshold``
@@ -37,7 +36,7 @@ class PLAID(Base):
                  n_samples_kmeans: int | None = None, seed: int = 42, use_triton: bool | None = None,
                  n_ivf_probe: int = 8, n_full_scores: int = 8192, batch_size: int = 1 << 18,
                  num_threads: int | None = None, show_progress: bool = True, device=None, low_memory: bool = False,
-                 store_embeddings: bool = True, n_exact_rerank: int = 256, **kwargs) -> None:
+                 store_embeddings: bool = True, **kwargs) -> None:
         unknown = set(kwargs) - set(_STANFORD_ONLY) - {"centroid_score_threshold"}
         if unknown:
             raise TypeError(f"PLAID() got unexpected keyword arguments: {sorted(unknown)}")
@@ -54,7 +53,7 @@ class PLAID(Base):
                                  max_points_per_centroid=max_points_per_centroid, n_samples_kmeans=n_samples_kmeans,
                                  seed=seed, n_ivf_probe=n_ivf_probe, n_full_scores=n_full_scores,
                                  centroid_score_threshold=kwargs.get("centroid_score_threshold"),
-                                 store_embeddings=store_embeddings, n_exact_rerank=n_exact_rerank)
+                                 store_embeddings=store_embeddings)
 
     @property
     def is_indexed(self) -> bool:
