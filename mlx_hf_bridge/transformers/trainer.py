@@ -7,7 +7,10 @@ checkpoints, resume); this façade supplies transformers' data side:
   head signatures, ``trainer_data.FORWARD_ARGUMENTS``) plus ``label`` / ``label_ids`` / ``label_names``;
 - the default collator: ``DataCollatorWithPadding(processing_class)`` with a tokenizer, else
   ``default_data_collator``;
-- ``train_sampling_strategy`` "random" (torch's exact order for the seed), "sequential", "group_by_length";
+- ``train_sampling_strategy`` "random" (torch's exact order for the seed), "sequential", "group_by_length"
+  (transformers draws it from torch's *global* generator, seeded at Trainer construction: reproduced
+  while nothing else draws from it, i.e. with dropout 0 every epoch, with dropout the first epoch only;
+  5.3's evaluation order under it is refused, 5.24's seeded one is reproduced);
 - ``num_items_in_batch``: counted over each accumulation window (labels != -100) and passed to the
   model, as transformers does for models whose forward takes ``**kwargs`` (all its heads).
 
