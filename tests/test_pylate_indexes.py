@@ -177,3 +177,17 @@ def test_failed_write_leaves_previous_index_intact(tmp_path, corpus, monkeypatch
     leftovers = [p for p in os.listdir(tmp_path / "idx") if p != "plaid_mlx"]
     assert leftovers == []
     assert _plaid(tmp_path, override=False)(queries, k=5) == before
+
+
+def test_index_left_aside_by_a_killed_swap_is_put_back(tmp_path, corpus):
+    import subprocess
+
+    from mlx_hf_bridge import io_utils
+
+    docs, queries = corpus
+    before = _plaid(tmp_path).add_documents(list(range(30)), docs[:30])(queries, k=5)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folder = tmp_path / "idx" / "plaid_mlx"
+    os.replace(folder, folder.parent / f".plaid_mlx.old-{io_utils._host()}-{dead.pid}-0badcafe")  # killed mid-swap
+    assert _plaid(tmp_path, override=False)(queries, k=5) == before

@@ -78,3 +78,23 @@ def test_unavailable_indexes_say_why():
         indexes.ScaNN()
     with pytest.raises(NotImplementedError, match="WARP"):
         indexes.WARP(index_folder="x")
+
+
+def test_xtr_retriever(tmp_path, corpus):
+    ids, docs, queries = corpus
+    index = indexes.Voyager(index_folder=str(tmp_path), index_name="x", override=True, embedding_size=DIM)
+    index.add_documents(ids, docs)
+    from mlx_hf_bridge.pylate import rank
+
+    if not hasattr(rank, "score_xtr"):
+        with pytest.raises(NotImplementedError, match="score_xtr"):
+            retrieve.XTR(index=index).retrieve(queries, k=3, k_token=20)
+        return
+    pylate_indexes, pylate_retrieve = _pylate()
+    theirs = pylate_indexes.Voyager(index_folder=str(tmp_path), index_name="x", embedding_size=DIM)
+    got = retrieve.XTR(index=index).retrieve(queries, k=3, k_token=20)
+    want = pylate_retrieve.XTR(index=theirs).retrieve(queries, k=3, k_token=20)
+    assert [[r["id"] for r in q] for q in got] == [[r["id"] for r in q] for q in want]
+    assert max(abs(a["score"] - b["score"]) for q, p in zip(got, want) for a, b in zip(q, p)) < 1e-5
+    with pytest.raises(NotImplementedError, match="Subset"):
+        retrieve.XTR(index=index).retrieve(queries, k=3, subset=["doc1"])
