@@ -244,3 +244,29 @@ def test_saved_folder_loads_in_transformers(arch, tokenizer, tmp_path):
     with torch.no_grad():  # training moved the weights away from the initial ones
         initial = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.numpy()
     assert np.abs(ref - initial).max() > 1e-4
+
+
+def test_include_for_metrics_and_preprocess_logits(tokenizer, tmp_path):
+    """include_for_metrics=['inputs', 'loss'] and preprocess_logits_for_metrics (argmax) reach compute_metrics
+    as in transformers: the same arrays (inputs -100-padded across batches, one loss per row)."""
+    hf, ours = models("bert", "tok", tmp_path)
+    data = make_rows("tok", tokenizer, 13, seed=3)
+    got = {}
+
+    def compute(side):
+        def fn(p):
+            got[side] = (p.predictions, p.label_ids, p.inputs, p.losses)
+            return {}
+        return fn
+
+    kw = dict(include_for_metrics=["inputs", "loss"])
+    for side, lib, model, coll in (("hf", T, hf, T.DataCollatorForTokenClassification(tokenizer)),
+                                   ("ours", B, ours, B.DataCollatorForTokenClassification(tokenizer))):
+        extra = {"use_cpu": True} if side == "hf" else {}
+        lib.Trainer(model=model, args=lib.TrainingArguments(**common(tmp_path, side, **kw, **extra)),
+                    eval_dataset=data, data_collator=coll, compute_metrics=compute(side),
+                    preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)).evaluate()
+    for a, b in zip(got["hf"], got["ours"]):
+        a = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
+        assert a.shape == np.asarray(b).shape
+        np.testing.assert_allclose(np.asarray(b), a, atol=1e-5 * max(1.0, float(np.abs(a).max())))
