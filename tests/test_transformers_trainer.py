@@ -270,3 +270,15 @@ def test_include_for_metrics_and_preprocess_logits(tokenizer, tmp_path):
         a = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
         assert a.shape == np.asarray(b).shape
         np.testing.assert_allclose(np.asarray(b), a, atol=1e-5 * max(1.0, float(np.abs(a).max())))
+
+
+@pytest.mark.parametrize("case", ["single", "tok"])
+def test_label_smoothing_matches_transformers(case, tokenizer, tmp_path):
+    """label_smoothing_factor=0.1 (transformers' LabelSmoother, -100 positions ignored): 10 steps, ga 2."""
+    hf_tr, our_tr = run_pair("bert", case, tokenizer, tmp_path, label_smoothing_factor=0.1,
+                             gradient_accumulation_steps=2, learning_rate=1e-3)
+    hf_l, our_l = losses_of(hf_tr.state.log_history), losses_of(our_tr.state.log_history)
+    assert len(hf_l) == 10 and rel(hf_l, our_l) <= 1e-4, (hf_l, our_l)
+    norms = [losses_of(tr.state.log_history, "grad_norm") for tr in (hf_tr, our_tr)]
+    assert rel(*norms) <= 1e-4
+    assert our_tr.label_smoother == 0.1

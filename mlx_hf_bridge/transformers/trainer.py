@@ -42,6 +42,23 @@ from .training_args import TrainingArguments
 logger = logging.getLogger(__name__)
 
 
+def label_smoothed_loss(logits, labels, epsilon: float, num_items_in_batch=None, ignore_index: int = TD.IGNORE_INDEX):
+    """transformers' LabelSmoother: (1 - eps) * NLL + eps * mean(-log p) over the classes, summed over the
+    positions whose label is not ``ignore_index`` and divided by their number (or, from transformers 5.24,
+    by ``num_items_in_batch`` when the Trainer passes it: the accumulation window's count)."""
+    if mx.issubdtype(labels.dtype, mx.floating):
+        raise ValueError("label_smoothing_factor needs class-id labels (integers); these labels are floats "
+                         "(regression / multi-label). Set label_smoothing_factor=0.0.")
+    log_probs = -(logits - mx.logsumexp(logits, axis=-1, keepdims=True)).astype(mx.float32)
+    labels = labels[..., None] if labels.ndim == log_probs.ndim - 1 else labels
+    padding = labels == ignore_index
+    nll = mx.where(padding, 0.0, mx.take_along_axis(log_probs, mx.maximum(labels, 0).astype(mx.int32), axis=-1))
+    smoothed = mx.where(padding, 0.0, log_probs.sum(axis=-1, keepdims=True))
+    active = (padding.size - padding.sum()).astype(mx.float32) if num_items_in_batch is None else \
+        mx.array(num_items_in_batch, dtype=mx.float32)
+    return (1 - epsilon) * nll.sum() / active + epsilon * smoothed.sum() / (active * log_probs.shape[-1])
+
+
 class _ModelLoss:
     """The engine's loss protocol (``loss(features, labels) -> scalar``) over the Trainer's compute_loss."""
 
@@ -115,6 +132,13 @@ class Trainer(EvaluationMixin, EngineTrainer):
         self.model_accepts_loss_kwargs = self._accepts_loss_kwargs(model)
         self.label_names = list(args.label_names) if args.label_names is not None else self._default_label_names(model)
         self.can_return_loss = False  # transformers' heads take no return_loss argument
+        self.label_smoother = None  # transformers' attribute: the smoothing factor here, when active
+        if args.label_smoothing_factor != 0:
+            if getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification":
+                logger.warning("Label smoothing is not compatible with multi-label classification. Disabling label "
+                               "smoothing for this training run.")
+            else:
+                self.label_smoother = float(args.label_smoothing_factor)
         for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
             if ds is not None and not isinstance(ds, dict):
                 TD.check_dataset(ds, split)
@@ -278,12 +302,16 @@ class Trainer(EvaluationMixin, EngineTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """transformers' compute_loss: the model's loss (or ``compute_loss_func(outputs, labels,
         num_items_in_batch=...)``), ``num_items_in_batch`` passed when the model takes loss kwargs."""
-        labels = inputs.pop("labels") if self.compute_loss_func is not None and "labels" in inputs else None
+        pops = self.compute_loss_func is not None or self.label_smoother is not None
+        labels = inputs.pop("labels") if pops and "labels" in inputs else None
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
         outputs = model(**inputs)
         if self.compute_loss_func is not None:
             loss = self.compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch)
+        elif labels is not None:
+            n_items = num_items_in_batch if smoother_takes_num_items() else None
+            loss = label_smoothed_loss(outputs["logits"], labels, self.label_smoother, n_items)
         else:
             if isinstance(outputs, dict) and "loss" not in outputs:
                 raise ValueError("The model did not return a loss from the inputs, only the following keys: "
@@ -333,13 +361,23 @@ class Trainer(EvaluationMixin, EngineTrainer):
 
 
 @functools.lru_cache(maxsize=None)
+def _installed_source(module: str) -> str:
+    """The installed transformers' ``<module>.py`` text (read, not imported: importing it imports torch)."""
+    from ..sentence_transformers.hf_fields import training_args_source
+
+    return (training_args_source().parent / f"{module}.py").read_text(encoding="utf-8")
+
+
 def accelerate_handles_nothing() -> bool:
     """Whether the installed transformers sets accelerate's accumulation steps to 1 (5.24: it divides
     nothing in backward) rather than to gradient_accumulation_steps (5.3)."""
-    from ..sentence_transformers.hf_fields import training_args_source
+    return 'grad_acc_kwargs["num_steps"] = 1' in _installed_source("trainer")
 
-    source = (training_args_source().parent / "trainer.py").read_text(encoding="utf-8")
-    return 'grad_acc_kwargs["num_steps"] = 1' in source
+
+def smoother_takes_num_items() -> bool:
+    """Whether the installed LabelSmoother normalises by num_items_in_batch (5.24) or per batch (5.3)."""
+    return "def __call__(self, model_output, labels, shift_labels=False, num_items_in_batch=None)" in \
+        _installed_source("trainer_pt_utils")
 
 
 # transformers' DataLoader draws a 64-bit base seed (two 32-bit outputs) from torch's global generator

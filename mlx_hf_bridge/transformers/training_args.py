@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length")
 # field -> (the value that changes nothing, why it is refused and what to do instead)
 REFUSED = {
-    "label_smoothing_factor": (0.0, "label smoothing (transformers' LabelSmoother) is not implemented on MLX; "
-                                    "set label_smoothing_factor=0.0"),
     "neftune_noise_alpha": (None, "NEFTune embedding noise is not implemented on MLX; leave neftune_noise_alpha unset"),
     "past_index": (-1, "past_index (models returning mems, e.g. XLNet) is not supported; leave it at -1"),
     "batch_eval_metrics": (False, "batch_eval_metrics is not implemented on MLX; compute_metrics receives the "
@@ -37,6 +35,8 @@ REFUSED = {
                                     "per_device_train_batch_size yourself"),
     "use_liger_kernel": (False, "Liger kernels are CUDA/Triton only; leave use_liger_kernel=False"),
 }
+# fields the sentence-transformers façade ignores (and warns about) that this Trainer honours
+HONOURED = {"label_smoothing_factor": 0.0, "average_tokens_across_devices": True}
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw", "sgd")
 
 
@@ -78,7 +78,12 @@ class TrainingArguments(_fields_class()):
         if getattr(self, "warmup_ratio", None) is not None:  # transformers 5.3: folded into warmup_steps
             logger.warning("warmup_ratio is deprecated; use warmup_steps (a float < 1 is a ratio) instead.")
             self.warmup_steps = self.warmup_ratio
+        honoured = {name: getattr(self, name) for name in HONOURED}
+        for name, neutral in HONOURED.items():  # the shared normalisation warns that these do nothing
+            setattr(self, name, neutral)
         _ST.__post_init__(self)
+        for name, value in honoured.items():
+            setattr(self, name, value)
 
     def _refuse_unsupported(self):
         for name, (neutral, why) in REFUSED.items():
