@@ -7,6 +7,7 @@ from typing import TypedDict
 import mlx.core as mx
 import numpy as np
 
+from ..colbert.pylate_xtr import score_xtr as _score_xtr
 from ..colbert.scores import colbert_scores
 
 
@@ -37,4 +38,9 @@ def rerank(documents_ids, queries_embeddings, documents_embeddings, device=None)
     return results
 
 
-__all__ = ["RerankResult", "rerank"]
+def score_xtr(query_doc_ids, query_scores, k: int, device: str = "cpu") -> list[RerankResult]:
+    """PyLate's XTR scoring of retrieved tokens (min imputation); see :func:`..colbert.pylate_xtr.score_xtr`."""
+    return [RerankResult(**r) for r in _score_xtr(query_doc_ids, query_scores, k)]
+
+
+__all__ = ["RerankResult", "rerank", "score_xtr"]

@@ -1,0 +1,133 @@
+"""PyLate 1.6 gaps behind its own test suite (scripts/pylate_suite.py), each against real PyLate on torch:
+XTR scores (values, masks, KD slicing, gradients), ``rank.score_xtr``, the score functions' type rule,
+and the harness's Hub-cache stand-in layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_hf_bridge.pylate import rank as bridge_rank
+from mlx_hf_bridge.pylate import scores as bridge_scores
+
+torch = pytest.importorskip("torch")
+pylate_scores = pytest.importorskip("pylate.scores")
+pylate_rank = pytest.importorskip("pylate.rank")
+
+
+def _inputs(seed, Q=3, N=2, Lq=5, Ld=6, H=8, scale=1.0, masks=True):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(Q, Lq, H, generator=g) * scale
+    d = torch.randn(Q, N, Ld, H, generator=g) * scale
+    qm = dm = None
+    if masks:
+        qm = (torch.rand(Q, Lq, generator=g) > 0.3).float()
+        qm[:, 0] = 1
+        dm = (torch.rand(Q, N, Ld, generator=g) > 0.3).float()
+        dm[..., 0] = 1
+    return q, d, qm, dm
+
+
+@pytest.mark.parametrize("seed,k,scale,masks", [(0, 4, 1.0, True), (1, 13, 1.0, False), (2, 1, 3.0, True),
+                                                 (3, 20, 0.2, True), (4, 36, 1.0, True)])
+@pytest.mark.parametrize("kind", ["XTRScores", "XTRKDScores"])
+def test_xtr_scores_match_pylate(seed, k, scale, masks, kind):
+    q, d, qm, dm = _inputs(seed, scale=scale, masks=masks)
+    ref = getattr(pylate_scores, kind)(k=k)(q, d, queries_mask=qm, documents_mask=dm)
+    got = getattr(bridge_scores, kind)(k=k)(q, d, queries_mask=qm, documents_mask=dm)
+    assert isinstance(got, torch.Tensor) and got.dtype == ref.dtype and got.shape == ref.shape
+    assert float((got - ref).abs().max()) <= 1e-5 * max(1.0, float(ref.abs().max()))
+
+
+def test_xtr_gradients_match_pylate():
+    q, d, qm, dm = _inputs(7)
+    grads = []
+    for module in (pylate_scores, bridge_scores):
+        qq, dd = q.clone().requires_grad_(True), d.clone().requires_grad_(True)
+        (module.XTRScores(k=9)(qq, dd, queries_mask=qm, documents_mask=dm) * torch.arange(6.0)).sum().backward()
+        grads.append((qq.grad, dd.grad))
+    for ref, got in zip(grads[0], grads[1]):
+        assert float(ref.abs().max()) > 0
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_xtr_k_beyond_pool_refused_like_pylate():
+    q, d, _, _ = _inputs(0, masks=False)
+    with pytest.raises(RuntimeError):
+        pylate_scores.XTRScores(k=100)(q, d)
+    with pytest.raises(ValueError, match="lower k"):
+        bridge_scores.XTRScores(k=100)(q, d)
+
+
+def test_score_xtr_matches_pylate():
+    rng = np.random.default_rng(0)
+    ids = [[f"d{j}" for j in rng.integers(0, 12, size=rng.integers(0, 9))] for _ in range(6)]
+    values = [list(map(float, rng.normal(size=len(row)).round(3))) for row in ids]
+    for k in (1, 5, 50):
+        ref = pylate_rank.score_xtr(ids, values, k=k)
+        got = bridge_rank.score_xtr(ids, values, k=k)
+        assert [r["id"] for r in got] == [r["id"] for r in ref]
+        np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in ref], rtol=1e-6, atol=1e-6)
+    assert bridge_rank.score_xtr([], [], k=3) == pylate_rank.score_xtr([], [], k=3) == []
+    for bad in (([["a"]], []), ([["a", "b"]], [[1.0]])):
+        with pytest.raises(ValueError):
+            pylate_rank.score_xtr(*bad, k=1)
+        with pytest.raises(ValueError):
+            bridge_rank.score_xtr(*bad, k=1)
+
+
+@pytest.mark.parametrize("name", ["colbert_scores", "colbert_kd_scores", "colbert_scores_pairwise", "ColBERTScores"])
+def test_type_rule_torch_numpy_mx(name):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 4, 8, generator=g)
+    d = torch.randn(2, 3, 5, 8, generator=g) if name in ("colbert_kd_scores", "ColBERTScores") else (
+        torch.randn(2, 5, 8, generator=g))
+    ref_fn = getattr(pylate_scores, name)
+    fn = getattr(bridge_scores, name)
+    if name == "ColBERTScores":
+        ref_fn, fn = ref_fn(), fn()
+    ref = ref_fn(q, d)
+    got = fn(q, d)
+    assert isinstance(got, torch.Tensor) and got.dtype == ref.dtype
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    torch.cat([got, ref])  # what a user script does with PyLate's scores
+    as_numpy = fn(q.numpy(), d.numpy())
+    assert isinstance(as_numpy, np.ndarray)
+    np.testing.assert_allclose(as_numpy, ref.numpy(), rtol=1e-5, atol=1e-5)
+    as_mx = fn(mx.array(q.numpy()), mx.array(d.numpy()))
+    assert isinstance(as_mx, mx.array)
+    np.testing.assert_allclose(np.array(as_mx), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_scores_module_exports_pylate_names():
+    assert set(pylate_scores.__all__) <= set(dir(bridge_scores))
+    assert set(pylate_rank.__all__) <= set(dir(bridge_rank))
+
+
+def test_standin_hub_layout_resolves_revision_offline(tmp_path, monkeypatch):
+    """The harness's cache layout (snapshots/<commit>/ without refs) is one huggingface_hub resolves."""
+    from huggingface_hub import hf_hub_download
+
+    store = tmp_path / "store"
+    (store / "files").mkdir(parents=True)
+    (store / "files" / "config.json").write_text("{}")
+    commit = "c1e84128e85ef755c096a95bdb06b47793b13acf"
+    (store / "hub.json").write_text(json.dumps(
+        {"org/model": {"commit": commit, "files": {"config.json": str(store / "files" / "config.json")}, "refs": False}}))
+    (store / "datasets.json").write_text("{}")
+    monkeypatch.setenv("PYLATE_SUITE_STORE", str(store))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.modules.pop("pylate_suite_plugin", None)
+    import pylate_suite_plugin
+
+    cache = tmp_path / "hub"
+    pylate_suite_plugin.layout_hub_cache(cache)
+    assert not (cache / "models--org--model" / "refs").exists()
+    path = hf_hub_download("org/model", "config.json", revision=commit, cache_dir=str(cache))
+    assert os.path.samefile(path, store / "files" / "config.json")
