@@ -117,8 +117,6 @@ class PlaidIndex:
         if not docs:
             return
         self._check(docs, ids)
-        if self.data is not None and self.data.codec.dim * self.data.codec.nbits % 8:
-            raise ValueError("dim * nbits must be a multiple of 8.")
         present = set(ids) & set(self.data.ids if self.data is not None else [])
         if present:
             logger.warning("%d document ids are already indexed; their embeddings are replaced.", len(present))
