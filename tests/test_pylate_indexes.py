@@ -191,3 +191,22 @@ def test_index_left_aside_by_a_killed_swap_is_put_back(tmp_path, corpus):
     folder = tmp_path / "idx" / "plaid_mlx"
     os.replace(folder, folder.parent / f".plaid_mlx.old-{io_utils._host()}-{dead.pid}-0badcafe")  # killed mid-swap
     assert _plaid(tmp_path, override=False)(queries, k=5) == before
+
+
+def test_pylate_test_plaid_flow(tmp_path):
+    """The steps of PyLate 1.6's tests/test_plaid.py: 2 documents, k=30, reload, remove, re-add one 2-D matrix."""
+    rng = np.random.default_rng(1)
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
+    docs = [unit(rng.standard_normal((90, 128))), unit(rng.standard_normal((70, 128)))]
+    queries = unit(rng.standard_normal((2, 32, 128)))
+    index = _plaid(tmp_path).add_documents(documents_ids=["1", "2"], documents_embeddings=docs)
+    matches = index(queries, k=30)
+    assert len(matches) == 2 and len(matches[0]) == 2 and matches[0][0].keys() == {"id", "score"}
+    assert [len(m) for m in index(queries[0], k=30)] == [2]
+    index = _plaid(tmp_path, override=False).remove_documents(documents_ids=["1"])
+    assert [[r["id"] for r in m] for m in index(queries[0], k=30)] == [["2"]]
+    index.add_documents(documents_ids=["1"], documents_embeddings=docs[0])
+    assert sorted(r["id"] for r in index(queries[0], k=30)[0]) == ["1", "2"]
+    index.remove_documents(["1", "2"])
+    with pytest.raises(ValueError, match="The index is empty"):
+        index(queries, k=3)
