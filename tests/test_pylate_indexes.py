@@ -210,3 +210,15 @@ def test_pylate_test_plaid_flow(tmp_path):
     index.remove_documents(["1", "2"])
     with pytest.raises(ValueError, match="The index is empty"):
         index(queries, k=3)
+
+
+def test_k_at_least_corpus_returns_every_document_even_when_probing_misses(tmp_path):
+    """PyLate's test_fast_plaid.py expects all 5 documents for k=10, whatever the centroids probed."""
+    rng = np.random.default_rng(3)
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
+    docs = [unit(rng.standard_normal((40, 64))) for _ in range(5)]
+    index = _plaid(tmp_path, nbits=2, kmeans_niters=1, n_ivf_probe=1).add_documents([str(i) for i in range(5)], docs)
+    query = unit(rng.standard_normal((1, 32)).repeat(64 // 32, axis=1))
+    assert {r["id"] for r in index([query], k=10)[0]} == {"0", "1", "2", "3", "4"}
+    index.remove_documents(["1", "3"])
+    assert {r["id"] for r in index([query], k=10)[0]} == {"0", "2", "4"}

@@ -1,7 +1,8 @@
 """PLAID multi-vector search on MLX + numpy (no torch, no fast-plaid).
 
 Search, per query: (1) query tokens x centroids; (2) IVF probing: the documents listed under each
-token's ``n_ivf_probe`` best centroids; (3) centroid interaction: each candidate is scored with its
+token's ``n_ivf_probe`` best centroids (all documents when that finds fewer than ``k``, so a
+``k`` >= corpus query returns every document, as fast-plaid does); (3) centroid interaction: each candidate is scored with its
 tokens' centroids instead of its tokens (centroids whose best query score is under
 ``centroid_score_threshold`` count 0: Stanford PLAID's pruning), keeping the best ``n_full_scores``;
 (4) MaxSim of those, on their float32 tokens with ``store_embeddings`` (the bridge's default:
@@ -188,6 +189,8 @@ class PlaidIndex:
             probed = np.unique(np.argpartition(-centroid_scores, n_probe - 1, axis=1)[:, :n_probe])
             lists = [d.ivf[d.ivf_offsets[c]:d.ivf_offsets[c + 1]] for c in probed]
             candidates = np.unique(np.concatenate(lists)).astype(np.int64)
+            if len(candidates) < min(k, d.n_docs):  # fewer hits than asked: every document competes
+                candidates = np.arange(d.n_docs, dtype=np.int64)
         if len(candidates) == 0:
             return candidates, np.zeros(0, np.float32)
         if len(candidates) > self.n_full_scores:
