@@ -33,6 +33,9 @@ def resolve_path(name_or_path, revision=None, token=None, cache_folder=None, loc
         )
     from huggingface_hub import snapshot_download
 
+    pinned = _cached_commit_snapshot(str(name_or_path), revision, cache_folder, local_files_only)
+    if pinned is not None:
+        return pinned
     try:
         return Path(
             snapshot_download(
@@ -49,6 +52,23 @@ def resolve_path(name_or_path, revision=None, token=None, cache_folder=None, loc
             f"({type(exc).__name__}: {exc}). Check the id / path, your network, or set "
             "HF_HUB_OFFLINE=1 and pass a local folder."
         ) from exc
+
+
+def _cached_commit_snapshot(repo_id: str, revision, cache_folder, local_files_only) -> Path | None:
+    """Offline with ``revision=<commit>``: the cached ``snapshots/<commit>/`` folder, as transformers'
+    per-file ``cached_file`` (what PyLate uses) reads it. ``snapshot_download`` would insist on the
+    cached tree listing, which a cache filled by per-file downloads does not have."""
+    import re
+
+    from huggingface_hub import constants
+
+    if revision is None or not re.fullmatch(r"[0-9a-f]{40}", str(revision)):
+        return None
+    if not (local_files_only or constants.HF_HUB_OFFLINE):
+        return None
+    cache = Path(cache_folder) if cache_folder is not None else Path(constants.HF_HUB_CACHE)
+    snapshot = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / str(revision)
+    return snapshot if snapshot.is_dir() else None
 
 
 SAFETENSORS_FIX = "re-download or re-save the model"

@@ -241,7 +241,8 @@ def summarise(junit: Path, side: str, returncode: int) -> dict:
     causes: Counter = Counter()
     tests = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        module = case.get("classname", "").split(".")[1] if "." in case.get("classname", "") else case.get("classname", "")
+        parts = [p for p in case.get("classname", "").split(".") if p.startswith("test_")]
+        module = parts[0] if parts else case.get("classname", "")
         group = "index/retrieve" if module in INDEX_TESTS else "non-index"
         outcome, cause = "passed", ""
         for tag in ("failure", "error", "skipped"):

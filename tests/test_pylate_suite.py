@@ -131,3 +131,50 @@ def test_standin_hub_layout_resolves_revision_offline(tmp_path, monkeypatch):
     assert not (cache / "models--org--model" / "refs").exists()
     path = hf_hub_download("org/model", "config.json", revision=commit, cache_dir=str(cache))
     assert os.path.samefile(path, store / "files" / "config.json")
+
+
+def test_backend_argument_like_pylate():
+    q, d = torch.zeros(1, 1, 8), torch.zeros(1, 1, 8)
+    for module in (pylate_scores, bridge_scores):
+        with pytest.raises(ValueError):
+            module.colbert_scores(q, d, backend="nope")
+        with pytest.raises(RuntimeError, match="CUDA or MPS"):
+            module.colbert_scores(q, d, backend="lik")
+        with pytest.raises(RuntimeError, match="requires CUDA"):
+            module.colbert_scores(q, d, backend="flash")
+        assert module.colbert_scores(torch.ones(1, 2, 1), torch.ones(2, 1, 1), backend="auto").shape == (1, 2)
+
+
+def _hub_cache_with(tmp_path, folder, repo_id, commit):
+    """huggingface_hub's cache layout as a per-file download at ``revision=<commit>`` leaves it: no refs."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    return tmp_path / "hub"
+
+
+@pytest.mark.parametrize("layout", ["plain", "stanford"])
+def test_metadata_and_offline_revision_like_pylate(tmp_path, tiny_bert_dir, layout):
+    from pylate import models as pylate_models
+
+    from mlx_hf_bridge.pylate import models as bridge_models
+    from st6_reference import stanford_folder
+
+    folder = tiny_bert_dir if layout == "plain" else stanford_folder(tmp_path / "stanford", tiny_bert_dir)
+    commit = "c1e84128e85ef755c096a95bdb06b47793b13acf"
+    cache = _hub_cache_with(tmp_path, folder, "org/colbert", commit)
+    loaded = {}
+    for name, module in (("pylate", pylate_models), ("bridge", bridge_models)):
+        for how, kwargs in (("hub", dict(model_name_or_path="org/colbert", revision=commit, cache_folder=str(cache))),
+                            ("local", dict(model_name_or_path=str(folder)))):
+            loaded[name, how] = module.ColBERT(device="cpu", **kwargs)
+    for how in ("hub", "local"):
+        ref, got = loaded["pylate", how], loaded["bridge", how]
+        assert type(got.model_card_data).__name__ == type(ref.model_card_data).__name__ == "PylateModelCardData"
+        for key in ("library_name", "base_model", "base_model_revision", "pipeline_tag", "tags"):
+            assert getattr(got.model_card_data, key) == getattr(ref.model_card_data, key), key
+        for key in ("max_seq_length", "query_prefix", "document_prefix", "query_length", "document_length",
+                    "similarity_fn_name"):
+            assert getattr(got, key) == getattr(ref, key), (how, key)
+        assert got.max_seq_length == 512

@@ -4,6 +4,7 @@ Every score function follows the type rule of :mod:`._types` (torch in -> torch 
 mx -> mx); the math is in :mod:`mlx_hf_bridge.colbert.scores` / :mod:`mlx_hf_bridge.colbert.pylate_xtr`.
 """
 
+import os
 from enum import Enum
 
 from ..colbert import scores as _colbert
@@ -15,18 +16,36 @@ class SimilarityFunction(str, Enum):
     MAXSIM = "MaxSim"
 
 
+def _check_backend(backend) -> None:
+    """PyLate's ``backend`` / ``PYLATE_SCORES_BACKEND`` check. The fused kernels it names need CUDA (flash)
+    or CUDA / MPS torch tensors (lik); the bridge always computes on MLX, so asking for one explicitly
+    fails as PyLate does on tensors those kernels cannot take."""
+    backend = (backend if backend is not None else os.environ.get("PYLATE_SCORES_BACKEND", "auto")).lower()
+    if backend not in ("auto", "torch", "flash", "lik"):
+        raise ValueError(f"backend must be one of 'auto', 'torch', 'flash', 'lik'; got {backend!r}")
+    if backend == "flash":
+        raise RuntimeError("backend='flash' requires CUDA tensors; got non-CUDA input (the bridge scores on MLX: "
+                           "use backend='auto' or 'torch')")
+    if backend == "lik":
+        raise RuntimeError("backend='lik' requires CUDA or MPS tensors; got a CPU/non-tensor input (the bridge "
+                           "scores on MLX: use backend='auto' or 'torch')")
+
+
 @like_inputs
 def colbert_scores(queries_embeddings, documents_embeddings, queries_mask=None, documents_mask=None, backend=None):
+    _check_backend(backend)
     return _colbert.colbert_scores(queries_embeddings, documents_embeddings, queries_mask, documents_mask)
 
 
 @like_inputs
 def colbert_scores_pairwise(queries_embeddings, documents_embeddings, backend=None):
+    _check_backend(backend)
     return _colbert.colbert_scores_pairwise(queries_embeddings, documents_embeddings)
 
 
 @like_inputs
 def colbert_kd_scores(queries_embeddings, documents_embeddings, queries_mask=None, documents_mask=None, backend=None):
+    _check_backend(backend)
     return _colbert.colbert_kd_scores(queries_embeddings, documents_embeddings, queries_mask, documents_mask)
 
 
@@ -35,6 +54,7 @@ class ColBERTScores(_colbert.ColBERTScores):
 
     def __call__(self, queries_embeddings, documents_embeddings, queries_mask=None, documents_mask=None,
                  backend=None):
+        _check_backend(backend)
         scores = like_inputs(lambda *arrays: _colbert.ColBERTScores.__call__(self, *arrays))
         return scores(queries_embeddings, documents_embeddings, queries_mask, documents_mask)
 
