@@ -178,3 +178,49 @@ def test_metadata_and_offline_revision_like_pylate(tmp_path, tiny_bert_dir, layo
                     "similarity_fn_name"):
             assert getattr(got, key) == getattr(ref, key), (how, key)
         assert got.max_seq_length == 512
+
+
+def _nano_folder(folder, split, seed):
+    from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    words = "apple river stone cloud music paper light green table window ocean train".split()
+    docs = [" ".join(rng.choice(words, size=6)) for _ in range(20)]
+    docs[3] = ""  # empty texts are dropped, as PyLate does
+    queries = [" ".join(rng.choice(words, size=3)) for _ in range(6)]
+    pairs = [(f"q{i}", f"d{int(rng.integers(20))}") for i in range(6) for _ in range(int(rng.integers(1, 3)))]
+    yaml = ["---", "configs:"]
+    for subset, data in (("corpus", {"_id": [f"d{i}" for i in range(20)], "text": docs}),
+                         ("queries", {"_id": [f"q{i}" for i in range(6)], "text": queries}),
+                         ("qrels", {"query-id": [q for q, _ in pairs], "corpus-id": [d for _, d in pairs]})):
+        (folder / subset).mkdir(parents=True, exist_ok=True)
+        Dataset.from_dict(data).to_parquet(str(folder / subset / "train.parquet"))
+        yaml += [f"- config_name: {subset}", "  data_files:", "  - split: train", f"    path: {subset}/train.parquet"]
+    (folder / "README.md").write_text("\n".join([*yaml, "---", ""]))
+    return str(folder)
+
+
+def test_nanobeir_evaluator_matches_pylate(tmp_path, tiny_bert_dir, monkeypatch):
+    import datasets
+    from pylate import evaluation as pylate_evaluation
+    from pylate import models as pylate_models
+
+    from mlx_hf_bridge.pylate import evaluation as bridge_evaluation
+    from mlx_hf_bridge.pylate import models as bridge_models
+
+    folders = {f"zeta-alpha-ai/Nano{name}": _nano_folder(tmp_path / name, name, seed)
+               for seed, name in enumerate(("SciFact", "NFCorpus"))}
+    original = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, *a, **kw: original(folders.get(path, path), *a, **kw))
+    saved = tmp_path / "colbert"
+    pylate_models.ColBERT(str(tiny_bert_dir), device="cpu").save_pretrained(str(saved))
+    results = {}
+    for name, models, evaluation in (("pylate", pylate_models, pylate_evaluation),
+                                     ("bridge", bridge_models, bridge_evaluation)):
+        evaluator = evaluation.NanoBEIREvaluator(dataset_names=["scifact", "nfcorpus"], write_csv=False)
+        results[name] = (evaluator(models.ColBERT(str(saved), device="cpu")), evaluator.primary_metric)
+    (ref, ref_primary), (got, got_primary) = results["pylate"], results["bridge"]
+    assert got_primary == ref_primary and sorted(got) == sorted(ref)
+    assert "NanoBEIR_mean_MaxSim_ndcg@10" in got and "NanoSciFact_MaxSim_ndcg@10" in got
+    for key in ref:
+        assert abs(got[key] - ref[key]) <= 1e-5, key

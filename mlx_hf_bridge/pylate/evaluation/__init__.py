@@ -1,4 +1,4 @@
-"""``pylate.evaluation`` on MLX: ``ColBERTTripletEvaluator``, ``PyLateInformationRetrievalEvaluator``
+"""``pylate.evaluation`` on MLX: ``ColBERTTripletEvaluator``, ``NanoBEIREvaluator``, ``PyLateInformationRetrievalEvaluator``
 and ``ColBERTDistillationEvaluator``.
 
 Same constructors, metric keys, ``primary_metric`` and CSV files as PyLate 1.6 / sentence-transformers
@@ -10,11 +10,13 @@ embeddings (padding scores 0, as PyLate's ``pad_sequence`` does). The IR metric 
 from .base import csv_writer
 from .colbert_distillation import ColBERTDistillationEvaluator
 from .colbert_triplet import ColBERTTripletEvaluator
+from .nano_beir_evaluator import NanoBEIREvaluator
 from .pylate_information_retrieval_evaluator import PyLateInformationRetrievalEvaluator
 
 __all__ = [
     "ColBERTDistillationEvaluator",
     "ColBERTTripletEvaluator",
+    "NanoBEIREvaluator",
     "PyLateInformationRetrievalEvaluator",
     "csv_writer",
 ]
