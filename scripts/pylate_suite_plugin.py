@@ -5,7 +5,7 @@ Set by scripts/pylate_suite.py through the environment:
                       (dataset id -> local Hub-style folder).
   HF_HOME / HF_HUB_OFFLINE=1  so every ``from_pretrained(<hub id>)`` reads the stand-in cache.
 
-The test bodies stay unchanged: before each test the Hub cache is (re)laid out exactly as
+The test bodies stay unchanged: before each test's fixtures the Hub cache is (re)laid out exactly as
 huggingface_hub writes it (``models--org--name/snapshots/<commit>/...``; ``refs/main`` only for repos
 the tests load without a revision) because PyLate's ``cleanup_hf_cache`` fixture deletes it, and
 ``datasets.load_dataset(<hub id>, ...)`` reads the matching local folder.
@@ -57,9 +57,9 @@ def _patch_load_dataset() -> None:
 _patch_load_dataset()
 
 
-@pytest.fixture(autouse=True)
-def _pylate_suite_hub_cache():
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of the test (module-scoped ones included) is set up."""
     from huggingface_hub.constants import HF_HUB_CACHE
 
     layout_hub_cache(Path(HF_HUB_CACHE))
-    yield

@@ -58,6 +58,8 @@ class EncodeMixin:
         every position when ``do_query_expansion``. Vectors are L2-normalised after masking."""
         if output_value not in ("token_embeddings", None):
             raise ValueError(f"output_value must be 'token_embeddings' or None, got {output_value!r}.")
+        if output_value is None and pool_factor > 1:  # PyLate's check: pooled tokens no longer align with ids
+            raise ValueError("output_value=None is not compatible with pool_factor > 1.")
         if pool_factor > 1:
             raise NotImplementedError("pool_factor > 1 (hierarchical token pooling) is not supported yet.")
         if precision not in (None, "float32"):
