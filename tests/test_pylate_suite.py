@@ -224,3 +224,39 @@ def test_nanobeir_evaluator_matches_pylate(tmp_path, tiny_bert_dir, monkeypatch)
     assert "NanoBEIR_mean_MaxSim_ndcg@10" in got and "NanoSciFact_MaxSim_ndcg@10" in got
     for key in ref:
         assert abs(got[key] - ref[key]) <= 1e-5, key
+
+
+def test_beir_helpers_match_pylate():
+    import random
+
+    from pylate.evaluation import beir as pylate_beir
+
+    from mlx_hf_bridge.pylate.evaluation import beir as bridge_beir
+
+    documents = [{"id": f"d{i}", "text": f"text {i}"} for i in range(7)]
+    queries = ["q a", "q b", "q c"]
+    qrels = {"1": {"d1": 1, "d4": 1}, "2": {"d0": 1}, "3": {"d6": 1, "d2": 1, "d3": 1}}
+    random.seed(5)
+    ref = pylate_beir.get_beir_triples(documents, queries, qrels)
+    random.seed(5)
+    assert bridge_beir.get_beir_triples(documents, queries, qrels) == ref and len(ref) == 6
+    scores = [[{"id": "d1", "score": 2.0}], [{"id": "d0", "score": 1.0}]]
+    dup = ["q a", "q b", "q a"]
+    assert bridge_beir.add_duplicates(dup, scores) == pylate_beir.add_duplicates(dup, scores)
+
+
+def test_load_beir_reads_beir_layout(tmp_path, monkeypatch):
+    """BEIR's GenericDataLoader layout (not compared: PyLate needs the ``beir`` package, absent here)."""
+    from mlx_hf_bridge.pylate.evaluation import load_beir
+
+    folder = tmp_path / "evaluation_datasets" / "tiny"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "title": "T", "text": "body "}\n{"_id": "d2", "text": " x "}\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "a?"}\n{"_id": "q2", "text": "b?"}\n')
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    monkeypatch.chdir(tmp_path)
+    documents, queries, qrels = load_beir("tiny", split="test")
+    assert documents == [{"id": "d1", "text": "T body"}, {"id": "d2", "text": "x"}]
+    assert queries == {"q1": "a?"} and qrels == {"q1": {"d2": 1}}
+    with pytest.raises(ValueError, match="no split 'dev'"):
+        load_beir("tiny", split="dev")

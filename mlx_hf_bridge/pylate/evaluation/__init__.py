@@ -8,6 +8,7 @@ embeddings (padding scores 0, as PyLate's ``pad_sequence`` does). The IR metric 
 """
 
 from .base import csv_writer
+from .beir import evaluate, get_beir_triples, load_beir
 from .colbert_distillation import ColBERTDistillationEvaluator
 from .colbert_triplet import ColBERTTripletEvaluator
 from .nano_beir_evaluator import NanoBEIREvaluator
@@ -19,5 +20,8 @@ __all__ = [
     "NanoBEIREvaluator",
     "PyLateInformationRetrievalEvaluator",
     "csv_writer",
+    "evaluate",
+    "get_beir_triples",
+    "load_beir",
 ]
 
