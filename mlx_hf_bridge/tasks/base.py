@@ -188,6 +188,16 @@ class TaskModel(nn.Module):
 
         save_task_model(self, save_directory, **kwargs)
 
+    # the engine's checkpoint contract: ``save(path)`` writes the model folder, ``load_checkpoint`` reloads it
+    def save(self, path):
+        self.save_pretrained(path)
+
+    def load_checkpoint(self, path):
+        from .loading import load_task_model
+
+        self.update(load_task_model(self.task, str(path), config=self.config).parameters())
+        mx.eval(self.parameters())
+
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         from ..hub import push_to_hub
 

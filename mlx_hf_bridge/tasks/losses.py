@@ -1,7 +1,7 @@
 """transformers' task losses (torch.nn semantics) and its ``problem_type`` rule, checked on the host.
 
 One implementation each: ``cross_entropy`` (mean over targets != -100, as ``nn.CrossEntropyLoss``),
-``bce_with_logits`` (``nn.BCEWithLogitsLoss``), ``mse`` (``nn.MSELoss``).
+``bce_with_logits`` (``nn.BCEWithLogitsLoss``), ``mse`` (``nn.MSELoss``), and the Trainer's ``label_smoothed_loss`` (transformers' LabelSmoother).
 """
 
 from __future__ import annotations
@@ -121,3 +121,20 @@ def token_loss(logits: mx.array, labels: mx.array, num_classes: int, what: str, 
     """Token classification / MLM: cross entropy over every position, -100 ignored."""
     check_class_indices(labels, num_classes, what, allow_ignore=True)
     return cross_entropy(logits.reshape(-1, num_classes), labels.reshape(-1), num_items_in_batch=num_items_in_batch)
+
+
+def label_smoothed_loss(logits, labels, epsilon: float, num_items_in_batch=None, ignore_index: int = IGNORE_INDEX):
+    """transformers' LabelSmoother: (1 - eps) * NLL + eps * mean(-log p) over the classes, summed over the
+    positions whose label is not ``ignore_index`` and divided by their number (or, from transformers 5.24,
+    by ``num_items_in_batch`` when the Trainer passes it: the accumulation window's count)."""
+    if mx.issubdtype(labels.dtype, mx.floating):
+        raise ValueError("label_smoothing_factor needs class-id labels (integers); these labels are floats "
+                         "(regression / multi-label). Set label_smoothing_factor=0.0.")
+    log_probs = -(logits - mx.logsumexp(logits, axis=-1, keepdims=True)).astype(mx.float32)
+    labels = labels[..., None] if labels.ndim == log_probs.ndim - 1 else labels
+    padding = labels == ignore_index
+    nll = mx.where(padding, 0.0, mx.take_along_axis(log_probs, mx.maximum(labels, 0).astype(mx.int32), axis=-1))
+    smoothed = mx.where(padding, 0.0, log_probs.sum(axis=-1, keepdims=True))
+    active = (padding.size - padding.sum()).astype(mx.float32) if num_items_in_batch is None else \
+        mx.array(num_items_in_batch, dtype=mx.float32)
+    return (1 - epsilon) * nll.sum() / active + epsilon * smoothed.sum() / (active * log_probs.shape[-1])

@@ -34,29 +34,13 @@ import mlx.core as mx
 import numpy as np
 
 from ..engine.trainer import Trainer as EngineTrainer
+from ..tasks.losses import label_smoothed_loss
 from . import trainer_checks, trainer_data as TD
 from .trainer_eval import EvaluationMixin
-from .trainer_optim import SGD
+from ..engine.optim_sgd import SGD
 from .training_args import TrainingArguments
 
 logger = logging.getLogger(__name__)
-
-
-def label_smoothed_loss(logits, labels, epsilon: float, num_items_in_batch=None, ignore_index: int = TD.IGNORE_INDEX):
-    """transformers' LabelSmoother: (1 - eps) * NLL + eps * mean(-log p) over the classes, summed over the
-    positions whose label is not ``ignore_index`` and divided by their number (or, from transformers 5.24,
-    by ``num_items_in_batch`` when the Trainer passes it: the accumulation window's count)."""
-    if mx.issubdtype(labels.dtype, mx.floating):
-        raise ValueError("label_smoothing_factor needs class-id labels (integers); these labels are floats "
-                         "(regression / multi-label). Set label_smoothing_factor=0.0.")
-    log_probs = -(logits - mx.logsumexp(logits, axis=-1, keepdims=True)).astype(mx.float32)
-    labels = labels[..., None] if labels.ndim == log_probs.ndim - 1 else labels
-    padding = labels == ignore_index
-    nll = mx.where(padding, 0.0, mx.take_along_axis(log_probs, mx.maximum(labels, 0).astype(mx.int32), axis=-1))
-    smoothed = mx.where(padding, 0.0, log_probs.sum(axis=-1, keepdims=True))
-    active = (padding.size - padding.sum()).astype(mx.float32) if num_items_in_batch is None else \
-        mx.array(num_items_in_batch, dtype=mx.float32)
-    return (1 - epsilon) * nll.sum() / active + epsilon * smoothed.sum() / (active * log_probs.shape[-1])
 
 
 class _ModelLoss:
@@ -145,7 +129,6 @@ class Trainer(EvaluationMixin, EngineTrainer):
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self._loss = _ModelLoss(self)
         self._pending: list = []
-        self._attach_persistence(model)
 
     # --- model introspection (transformers' rules) --------------------------------------------------
     @staticmethod
@@ -163,21 +146,6 @@ class Trainer(EvaluationMixin, EngineTrainer):
         names = TD.forward_arguments(model)
         found = [p for p in names if "label" in p]
         return found or []
-
-    @staticmethod
-    def _attach_persistence(model):
-        """The engine saves with ``model.save(path)`` and reloads with ``model.load_checkpoint(path)``; a task
-        model has ``save_pretrained`` (transformers' folder) instead: give it both, as plain attributes."""
-        if hasattr(model, "save") or not hasattr(model, "save_pretrained"):
-            return
-        def load_checkpoint(path):
-            from ..tasks.loading import load_task_model
-
-            model.update(load_task_model(model.task, str(path), config=model.config).parameters())
-            mx.eval(model.parameters())
-
-        object.__setattr__(model, "save", lambda path: model.save_pretrained(path))
-        object.__setattr__(model, "load_checkpoint", load_checkpoint)
 
     # --- data -----------------------------------------------------------------------------------------
     def _kept_columns(self, dataset):
@@ -328,7 +296,6 @@ class Trainer(EvaluationMixin, EngineTrainer):
             backend.seed_everything(self.args.seed)
             self.model = self._loss.model = self.model_init()
             self.callback_handler.refs["model"] = self.model
-            self._attach_persistence(self.model)
             self.optimizer, self.lr_scheduler = None, None
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 

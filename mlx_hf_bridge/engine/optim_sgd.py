@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from ..engine.optim import AdamW
+from .optim import AdamW
 
 FORMAT = "mlx_hf_bridge.SGD/1"
 
