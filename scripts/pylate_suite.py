@@ -283,6 +283,8 @@ def main(argv=None) -> int:
     parser.add_argument("--side", choices=("bridge", "pylate", "both"), default="both")
     parser.add_argument("-k", dest="keyword")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the stand-ins")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a bridge test fails that scripts/pylate_suite_expected.json does not list (CI)")
     parser.add_argument("tests", nargs="*", help="paths under PyLate's sdist root, e.g. tests/test_kd.py")
     args = parser.parse_args(argv)
     run = fetch_sdist()
@@ -295,6 +297,27 @@ def main(argv=None) -> int:
     text = report(results)
     (CACHE / "summary.txt").write_text(text + "\n")
     print(text)
+    bridge = next((r for r in results if r["side"] == "bridge"), None)
+    return check_expected(bridge) if args.check and bridge is not None else 0
+
+
+EXPECTED = ROOT / "scripts" / "pylate_suite_expected.json"
+
+
+def check_expected(bridge: dict) -> int:
+    """CI gate: every bridge failure must be a known, explained one (the file gives each reason)."""
+    expected = json.loads(EXPECTED.read_text())
+    outcomes = {re.sub(r"^.*?\btests\.", "tests.", t): o for t, o in bridge["tests"].items()}
+    unexpected = sorted(t for t, o in outcomes.items() if o in ("failed", "error") and t not in expected)
+    fixed = sorted(t for t in expected if outcomes.get(t) == "passed")
+    if fixed:
+        print(f"now passing, drop from {EXPECTED.name}: " + ", ".join(fixed))
+    if unexpected or not outcomes:
+        print(f"PyLate suite on the bridge: {len(unexpected)} unexpected failures: " + ", ".join(unexpected)
+              if outcomes else "PyLate suite on the bridge: no test ran")
+        return 1
+    passed = sum(o == "passed" for o in outcomes.values())
+    print(f"PyLate suite on the bridge: {passed} passed; the {len(expected)} known failures are the listed ones")
     return 0
 
 

