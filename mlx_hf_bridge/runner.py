@@ -1,4 +1,5 @@
-"""``mlx-hf-bridge run script.py [args]``: run an unmodified PyLate / sentence-transformers script on MLX.
+"""``mlx-hf-bridge run script.py [args]``: run an unmodified PyLate / sentence-transformers / transformers
+script on MLX.
 
 While the script runs, a ``sys.meta_path`` finder resolves every import of ``pylate[.x]`` to
 ``mlx_hf_bridge.pylate[.x]`` and of ``sentence_transformers[.x]`` to
@@ -7,6 +8,10 @@ While the script runs, a ``sys.meta_path`` finder resolves every import of ``pyl
 (``import pylate``, ``from pylate import models``, ``from pylate.losses import CachedContrastive``,
 ``import sentence_transformers.evaluation``, ``from sentence_transformers.training_args import
 BatchSamplers``...).
+
+``transformers`` stays the real module (tokenizers, configs, utilities), but the names the script takes
+from it for models, the Trainer and collators are the bridge's (``mlx_hf_bridge.transformers``), and a
+torch-only name the bridge lacks fails naming it: see :mod:`mlx_hf_bridge.runner_transformers`.
 
 Nothing falls back to torch. A submodule or name the bridge does not provide fails with an
 ``ImportError`` / ``AttributeError`` that names it, the module the script asked for, and the bridge
@@ -41,6 +46,7 @@ import runpy
 import sys
 import types
 
+from . import runner_transformers
 from .torch_stub import (
     SCRIPT_DIRS,
     STUB_MODULES,
@@ -61,9 +67,10 @@ USAGE = """\
 usage: mlx-hf-bridge run [-h] script.py [args ...]
        mlx-hf-bridge run -m module [args ...]
 
-Run a PyLate / sentence-transformers training script unchanged on MLX: its `pylate` and
-`sentence_transformers` imports resolve to mlx_hf_bridge, `torch.compile(model)` returns the MLX
-model unchanged. Everything after the script belongs to the script (it sees sys.argv = [script, *args]).
+Run a PyLate / sentence-transformers / transformers training script unchanged on MLX: its `pylate`
+and `sentence_transformers` imports resolve to mlx_hf_bridge, so do its `transformers` models, Trainer,
+TrainingArguments and collators (tokenizers and configs stay transformers'), `torch.compile(model)`
+returns the MLX model unchanged. Everything after the script belongs to the script (it sees sys.argv = [script, *args]).
 """
 
 
@@ -157,7 +164,8 @@ class BridgeFinder(importlib.abc.MetaPathFinder):
 def _find_with_others(skip, fullname, path, target):
     """The spec the remaining meta path finders give ``fullname`` (ours skipped)."""
     for finder in sys.meta_path:
-        if finder is skip or isinstance(finder, (BridgeFinder, TorchCompileFinder, TorchStubFinder)):
+        if finder is skip or isinstance(finder, (BridgeFinder, TorchCompileFinder, TorchStubFinder,
+                                                 runner_transformers.TransformersFinder)):
             continue
         find = getattr(finder, "find_spec", None)
         if find is not None and (spec := find(fullname, path, target)) is not None:
@@ -219,6 +227,8 @@ def redirect_imports():
         STUB_MODULES.update(build_torch_stub())
         finders.append(TorchStubFinder())
         stubbed = True
+    transformers_finder, transformers_names = runner_transformers.install(_find_with_others, _after_exec)
+    finders.append(transformers_finder)
     sys.meta_path[:0] = finders
     for name, module in list(sys.modules.items()):
         if _original_name(name) != name and isinstance(module, types.ModuleType):
@@ -229,6 +239,7 @@ def redirect_imports():
         for finder in finders:
             with contextlib.suppress(ValueError):
                 sys.meta_path.remove(finder)
+        transformers_names.unwrap_all()
         for name in [n for n in sys.modules if _redirected(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
