@@ -28,7 +28,7 @@ import importlib.abc
 import os
 import sys
 
-from .torch_stub import SCRIPT_DIRS, bridge_version
+from .torch_stub import bridge_version, script_is_caller
 
 # the submodules whose names a script imports directly (``from transformers.trainer_utils import EvalPrediction``)
 WRAPPED_SUBMODULES = ("transformers.trainer", "transformers.training_args", "transformers.trainer_utils",
@@ -57,17 +57,7 @@ _HERE = os.path.abspath(__file__)
 
 def _script_is_asking() -> bool:
     """True when the attribute access / import comes from the script or a module in its folder."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not (filename.startswith("<frozen importlib") or os.path.abspath(filename) == _HERE
-                or filename.endswith(os.sep + "importlib" + os.sep + "__init__.py")):
-            if frame.f_globals.get("__name__") == "__main__":
-                return True
-            path = os.path.abspath(filename)
-            return any(path.startswith(d + os.sep) for d in SCRIPT_DIRS)
-        frame = frame.f_back
-    return False
+    return script_is_caller(_HERE, 2)
 
 
 def _defining_module(module, name: str) -> str | None:

@@ -50,10 +50,11 @@ def unpatch_torch_compile():
 SCRIPT_DIRS: list[str] = []
 
 
-def _script_is_importing() -> bool:
-    """True when the import being served comes from the script (``__main__``) or a module next to it."""
-    frame = sys._getframe(1)
-    here = os.path.abspath(__file__)
+def script_is_caller(own_file: str, depth: int = 1) -> bool:
+    """True when the call ``depth`` frames up (past frames of ``own_file`` and importlib) comes from the script
+    (``__main__``) or a module next to it."""
+    frame = sys._getframe(depth + 1)
+    here = os.path.abspath(own_file)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not (filename.startswith("<frozen importlib") or os.path.abspath(filename) == here
@@ -64,6 +65,11 @@ def _script_is_importing() -> bool:
             return any(path.startswith(d + os.sep) for d in SCRIPT_DIRS)
         frame = frame.f_back
     return False
+
+
+def _script_is_importing() -> bool:
+    """True when the import being served comes from the script (``__main__``) or a module next to it."""
+    return script_is_caller(__file__, 1)
 
 
 def _needs_torch(what: str) -> str:
