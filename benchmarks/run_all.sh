@@ -11,3 +11,5 @@ $B train --layers 3 --document-length 512  --batch-size 8  --mini-batch-size 4 -
 $B encode --layers 3 --document-length 512 --encode-docs 64 --mini-batch-size 16 --steps 2 --json "$out"  # (c)
 # the Reason-ModernColBERT recipe's document_length: one mini-batch row at a time keeps torch's 8192² scores in memory
 $B train --layers 3 --document-length 8192 --batch-size 4 --mini-batch-size 1 --steps 2 --warmup 0 --json "$out"  # (a) 8192
+# the tests CI leaves out for time (marked slow): larger parity parametrizations, multi-process runs
+./run slow-tests

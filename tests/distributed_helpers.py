@@ -33,6 +33,24 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive free ports: ``mlx.launch --starting-port`` gives rank r port p + r, and
+    its fixed default would collide when two suites (``./run tests`` runs both venvs at once) launch together."""
+    for _ in range(50):
+        first = free_ports(1)[0]
+        socks = [socket.socket() for _ in range(n)]
+        try:
+            for i, s in enumerate(socks):
+                s.bind(("127.0.0.1", first + i))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
 def _env(extra=None) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
@@ -85,7 +103,8 @@ def mlx_launch(argv, n=2, timeout=120):
     launcher = str(launcher) if launcher.exists() else shutil.which("mlx.launch")
     if launcher is None:
         return None
-    proc = subprocess.run([launcher, "-n", str(n), "--backend", "ring", "--python", sys.executable, *argv],
+    proc = subprocess.run([launcher, "-n", str(n), "--backend", "ring", "--starting-port", str(free_port_run(n)),
+                           "--python", sys.executable, *argv],
                           capture_output=True, text=True, timeout=timeout, env=_env())
     if proc.returncode != 0:
         raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])

@@ -152,7 +152,7 @@ def test_pylate_colbert_on_gemma3_encodes_as_pylate(colbert_backbone, padding_si
 @pytest.mark.st5
 @pytest.mark.parametrize("loss_name,optimizer,lr,kwargs", [
     ("Contrastive", "adamw", 1e-3, {}),
-    ("CachedContrastive", "sgd", 0.02, {"mini_batch_size": 4}),
+    pytest.param("CachedContrastive", "sgd", 0.02, {"mini_batch_size": 4}, marks=pytest.mark.slow),  # ~10 s
 ])
 def test_pylate_losses_on_a_gemma3_colbert_train_as_pylate(colbert_backbone, tmp_path_factory, monkeypatch,
                                                             loss_name, optimizer, lr, kwargs):

@@ -432,7 +432,10 @@ def test_gather_across_devices_two_processes(tmp_path):
     script = tmp_path / "dist_child.py"
     script.write_text(DISTRIBUTED_SCRIPT)
     out = tmp_path / "result.json"
-    proc = subprocess.run([launcher, "-n", "2", "--backend", "ring", "--", sys.executable, str(script), str(out)],
+    from distributed_helpers import free_port_run
+
+    proc = subprocess.run([launcher, "-n", "2", "--backend", "ring", "--starting-port", str(free_port_run(2)), "--",
+                           sys.executable, str(script), str(out)],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if not out.exists():
         if "ring" in proc.stderr.lower() and "error" in proc.stderr.lower():

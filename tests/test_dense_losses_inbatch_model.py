@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slow_cases import split  # noqa: E402
+
 torch = pytest.importorskip("torch")
 
 from conftest import ST_MAJOR, _save_tiny, tiny_bert_config  # noqa: E402
@@ -120,7 +122,8 @@ class TrainsTheModelOnly(torch.nn.Module):
         return self.loss(features, labels)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", split(list(CASES), fast=[  # CI: one per loss family
+    "mnrl-pairs", "mnrl-symmetric", "cached-mnrl", "gist", "matryoshka-cached-mnrl"]))
 def test_training_parity(case, models, guides):
     name, n_columns, kwargs = CASES[case]
     torch_model, mlx_model = models()

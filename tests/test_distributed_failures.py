@@ -43,7 +43,7 @@ def test_two_rank_checkpoint_resumes_bit_identically_and_refuses_one_process(tmp
                                                                 "resume": str(ckpt)})
 
 
-@pytest.mark.parametrize("how", ["kill", "stop"])
+@pytest.mark.parametrize("how", ["kill", pytest.param("stop", marks=pytest.mark.slow)])  # stop (a hang): ~35 s
 def test_a_dead_or_hung_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_bert_dir, how):
     """SIGKILL: the OS closes the dead rank's heartbeat connection, so rank 0 stops at once naming rank 1
     (exit 125; MLX's ring logs the lost connection but does not always return from the waiting eval).

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 from distributed_helpers import torch_ddp, train_child  # noqa: E402
 
 
+@pytest.mark.slow  # ~50 s; CI keeps test_distributed's single-process per-rank comparison
 def test_two_ranks_equal_torch_ddp_gloo(tmp_path, tiny_bert_dir):
     import mlx.core as mx
 

@@ -21,6 +21,8 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+
+from slow_cases import split_indices  # noqa: E402
 from mlx.utils import tree_flatten
 
 from mlx_hf_bridge.pylate import losses as mlx_losses
@@ -237,7 +239,7 @@ CACHED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("backbone,expansion,n_negatives,optimizer,lr,kwargs", CACHED_CASES)
+@pytest.mark.parametrize("backbone,expansion,n_negatives,optimizer,lr,kwargs", split_indices(CACHED_CASES, {0, 1, 2}))
 def test_cached_contrastive_parity(folders, backbone, expansion, n_negatives, optimizer, lr, kwargs):
     """Default ``scale_gradients="pylate"``: PyLate's B x gradients, step for step."""
     from pylate import losses
@@ -487,6 +489,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~30 s; test_distributed's 2-rank equalities cover the gathered losses in CI
 def test_gather_across_devices_two_processes(folders, tmp_path):
     """Two ring-backend processes, 4 rows each: loss_r = W * mean CE of the local queries against
     every rank's documents; summed over ranks the gradients are W^2 x the one-process full-batch
@@ -504,7 +507,10 @@ def test_gather_across_devices_two_processes(folders, tmp_path):
     script.write_text(DISTRIBUTED_SCRIPT)
     out = tmp_path / "result.json"
     rows = make_rows(8, 1, seed=4)
-    cmd = [str(launcher if launcher.exists() else shutil.which("mlx.launch")), "-n", "2", "--backend", "ring", "--",
+    from distributed_helpers import free_port_run
+
+    cmd = [str(launcher if launcher.exists() else shutil.which("mlx.launch")), "-n", "2", "--backend", "ring",
+           "--starting-port", str(free_port_run(2)), "--",
            sys.executable, str(script), str(folders[("bert", True)]), str(out), json.dumps(rows)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})

@@ -4,6 +4,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from slow_cases import split_product  # noqa: E402
+
 from conftest import _save_tiny, tiny_bert_config, tiny_modernbert_config
 from mlx_hf_bridge.transformers import AutoModel
 
@@ -50,9 +52,9 @@ def test_bert_hidden_states(tmp_path, minilm_dir, seed, init_scale):
     assert_parity(folder, ids, mask)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("init_scale", [None, 0.2])
-@pytest.mark.parametrize("heads", [2, 4])  # head_dim 16: the fused CPU attention; 8: MLX ops
+# heads 2 -> head_dim 16: the fused CPU attention; 4 -> 8: MLX ops. CI: each path, each init
+@pytest.mark.parametrize("heads,init_scale,seed", split_product([2, 4], [None, 0.2], [0, 1, 2], fast=[
+    (2, None, 0), (2, 0.2, 1), (4, None, 2), (4, 0.2, 0)]))
 def test_modernbert_hidden_states_beyond_local_window(tmp_path, modernbert_tokenizer_dir, seed, init_scale, heads):
     # local_attention=16 -> half window 8; sequences of 70 cross it many times
     config = tiny_modernbert_config(num_attention_heads=heads)

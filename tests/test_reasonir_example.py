@@ -292,6 +292,7 @@ def _encode_with_real_pylate(final: Path):
     assert all(r["max_abs_diff"] <= 1e-5 for r in report["results"].values()), report["results"]
 
 
+@pytest.mark.slow  # ~30 s: the example on real PyLate (torch); the bridge run and its verify stay in CI
 def test_end_to_end_on_real_pylate_torch(tmp_path, tiny_modernbert):
     summary, final = _pipeline(tmp_path, [sys.executable, EXAMPLE / "train.py", "--backend", "torch"],
                                tiny_modernbert, extra=["--holdout", "4", "--eval_steps", "2"])

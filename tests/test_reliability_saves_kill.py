@@ -152,7 +152,9 @@ def new_model_reference(tmp_path_factory, saved_model_folder, pylate_source):
     return hashes(ref)
 
 
-@pytest.mark.parametrize("stage,nth", [("staged", 1), ("complete", 1), ("moved", 3)])
+# each kill is a ~11 s subprocess: CI kills at the first stage; the others run with the slow tests
+@pytest.mark.parametrize("stage,nth", [("staged", 1), pytest.param("complete", 1, marks=pytest.mark.slow),
+                                       pytest.param("moved", 3, marks=pytest.mark.slow)])
 def test_kill_during_model_save(tmp_path, saved_model_folder, new_model_reference, pylate_source, stage, nth):
     folder = tmp_path / "model"
     shutil.copytree(saved_model_folder, folder)
@@ -173,8 +175,9 @@ def test_kill_during_model_save(tmp_path, saved_model_folder, new_model_referenc
     assert not staging_dirs(folder)
 
 
-@pytest.mark.parametrize("stage", ["staged", "complete"])
-@pytest.mark.parametrize("kind", ["facade", "dense"])
+@pytest.mark.parametrize("stage,kind", [("staged", "facade"), ("complete", "dense"),
+                                        pytest.param("complete", "facade", marks=pytest.mark.slow),
+                                        pytest.param("staged", "dense", marks=pytest.mark.slow)])
 def test_kill_during_facade_and_dense_saves(tmp_path, tiny_bert_dir, pylate_source, kind, stage):
     """The same guarantee for the encoder export and a Dense module folder: killed before the save is
     complete, the previous save and the user's files are untouched; after, recovery gives exactly the

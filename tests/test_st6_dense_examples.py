@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slow_cases import split  # noqa: E402
+
 pytest.importorskip("sentence_transformers", minversion="6")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,12 +97,12 @@ def assert_pushed(hub, repo_suffix: str):
     assert pushed, sorted(hub.repos)
 
 
-@pytest.mark.parametrize("script, pushed", [
+@pytest.mark.parametrize("script, pushed", split([  # ~11 s each: CI runs one
     ("training_nli_v2.py", "-nli-v2"),
     ("matryoshka_nli.py", "-nli-matryoshka"),
     ("training_stsbenchmark.py", "-sts"),
     ("training_online_contrastive_loss.py", "-ocl"),
-])
+], fast=[("training_stsbenchmark.py", "-sts")]))
 def test_example_with_a_model_argument_runs_unmodified(hub, tmp_path, script, pushed):
     out = run_example(hub, tmp_path, script)
     assert "'train_loss'" in out or "train_loss" in out

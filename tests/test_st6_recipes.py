@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from slow_cases import split  # noqa: E402
+
 pytest.importorskip("sentence_transformers", minversion="6")
 
 from st6_training_helpers import *  # noqa: E402,F401,F403  (data, variants, step loops, assertions)
@@ -147,7 +149,7 @@ def msmarco_recipe(ns, recipe, model_dir, out):
     return model, [e["loss"] for e in trainer.state.log_history if "loss" in e]
 
 
-@pytest.mark.parametrize("recipe", ["contrastive", "cached", "kd"])
+@pytest.mark.parametrize("recipe", split(["contrastive", "cached", "kd"], fast=["contrastive"]))  # ~12 s each
 def test_msmarco_recipes_run_with_swapped_imports(st6_folders, tiny_modernbert_dir, tmp_path, recipe):
     """The same recipe code trains on real ST 6.2 and on the bridge; the bridge's final save loads in ST 6.2
     with identical outputs (the Dense projections start from each library's own random init, so the

@@ -170,7 +170,10 @@ def assert_same(got: dict, ref, label: str) -> float:
             assert np.array_equal(got[key], ref[key]), f"{label} {key}"
             continue
         err = float(np.abs(got[key] - ref[key]).max()) if ref[key].size else 0.0
-        assert err <= TOL, f"{label} {key}: max|d| {err:.2e} > {TOL}"
+        # a score sums a query's MaxSim over its (expanded, 32) tokens: float32 rounding grows with its size
+        # (un-normalised vectors give scores ~10-30), so the bound is of the scores' scale; vectors stay absolute
+        bound = TOL * max(1.0, float(np.abs(ref[key]).max())) if key.endswith("scores") and ref[key].size else TOL
+        assert err <= bound, f"{label} {key}: max|d| {err:.2e} > {bound:.2e}"
         worst = max(worst, err)
     return worst
 

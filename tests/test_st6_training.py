@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import pytest
 
+from slow_cases import split_indices  # noqa: E402
+
 pytest.importorskip("sentence_transformers", minversion="6")
 
 from st6_training_helpers import *  # noqa: E402,F401,F403  (data, variants, step loops, assertions)
@@ -42,7 +44,8 @@ LOSS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("loss_name,variant,n,optimizer,lr,kwargs", LOSS_CASES)
+# CI: each loss, each optimizer, ModernBERT once; the rest with the slow tests
+@pytest.mark.parametrize("loss_name,variant,n,optimizer,lr,kwargs", split_indices(LOSS_CASES, {0, 3, 4, 8, 10, 11}))
 def test_loss_parity(st6_folders, tmp_path, loss_name, variant, n, optimizer, lr, kwargs):
     torch_model, mlx_model = load_pair(st6_folders[variant])
 

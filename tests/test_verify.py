@@ -102,6 +102,7 @@ def test_bridge_misreading_a_weight_fails(tiny_bert_dir, monkeypatch):
     assert report["results"]["last_hidden_state"]["max_abs_diff"] > 1e-5
 
 
+@pytest.mark.slow  # ~13 s torch subprocess
 def test_torch_side_failure_is_an_error_not_a_crash(tmp_path, tiny_bert_dir):
     # the bridge reads the weights first (the non-finite check), so a broken file is named by it ...
     broken = tmp_path / "broken"
@@ -137,6 +138,7 @@ def test_colbert_export_passes_and_tampered_dense_fails(tmp_path, bridge_colbert
     assert all(r["max_abs_diff"] > 1e-5 for r in report["results"].values())
 
 
+@pytest.mark.slow  # ~14 s torch subprocess
 def test_relative_folder_reaches_the_torch_side(tmp_path, bridge_colbert_dir, monkeypatch):
     """``mlx-hf-bridge verify output/demo/final``: the torch child runs in a temp dir, so the
     relative path must be resolved before it is handed over (the demo hit this)."""
