@@ -72,6 +72,7 @@ def test_a_dead_or_hung_rank_stops_the_other_with_a_clear_error(tmp_path, tiny_b
     assert "resume_from_checkpoint=True" in logs[0]
 
 
+@pytest.mark.slow  # ~22 s of 2-rank launch for a guard; the kill and resume tests stay in CI
 def test_ranks_with_different_data_are_refused_before_any_step(tmp_path, tiny_bert_dir):
     """Rank 1 loads 20 rows, rank 0 24: the step's collectives would not pair up (a hang), so both refuse."""
     runs = {"bad": {**RUN, "save_steps": None, "n_rank1": 20}}
