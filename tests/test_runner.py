@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from example_modules import load_script_module
+
 import mlx_hf_bridge
 from mlx_hf_bridge import runner
 
@@ -301,11 +303,7 @@ def test_libraries_do_not_see_the_stub_unless_the_script_imports_torch(tmp_path,
 # --- PyLate's own training scripts, unchanged, on tiny local models and data --------------------------
 @pytest.fixture(scope="module")
 def local_data(tmp_path_factory):
-    sys.path.insert(0, str(PYLATE_SCRIPTS))
-    try:
-        import make_local_data
-    finally:
-        sys.path.remove(str(PYLATE_SCRIPTS))
+    make_local_data = load_script_module(PYLATE_SCRIPTS / "make_local_data.py", "pylate_make_local_data")
     out = tmp_path_factory.mktemp("pylate-local")
     return {
         "msmarco": make_local_data.msmarco_bm25(out),

@@ -20,6 +20,7 @@ from slow_cases import split  # noqa: E402
 pytest.importorskip("sentence_transformers", minversion="6")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from example_modules import load_script_module  # noqa: E402
 from hub_server import LocalHub  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +34,7 @@ SENTENCES = ["what causes tides", "Vaccines train the immune system.", "a short 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, tiny_bert_dir, minilm_dir):
-    import importlib.util
-
-    # by path, under its own name: examples/pylate_scripts has a make_local_data module too
-    spec = importlib.util.spec_from_file_location("st_make_local_data", SCRIPTS / "make_local_data.py")
-    make_local_data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_local_data)
+    make_local_data = load_script_module(SCRIPTS / "make_local_data.py", "st_make_local_data")
     from huggingface_hub import HfApi
 
     data = tmp_path_factory.mktemp("st-local")

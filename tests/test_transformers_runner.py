@@ -6,19 +6,17 @@ as runner_transformers documents (bridge models / Trainer / collators; real toke
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from example_modules import load_script_module
 from test_runner import _env, ok, run_script, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "transformers_scripts"
-sys.path.insert(0, str(EXAMPLES))
-
-from make_local_data import write as write_local_data  # noqa: E402
+write_local_data = load_script_module(EXAMPLES / "make_local_data.py", "transformers_make_local_data").write
 
 
 def test_docs_style_classification_script_runs_unmodified_and_loads_in_transformers(tmp_path, tiny_bert_dir):
