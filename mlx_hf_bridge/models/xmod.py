@@ -84,7 +84,6 @@ class XmodOutput(nn.Module):
 class XmodAttention(bert.BertAttention):
     def __init__(self, args: ModelArgs):
         super().__init__(args)
-        self.self = roberta.RobertaSelfAttention(args)
         self.pre_norm = args.pre_norm
 
     def __call__(self, x, bias):

@@ -73,11 +73,13 @@ class TaskModel(nn.Module):
     ``head_logits(hidden, attention_mask)`` and ``loss(logits, labels)``. Calling the model runs
     ``backbone -> head -> loss`` and returns a :class:`TaskOutput`.
 
-    ``padding_free=True`` runs the backbone packed where it can (ModernBERT with the CPU kernels:
-    real tokens only; BERT has no packed backbone and runs padded), and per-token heads (token
-    classification, MLM: ``per_token``) run on the real tokens only, their logits 0 at padding.
-    At real tokens everything equals the padded forward, so losses do too as long as padded
-    positions carry label -100 (HF's collators do; anything else is refused in this mode).
+    ``padding_free=True`` runs the backbone packed where it can (the CPU kernels' fused attention,
+    no attention-probability dropout while training: real tokens only, each row attending to
+    itself), and per-token heads (token classification, MLM: ``per_token``) run on the real tokens
+    only, their logits 0 at padding. At real tokens everything equals the padded forward, so losses
+    do too as long as padded positions carry label -100 (HF's collators do; anything else is
+    refused in this mode). Default: on for sequence-level heads (their logits and losses are the
+    padded ones), off for per-token heads (transformers returns logits at padded positions too).
     """
 
     task: str = ""
@@ -90,7 +92,7 @@ class TaskModel(nn.Module):
     def __init__(self, config, backbone: nn.Module):
         super().__init__()
         self.config = config
-        self.padding_free = False
+        self.padding_free = not self.per_token
         setattr(self, self.base_model_prefix, backbone)
 
     # --- forward -------------------------------------------------------------------------------
@@ -133,7 +135,9 @@ class TaskModel(nn.Module):
 
     def _backbone_hidden(self, input_ids, attention_mask, token_type_ids):
         backbone = self[self.base_model_prefix]
-        if not (self.padding_free and hasattr(type(backbone), "pack_sequences")):
+        # packing plans read the mask on the host, which mx.compile does not allow: a compiled step runs padded
+        if not (self.padding_free and hasattr(type(backbone), "pack_sequences")) or \
+                (attention_mask is not None and _host_values(attention_mask) is None):
             return backbone(input_ids, attention_mask, token_type_ids)
         backbone.pack_sequences = True
         try:

@@ -105,6 +105,7 @@ class ModernBertForMaskedLM(_ModernBertTask):
     def __init__(self, config):
         super().__init__(config, _backbone(config))
         self.per_token = not config.sparse_prediction  # sparse: HF's own real-token selection instead
+        self.padding_free = False  # without labels the logits cover every position, padded ones too
         self.head = ModernBertPredictionHead(config)
         self.decoder = OutputProjection(config.vocab_size, config.hidden_size,
                                         own_weight=not config.tie_word_embeddings, bias=config.decoder_bias)
