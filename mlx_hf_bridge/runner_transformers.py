@@ -6,12 +6,13 @@ module in its folder) is redirected, name by name:
 
 - the names :mod:`mlx_hf_bridge.transformers` provides (``Trainer``, ``TrainingArguments``,
   ``AutoModelForSequenceClassification`` ..., ``DataCollatorWithPadding`` ..., ``EarlyStoppingCallback``,
-  ``EvalPrediction``, ``TrainerCallback`` / ``TrainerState`` / ``TrainerControl``) resolve to the bridge's,
-  on ``transformers`` and on the submodules that define them (``transformers.trainer_utils``,
-  ``transformers.trainer_callback``, ``transformers.data.data_collator``, ...);
+  ``EvalPrediction``, ``TrainerCallback`` / ``TrainerState`` / ``TrainerControl``, ``pipeline`` and its
+  text-classification / fill-mask / token-classification classes) resolve to the bridge's, on
+  ``transformers`` and on the submodules that define them (``transformers.trainer_utils``,
+  ``transformers.trainer_callback``, ``transformers.data.data_collator``, ``transformers.pipelines``, ...);
 - a name that needs torch and that the bridge does not provide (a torch model class such as
   ``BertForSequenceClassification``, ``PreTrainedModel``, the other collators, ``get_linear_schedule_with_warmup``,
-  ``pipeline`` ...) raises :class:`TorchNameError` naming it and what to use instead; so does the script's
+  the other pipelines ...) raises :class:`TorchNameError` naming it and what to use instead; so does the script's
   import of a ``transformers...modeling_*`` module. Nothing falls back to torch;
 - everything else (``AutoTokenizer``, ``AutoConfig``, tokenizer and config classes, ``set_seed``,
   ``IntervalStrategy``, ``get_last_checkpoint``, ``HfArgumentParser`` ...) is the real transformers object.
@@ -33,7 +34,7 @@ from .torch_stub import bridge_version, script_is_caller
 # the submodules whose names a script imports directly (``from transformers.trainer_utils import EvalPrediction``)
 WRAPPED_SUBMODULES = ("transformers.trainer", "transformers.training_args", "transformers.trainer_utils",
                       "transformers.trainer_callback", "transformers.data", "transformers.data.data_collator",
-                      "transformers.models.auto", "transformers.models.auto.modeling_auto")
+                      "transformers.models.auto", "transformers.models.auto.modeling_auto", "transformers.pipelines")
 IMPORT_UTILS = "transformers.utils.import_utils"  # defines _LazyModule
 # transformers' modules (paths under the package) whose exports compute with torch: the bridge's name or an error
 TORCH_MODULES = ("trainer", "trainer_seq2seq", "trainer_pt_utils", "trainer_callback", "training_args_seq2seq",

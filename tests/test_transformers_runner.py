@@ -55,13 +55,17 @@ def test_names_resolve_to_the_bridge_tokenizers_stay_real_torch_names_are_refuse
         from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                                   EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
         from transformers.trainer_utils import EvalPrediction
+        from transformers import pipeline
+        from transformers.pipelines import TokenClassificationPipeline, pipeline as pipeline_from_submodule
         got = {name: obj.__module__ for name, obj in [
+            ("pipeline", pipeline), ("pipelines.pipeline", pipeline_from_submodule),
+            ("TokenClassificationPipeline", TokenClassificationPipeline),
             ("AutoModelForSequenceClassification", AutoModelForSequenceClassification), ("Trainer", Trainer),
             ("TrainingArguments", TrainingArguments), ("DataCollatorWithPadding", DataCollatorWithPadding),
             ("EarlyStoppingCallback", EarlyStoppingCallback), ("EvalPrediction", EvalPrediction),
             ("AutoTokenizer", AutoTokenizer), ("set_seed", set_seed)]}
         errors = {}
-        for name in ["BertForSequenceClassification", "get_linear_schedule_with_warmup"]:
+        for name in ["BertForSequenceClassification", "get_linear_schedule_with_warmup", "ZeroShotClassificationPipeline"]:
             try:
                 getattr(transformers, name)
             except ImportError as e:
@@ -76,11 +80,12 @@ def test_names_resolve_to_the_bridge_tokenizers_stay_real_torch_names_are_refuse
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
     got = json.loads(line[len("RESULT "):])
     for name in ["AutoModelForSequenceClassification", "Trainer", "TrainingArguments", "DataCollatorWithPadding",
-                 "EarlyStoppingCallback", "EvalPrediction"]:
+                 "EarlyStoppingCallback", "EvalPrediction", "pipeline", "pipelines.pipeline", "TokenClassificationPipeline"]:
         assert got["modules"][name].startswith("mlx_hf_bridge."), (name, got["modules"][name])
     for name in ["AutoTokenizer", "set_seed"]:
         assert got["modules"][name].startswith("transformers."), (name, got["modules"][name])
-    assert set(got["errors"]) == {"BertForSequenceClassification", "get_linear_schedule_with_warmup", "modeling_bert"}
+    assert set(got["errors"]) == {"BertForSequenceClassification", "get_linear_schedule_with_warmup", "modeling_bert",
+                                  "ZeroShotClassificationPipeline"}
     for name, (kind, message) in got["errors"].items():
         assert kind == "TorchNameError", (name, kind, message)
     assert "BertForSequenceClassification" in got["errors"]["BertForSequenceClassification"][1]

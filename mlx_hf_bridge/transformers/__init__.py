@@ -6,6 +6,8 @@ _FROM_TRANSFORMERS = ("AutoConfig", "AutoTokenizer")  # configs and tokenizers a
 _TRAINER = {"Trainer": "trainer", "TrainingArguments": "training_args", "EarlyStoppingCallback": "trainer_eval",
             "EvalPrediction": "trainer_eval", "PredictionOutput": "trainer_eval"}
 _ENGINE = ("TrainerCallback", "TrainerControl", "TrainerState")
+_PIPELINES = ("pipeline", "Pipeline", "TextClassificationPipeline", "FillMaskPipeline", "TokenClassificationPipeline",
+              "NerPipeline")
 _COLLATORS = ("DataCollatorForLanguageModeling", "DataCollatorForTokenClassification", "DataCollatorWithPadding",
               "DefaultDataCollator", "default_data_collator")
 
@@ -23,6 +25,10 @@ def __getattr__(name):
         from . import data_collator
 
         return getattr(data_collator, name)
+    if name in _PIPELINES:
+        from . import pipelines
+
+        return getattr(pipelines, name)
     if name in _FROM_TRANSFORMERS:  # lazily: importing them makes transformers import torch when installed
         import transformers
 
@@ -32,6 +38,7 @@ def __getattr__(name):
 
 __all__ = [
     *_COLLATORS,
+    *_PIPELINES,
     *_TRAINER,
     *_ENGINE,
     "AutoConfig",
