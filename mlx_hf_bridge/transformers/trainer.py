@@ -33,6 +33,7 @@ import logging
 import mlx.core as mx
 import numpy as np
 
+from ..engine import distributed
 from ..engine.trainer import Trainer as EngineTrainer
 from ..tasks.losses import label_smoothed_loss
 from . import trainer_checks, trainer_data as TD
@@ -58,8 +59,6 @@ class _ModelLoss:
         # takes r / accelerate_steps. The engine differentiates (what this returns) / window.
         if t._scaled_for_ga(n_items):
             loss = loss * window
-        if n_items is not None and t._averages_tokens():  # transformers: loss *= num_processes (DDP averages)
-            loss = loss * t._dp.size
         return loss / t._accelerate_steps() if t._accelerate_steps() != 1 else loss
 
 
@@ -129,6 +128,9 @@ class Trainer(EvaluationMixin, EngineTrainer):
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self._loss = _ModelLoss(self)
         self._pending: list = []
+        # as transformers: rank 0 alone prints (PrinterCallback) and reports, from the start (evaluate() too)
+        self.state.is_world_process_zero = self.is_world_process_zero()
+        self.state.is_local_process_zero = self.is_local_process_zero()
 
     # --- model introspection (transformers' rules) --------------------------------------------------
     @staticmethod
@@ -183,9 +185,12 @@ class Trainer(EvaluationMixin, EngineTrainer):
 
     def _averages_tokens(self) -> bool:
         """transformers' average_tokens_across_devices under data parallel (mlx.launch): num_items_in_batch
-        is summed over the ranks and the loss multiplied by their number. Not yet run under mlx.launch."""
+        is summed over the ranks and compute_loss multiplies the loss by their number (DDP then averages
+        the gradients). For heads that ignore num_items_in_batch (BERT's) this doubles the loss and its
+        gradient on 2 ranks, in training and in evaluation: reproduced (transformers on torch DDP shows it,
+        tests/test_distributed_transformers.py); average_tokens_across_devices=False gives one process's."""
         uses = self.model_accepts_loss_kwargs or self.compute_loss_func is not None
-        return bool(self._dp.active and self.args.average_tokens_across_devices and uses)
+        return bool(distributed.world_size() > 1 and self.args.average_tokens_across_devices and uses)
 
     def _accelerate_steps(self) -> int:
         """What accelerate's backward divides every loss by: gradient_accumulation_steps up to transformers
@@ -251,8 +256,6 @@ class Trainer(EvaluationMixin, EngineTrainer):
         batches = [self.collate_rows(self.train_dataset, idx) for idx in window]
         n_items = self.items_in(batches)
         if n_items is not None and self._averages_tokens():  # the count over every rank's window
-            from ..engine import distributed
-
             counts = distributed.agree(self._dp.world, [n_items], "counting num_items_in_batch", self._dp.timeout)
             n_items = int(sum(c[0] for c in counts))
         self._pending = [{"batch": b, "num_items_in_batch": n_items, "window": len(window)} for b in batches]
@@ -286,6 +289,8 @@ class Trainer(EvaluationMixin, EngineTrainer):
                                  f"{','.join(outputs.keys())}. For reference, the inputs it received are "
                                  f"{','.join(inputs.keys())}.")
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        if num_items_in_batch is not None and self._averages_tokens():  # transformers: loss *= num_processes
+            loss = loss * distributed.world_size()
         return (loss, outputs) if return_outputs else loss
 
     # --- set-up -------------------------------------------------------------------------------------
@@ -312,6 +317,20 @@ class Trainer(EvaluationMixin, EngineTrainer):
         self.collate_rows(self.train_dataset, range(min(2, len(self.train_dataset))))  # collator errors now
         self._model_prepared = True  # transformers' train() prepares the model: later evaluations report no
         # eval_model_preparation_time (unless an evaluation before training did)
+
+    def _evaluate(self, ignore_keys=None):
+        """Sharded over the ranks and gathered, as transformers under accelerate (the engine's default runs
+        the whole set on every rank)."""
+        metrics = self.evaluate(ignore_keys=ignore_keys)
+        if self.is_in_train:
+            self.model.train()
+        return metrics
+
+    def is_world_process_zero(self) -> bool:
+        return self.args.process_index == 0
+
+    def is_local_process_zero(self) -> bool:
+        return self.args.local_process_index == 0
 
     def create_optimizer_and_scheduler(self, num_training_steps: int):
         args = self.args

@@ -19,8 +19,10 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
+from ..engine import distributed
 from ..engine.callbacks import TrainerCallback
 from . import trainer_data as TD
+from .trainer_eval_dp import EvalGather, last_batch_rows, truncate
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class EvaluationMixin:
         output = self.evaluation_loop(eval_dataset, "Evaluation", True if self.compute_metrics is None else None,
                                       ignore_keys, metric_key_prefix)
         output.metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples,
-                                            math.ceil(output.num_samples / self.args.eval_batch_size)))
+                                            math.ceil(output.num_samples / self._total_eval_batch())))
         self.log(output.metrics)
         self.control = self._event("on_evaluate", metrics=output.metrics)
         return output.metrics
@@ -116,16 +118,29 @@ class EvaluationMixin:
         start = time.time()
         output = self.evaluation_loop(test_dataset, "Prediction", None, ignore_keys, metric_key_prefix)
         output.metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples,
-                                            math.ceil(output.num_samples / self.args.eval_batch_size)))
+                                            math.ceil(output.num_samples / self._total_eval_batch())))
         self.control = self._event("on_predict", metrics=output.metrics)
         return PredictionOutput(output.predictions, output.label_ids, output.metrics)
 
-    def _eval_batches(self, dataset):
-        n, bs = len(dataset), int(self.args.eval_batch_size)
+    def _total_eval_batch(self) -> int:
+        return int(self.args.eval_batch_size) * distributed.world_size()
+
+    _gather = None  # the running evaluation's EvalGather (prediction_step counts items over the ranks with it)
+
+    def _eval_batches(self, dataset, gather=None):
+        """The one-process batches in order; under data parallel, this rank's share of them."""
         order = self.eval_order(dataset)
-        stop = n - n % bs if self.args.dataloader_drop_last else n
-        for i in range(0, stop, bs):
-            yield order[i : i + bs]
+        batches = TD.EpochSampler(len(dataset), int(self.args.eval_batch_size), self.args.dataloader_drop_last,
+                                  lambda epoch: order)
+        return list(gather.shard(batches) if gather is not None else batches)
+
+    def _eval_gather(self):
+        """The collectives of a sharded evaluation, or None on one process (or inside ``local_only``)."""
+        world = distributed.group()
+        if world is None:
+            return None
+        timeout = float(getattr(self.args, "ddp_timeout", None) or distributed.DEFAULT_TIMEOUT)
+        return EvalGather(world, timeout)
 
     def evaluation_loop(self, dataset, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval") -> EvalLoopOutput:
@@ -137,24 +152,40 @@ class EvaluationMixin:
         self._model_prepared = True
         self.model.eval()
         include = set(args.include_for_metrics or [])
+        self._gather = gather = self._eval_gather()
+        if gather is not None:
+            gather.check_size(len(dataset))
+        batches = self._eval_batches(dataset, gather)
+        world = gather.world.size() if gather is not None else 1
+        keep = last_batch_rows(len(dataset), int(args.eval_batch_size), world, args.dataloader_drop_last)
+        pad = gather.pad_across if gather is not None else (lambda v: v)
+        share = gather.gather if gather is not None else (lambda v: v)
         losses, preds, labels, inputs_seen, n_seen = [], None, None, None, 0
-        for indices in self._eval_batches(dataset):
-            batch = self.collate_rows(dataset, indices)
-            loss, logits, batch_labels = self.prediction_step(self.model, batch, prediction_loss_only, ignore_keys)
-            n_seen += len(indices)
-            if loss is not None:
-                losses.append(np.full(len(indices), float(np.asarray(loss)), dtype=np.float32))
-            if "inputs" in include:
-                main = getattr(self.model, "main_input_name", "input_ids")
-                inputs_seen = TD.nested_concat(inputs_seen, np.asarray(batch[main]))
-            if logits is not None:
-                logits = _host(logits)
-                if self.preprocess_logits_for_metrics is not None:
-                    logits = _host(self.preprocess_logits_for_metrics(logits, batch_labels))
-                preds = TD.nested_concat(preds, logits)
-            if batch_labels is not None:
-                labels = TD.nested_concat(labels, _host(batch_labels))
-            self.control = self._event("on_prediction_step")
+        try:
+            for step, indices in enumerate(batches):
+                batch = self.collate_rows(dataset, indices)
+                loss, logits, batch_labels = self.prediction_step(self.model, batch, prediction_loss_only,
+                                                                  ignore_keys)
+                n_seen += len(indices)
+                # accelerate trims the last gathered batch to the rows of the set (wrap-around rows dropped)
+                trim = (lambda v: truncate(v, keep)) if step == len(batches) - 1 and keep and world > 1 else \
+                    (lambda v: v)
+                if loss is not None:
+                    losses.append(trim(share(np.full(len(indices), float(np.asarray(loss)), dtype=np.float32))))
+                if "inputs" in include:
+                    main = getattr(self.model, "main_input_name", "input_ids")
+                    inputs_seen = TD.nested_concat(inputs_seen, trim(share(pad(np.asarray(batch[main])))))
+                batch_labels = pad(_host(batch_labels)) if batch_labels is not None else None
+                if logits is not None:
+                    logits = pad(_host(logits))
+                    if self.preprocess_logits_for_metrics is not None:
+                        logits = _host(self.preprocess_logits_for_metrics(logits, batch_labels))
+                    preds = TD.nested_concat(preds, trim(share(logits)))
+                if batch_labels is not None:
+                    labels = TD.nested_concat(labels, trim(share(batch_labels)))
+                self.control = self._event("on_prediction_step")
+        finally:
+            self._gather = None
         all_losses = np.concatenate(losses) if losses else None
         metrics = {}
         if self.compute_metrics is not None and preds is not None and labels is not None:
@@ -189,8 +220,10 @@ class EvaluationMixin:
             labels = labels[0] if len(labels) == 1 else labels
         model_inputs = self.model_inputs(inputs)
         if has_labels or loss_without_labels:
-            loss, outputs = self.compute_loss(model, model_inputs, return_outputs=True,
-                                              num_items_in_batch=self.items_in([inputs]))
+            n_items = self.items_in([inputs])
+            if n_items is not None and self._gather is not None and self._averages_tokens():
+                n_items = self._gather.total(n_items)  # transformers gathers the count here too
+            loss, outputs = self.compute_loss(model, model_inputs, return_outputs=True, num_items_in_batch=n_items)
             loss = np.asarray(loss.astype(mx.float32)).mean()
             skip = [*ignore_keys, "loss"]
         else:

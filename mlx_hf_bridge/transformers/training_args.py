@@ -13,10 +13,15 @@ the fix, before any model or data work (``REFUSED``); torch/accelerate/hub knobs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import json
 import logging
+import os
+from enum import Enum
 
+from ..engine import distributed
 from ..sentence_transformers import training_args as _st
 from ..sentence_transformers.hf_fields import installed_fields, transformers_version
 
@@ -110,15 +115,104 @@ class TrainingArguments(_fields_class()):
     _validate = _ST._validate
     train_batch_size = _ST.train_batch_size
     eval_batch_size = _ST.eval_batch_size
-    should_save = _ST.should_save
     get_warmup_steps = _ST.get_warmup_steps
     to_dict = _ST.to_dict
     to_json_string = _ST.to_json_string
     __repr__ = __str__ = _ST.__repr__
 
+    # --- data parallel under mlx.launch, as transformers defines these under torch DDP ------------------
     @property
     def world_size(self) -> int:
-        return 1
+        return _world()[1]
+
+    @property
+    def process_index(self) -> int:
+        return _world()[0]
+
+    @property
+    def local_process_index(self) -> int:
+        rank, size = _world()
+        return local_rank(rank) if size > 1 else 0
+
+    @property
+    def n_gpu(self) -> int:
+        return 1 if _on_gpu() else 0  # transformers: 1 per process under DDP / on one device, 0 on CPU
+
+    @property
+    def parallel_mode(self) -> "ParallelMode":
+        return ParallelMode.DISTRIBUTED if self.world_size > 1 else ParallelMode.NOT_PARALLEL
+
+    @property
+    def should_log(self) -> bool:
+        return (self.local_process_index if self.log_on_each_node else self.process_index) == 0
+
+    @property
+    def should_save(self) -> bool:
+        return (self.local_process_index if self.save_on_each_node else self.process_index) == 0
+
+    @contextlib.contextmanager
+    def main_process_first(self, local=True, desc="work"):
+        """transformers' context: the main (local) process runs the block first, the others after it."""
+        world = distributed.group() if self.world_size > 1 else None
+        main = (self.local_process_index if local else self.process_index) == 0
+        if world is not None and not main:
+            distributed.barrier(world, f"waiting for the main process to finish {desc}", self._timeout())
+        try:
+            yield
+        finally:
+            if world is not None and main:
+                distributed.barrier(world, f"the main process finishing {desc}", self._timeout())
+
+    def _timeout(self) -> float:
+        return float(self.ddp_timeout or distributed.DEFAULT_TIMEOUT)
+
+
+class ParallelMode(Enum):
+    """transformers' ParallelMode (values as transformers spells them)."""
+
+    NOT_PARALLEL = "not_parallel"
+    NOT_DISTRIBUTED = "not_distributed"
+    DISTRIBUTED = "distributed"
+    SAGEMAKER_MODEL_PARALLEL = "sagemaker_model_parallel"
+    SAGEMAKER_DATA_PARALLEL = "sagemaker_data_parallel"
+    TPU = "tpu"
+
+
+def _world() -> tuple[int, int]:
+    """(rank, size) of the mlx.launch group, ignoring local_only blocks (arguments describe the launch)."""
+    import mlx.core as mx
+
+    if not mx.distributed.is_available():
+        return 0, 1
+    world = mx.distributed.init()
+    return (world.rank(), world.size()) if world.size() > 1 else (0, 1)
+
+
+def _on_gpu() -> bool:
+    import mlx.core as mx
+
+    return mx.default_device() == mx.gpu
+
+
+def local_rank(rank: int) -> int:
+    """This process's index among the ranks on its host: MPI's local rank, or for the ring backend the
+    earlier ranks of the hostfile with the same IP (``mlx.launch`` gives no per-host rank); JACCL runs
+    one rank per Mac (0); otherwise the world rank (one host)."""
+    for name in ("OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    if os.environ.get("MLX_IBV_DEVICES") or os.environ.get("MLX_JACCL_COORDINATOR"):
+        return 0
+    hostfile = os.environ.get("MLX_HOSTFILE")
+    if hostfile and os.path.isfile(hostfile):
+        try:
+            hosts = json.loads(open(hostfile, encoding="utf-8").read() or "[]")
+            ips = [str(h[0] if isinstance(h, list) else h).rsplit(":", 1)[0] for h in hosts]
+        except (ValueError, TypeError, IndexError):
+            ips = []
+        if len(ips) > rank:
+            return sum(ip == ips[rank] for ip in ips[:rank])
+    return rank
 
 
 # transformers 5.24 dropped warmup_ratio; the shared normalisation reads it (None: nothing to fold)
@@ -126,4 +220,4 @@ if not hasattr(TrainingArguments, "warmup_ratio"):
     TrainingArguments.warmup_ratio = None
 
 
-__all__ = ["TrainingArguments"]
+__all__ = ["ParallelMode", "TrainingArguments"]
