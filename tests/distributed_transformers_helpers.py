@@ -19,11 +19,20 @@ WORDS = "the a cat dog sat ran on under mat hat red blue green fast slow big sma
 EVAL_ROWS = 10  # 2 ranks x per-device 4: the last round holds rows 8-9 and 6 wrap-around rows
 
 
-def make_rows(tok, n: int, seed: int) -> list[dict]:
+def make_rows(tok, n: int, seed: int, task: str = "seq") -> list[dict]:
+    """Sequence labels (3 classes), or token tags (3) on each word's first sub-token (-100 elsewhere)."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
         words = [WORDS[i] for i in rng.integers(0, len(WORDS), int(rng.integers(3, 10)))]
+        if task == "tok":
+            enc = tok(words, is_split_into_words=True)
+            tags, prev, labels = rng.integers(0, 3, len(words)), None, []
+            for w in enc.word_ids():
+                labels.append(-100 if w is None or w == prev else int(tags[w]))
+                prev = w
+            rows.append({**enc, "labels": labels})
+            continue
         enc = dict(tok(" ".join(words)))
         enc["label"] = int(rng.integers(0, 3))
         rows.append(enc)
@@ -31,15 +40,20 @@ def make_rows(tok, n: int, seed: int) -> list[dict]:
 
 
 def accuracy(pred):
-    return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
+    """Accuracy over the labelled positions (token tasks: -100 marks padding and unlabelled sub-tokens)."""
+    labels, guess = np.asarray(pred.label_ids), np.argmax(pred.predictions, axis=-1)
+    keep = labels != -100
+    return {"accuracy": float((guess[keep] == labels[keep]).mean())}
 
 
 def arguments(cls, output_dir: str, o: dict, **extra):
     return cls(output_dir=output_dir, per_device_train_batch_size=o["batch"], per_device_eval_batch_size=4,
-               max_steps=o.get("steps", 10), learning_rate=1e-3, warmup_steps=2, weight_decay=0.01,
+               max_steps=o.get("steps", 10), learning_rate=1e-3, gradient_accumulation_steps=o.get("ga", 1),
+               warmup_steps=2, weight_decay=0.01,
                logging_steps=1, eval_strategy="steps", eval_steps=5, save_strategy="steps", save_steps=10,
                report_to="none", disable_tqdm=True, seed=7, adam_epsilon=o.get("eps", 1e-8),
-               average_tokens_across_devices=o.get("average_tokens", True), **extra)
+               average_tokens_across_devices=o.get("average_tokens", True), ddp_timeout=o.get("ddp_timeout", 1800),
+               **extra)
 
 
 def properties(args, trainer) -> dict:
@@ -52,7 +66,8 @@ def properties(args, trainer) -> dict:
 
 def record(out: str, rank: int, trainer, props: dict, metrics: dict, pred, weights: dict):
     history = trainer.state.log_history
-    steady = lambda m: {k: v for k, v in m.items() if not k.endswith(("_runtime", "_per_second", "_time"))}  # noqa: E731
+    timing = ("_runtime", "_per_second", "_time")
+    steady = lambda m: {k: v for k, v in m.items() if not k.endswith(timing)}  # noqa: E731
     result = {"rank": rank, **props, "losses": [h["loss"] for h in history if "loss" in h],
               "grad_norms": [float(h["grad_norm"]) for h in history if "grad_norm" in h],
               "train_evals": [steady(h) for h in history if "eval_loss" in h],
@@ -79,17 +94,22 @@ def run_mlx(out: str, model_dir: str, o: dict):
 
     world = mx.distributed.init()
     rank = world.rank() if world.size() > 1 else 0
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = B.AutoModelForSequenceClassification.from_pretrained(model_dir)
+    tok, task = AutoTokenizer.from_pretrained(model_dir), o.get("task", "seq")
+    auto = B.AutoModelForTokenClassification if task == "tok" else B.AutoModelForSequenceClassification
+    model = auto.from_pretrained(model_dir)
+    collator = B.DataCollatorForTokenClassification(tok) if task == "tok" else None
     # rank r > 0 is given its own output_dir: anything it wrote would show there (it must stay absent)
     output_dir = o["output_dir"] if rank == 0 else f"{o['output_dir']}-rank{rank}"
-    args = arguments(B.TrainingArguments, output_dir, o)
+    args = arguments(B.TrainingArguments, output_dir, {"ddp_timeout": 120, **o})
+    with args.main_process_first(desc="dataset map"):  # one barrier per rank: a wrong pairing would hang
+        train_rows = make_rows(tok, 24, 1, task)
     cls = Scaled if scale != 1 else B.Trainer
-    trainer = cls(model=model, args=args, train_dataset=make_rows(tok, 24, 1), eval_dataset=make_rows(tok, EVAL_ROWS, 2),
-                  processing_class=tok, compute_metrics=accuracy)
+    trainer = cls(model=model, args=args, train_dataset=train_rows,
+                  eval_dataset=make_rows(tok, EVAL_ROWS, 2, task), data_collator=collator, processing_class=tok,
+                  compute_metrics=accuracy)
     trainer.train()
     metrics = trainer.evaluate()
-    pred = trainer.predict(make_rows(tok, EVAL_ROWS, 2))
+    pred = trainer.predict(make_rows(tok, EVAL_ROWS, 2, task))
     trainer.save_model()
     weights = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
     record(out, rank, trainer, properties(args, trainer), metrics, pred, weights)
@@ -99,15 +119,17 @@ def run_torch(out: str, model_dir: str, o: dict):
     import torch
     import transformers as T
 
-    tok = T.AutoTokenizer.from_pretrained(model_dir)
-    model = T.AutoModelForSequenceClassification.from_pretrained(model_dir)
+    tok, task = T.AutoTokenizer.from_pretrained(model_dir), o.get("task", "seq")
+    auto = T.AutoModelForTokenClassification if task == "tok" else T.AutoModelForSequenceClassification
+    model = auto.from_pretrained(model_dir)
+    collator = T.DataCollatorForTokenClassification(tok) if task == "tok" else T.DataCollatorWithPadding(tok)
     args = arguments(T.TrainingArguments, o["output_dir"], o, use_cpu=True, ddp_backend="gloo")
-    trainer = T.Trainer(model=model, args=args, train_dataset=make_rows(tok, 24, 1),
-                        eval_dataset=make_rows(tok, EVAL_ROWS, 2), data_collator=T.DataCollatorWithPadding(tok),
-                        processing_class=tok, compute_metrics=accuracy)
+    trainer = T.Trainer(model=model, args=args, train_dataset=make_rows(tok, 24, 1, task),
+                        eval_dataset=make_rows(tok, EVAL_ROWS, 2, task), data_collator=collator, processing_class=tok,
+                        compute_metrics=accuracy)
     trainer.train()
     metrics = trainer.evaluate()
-    pred = trainer.predict(make_rows(tok, EVAL_ROWS, 2))
+    pred = trainer.predict(make_rows(tok, EVAL_ROWS, 2, task))
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     record(out, rank, trainer, properties(args, trainer), metrics, pred, {})
 

@@ -37,14 +37,22 @@ import distributed_transformers_helpers as H  # noqa: E402
 SCRIPT = str(Path(H.__file__).resolve())
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, minilm_dir):
-    path = tmp_path_factory.mktemp("tiny-bert-seq")
+def _tiny(tmp_path_factory, minilm_dir, auto, name):
+    path = tmp_path_factory.mktemp(name)
     torch.manual_seed(0)
-    T.AutoModelForSequenceClassification.from_config(tiny_bert_config(num_attention_heads=2, num_labels=3)) \
-        .save_pretrained(path)
+    auto.from_config(tiny_bert_config(num_attention_heads=2, num_labels=3)).save_pretrained(path)
     T.AutoTokenizer.from_pretrained(str(minilm_dir)).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, minilm_dir):
+    return _tiny(tmp_path_factory, minilm_dir, T.AutoModelForSequenceClassification, "tiny-bert-seq")
+
+
+@pytest.fixture(scope="module")
+def token_model_dir(tmp_path_factory, minilm_dir):
+    return _tiny(tmp_path_factory, minilm_dir, T.AutoModelForTokenClassification, "tiny-bert-tok")
 
 
 def bridge(n: int, out: Path, model_dir, **options) -> list[dict]:
@@ -136,7 +144,8 @@ def test_two_ranks_of_4_equal_one_process_of_8(tmp_path, model_dir):
     preds_rel = of_scale(two[0]["predictions"], ref["predictions"])
     assert two[0]["predictions"].shape == ref["predictions"].shape == (H.EVAL_ROWS, 3) and preds_rel <= 1e-4
     np.testing.assert_array_equal(two[0]["label_ids"], ref["label_ids"])
-    for metrics, ref_metrics in ((two[0]["metrics"], ref["metrics"]), (two[0]["predict_metrics"], ref["predict_metrics"])):
+    pairs = ((two[0]["metrics"], ref["metrics"]), (two[0]["predict_metrics"], ref["predict_metrics"]))
+    for metrics, ref_metrics in pairs:
         assert {k for k in metrics} == {k for k in ref_metrics}
         prefix = next(iter(metrics)).split("_")[0]
         assert metrics[f"{prefix}_accuracy"] == ref_metrics[f"{prefix}_accuracy"]
@@ -193,12 +202,16 @@ def test_without_average_tokens_two_ranks_equal_plain_one_process(tmp_path, mode
 
 
 @pytest.mark.slow
-def test_two_ranks_equal_transformers_on_torch_ddp(tmp_path, model_dir):
+@pytest.mark.parametrize("task,ga", [("seq", 1), ("tok", 2)])
+def test_two_ranks_equal_transformers_on_torch_ddp(task, ga, tmp_path, model_dir, token_model_dir):
     """Real transformers Trainer on 2 torch DDP processes (gloo) vs the bridge on 2 ring ranks, same weights,
     rows and arguments (adam_epsilon 1e-8): losses (x 2 in both), grad norms, eval metrics (eval_loss with
-    the padded last batch), predictions and the arguments' data-parallel properties."""
-    ours = bridge(2, tmp_path / "ours", model_dir, batch=4)
-    theirs = torch_ddp(2, tmp_path / "theirs", model_dir, batch=4)
+    the padded last batch), predictions and the arguments' data-parallel properties. Token classification
+    with gradient accumulation 2: num_items_in_batch summed over the ranks' windows, the token axis of
+    the gathered predictions padded across the ranks (-100)."""
+    start = token_model_dir if task == "tok" else model_dir
+    ours = bridge(2, tmp_path / "ours", start, batch=4, task=task, ga=ga)
+    theirs = torch_ddp(2, tmp_path / "theirs", start, batch=4, task=task, ga=ga)
     ranks_agree(ours)
     for mine, hf in zip(ours, theirs):
         for key in ("world_size", "process_index", "local_process_index", "parallel_mode", "should_log",
@@ -207,13 +220,17 @@ def test_two_ranks_equal_transformers_on_torch_ddp(tmp_path, model_dir):
     o, t = ours[0], theirs[0]
     assert len(o["losses"]) == len(t["losses"]) == 10
     assert rel(o["losses"], t["losses"]) <= 1e-4 and rel(o["grad_norms"], t["grad_norms"]) <= 1e-4
-    assert of_scale(o["predictions"], t["predictions"]) <= 1e-4
+    assert o["predictions"].shape == t["predictions"].shape
+    padded = t["predictions"] == -100  # token tasks: positions past a rank's batch length, -100 in both
+    np.testing.assert_array_equal(o["predictions"] == -100, padded)
+    assert of_scale(o["predictions"][~padded], t["predictions"][~padded]) <= 1e-4
     np.testing.assert_array_equal(o["label_ids"], t["label_ids"])
     for key in ("metrics", "predict_metrics"):
         assert o[key].keys() == t[key].keys()
         for name, value in t[key].items():
             assert abs(o[key][name] - value) <= 1e-4 * max(abs(value), 1e-6), (name, o[key][name], value)
     assert [e["step"] for e in o["train_evals"]] == [e["step"] for e in t["train_evals"]] == [5, 10, 10]
-    print(f"bridge vs torch DDP: losses {rel(o['losses'], t['losses']):.1e}, grad norms "
-          f"{rel(o['grad_norms'], t['grad_norms']):.1e}, eval_loss {o['metrics']['eval_loss']:.6f} vs "
-          f"{t['metrics']['eval_loss']:.6f}")
+    preds = of_scale(o["predictions"][~padded], t["predictions"][~padded])
+    print(f"bridge vs torch DDP ({task}, ga {ga}): losses {rel(o['losses'], t['losses']):.1e}, grad norms "
+          f"{rel(o['grad_norms'], t['grad_norms']):.1e}, predictions {preds:.1e} of scale, eval_loss "
+          f"{o['metrics']['eval_loss']:.6f} vs {t['metrics']['eval_loss']:.6f}")
