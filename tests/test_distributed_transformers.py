@@ -59,9 +59,8 @@ def bridge(n: int, out: Path, model_dir, **options) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     options.setdefault("output_dir", str(out / "run"))
     argv = [SCRIPT, "mlx", str(out), str(model_dir), json.dumps(options)]
-    if n == 1:
-        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300, env=DH._env())
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if n == 1:  # in this process: the same script, without a second start-up
+        H.run_mlx(str(out), str(model_dir), options)
     else:
         DH.run(argv, n=n, timeout=300, workdir=out)
     return H.load(out)
