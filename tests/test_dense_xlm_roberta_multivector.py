@@ -139,7 +139,7 @@ def test_pylate_training_on_xlm_roberta(tmp_path, monkeypatch, backbones, loss_n
     from test_losses_parity import assert_parity, contrastive_batches, load_pair, pylate_folder, run_mlx, run_torch
 
     from mlx_hf_bridge import kernels
-    from mlx_hf_bridge.models import roberta
+    from mlx_hf_bridge.models import packing
     from mlx_hf_bridge.pylate import losses as mlx_losses
 
     class Factory:  # pylate_folder takes a tmp_path_factory
@@ -151,8 +151,8 @@ def test_pylate_training_on_xlm_roberta(tmp_path, monkeypatch, backbones, loss_n
     folder = pylate_folder(Factory, backbones["init-0.2"], do_query_expansion=expansion)
     torch_model, mlx_model = load_pair(folder)
     batches = contrastive_batches(torch_model, mlx_model, 1)
-    plans, plan = [], roberta.SequencePacking.plan
-    monkeypatch.setattr(roberta.SequencePacking, "plan", lambda mask: plans.append(plan(mask)) or plans[-1])
+    plans, plan = [], packing.SequencePacking.plan
+    monkeypatch.setattr(packing.SequencePacking, "plan", lambda mask: plans.append(plan(mask)) or plans[-1])
     assert_parity(
         run_torch(torch_model, getattr(pylate_losses, loss_name)(torch_model, **kwargs), batches, optimizer, lr),
         run_mlx(mlx_model, getattr(mlx_losses, loss_name)(mlx_model, **kwargs), batches, optimizer, lr),

@@ -27,7 +27,7 @@ from conftest import ST_MAJOR  # noqa: E402
 from mlx_hf_bridge import kernels  # noqa: E402
 from mlx_hf_bridge import losses as mlx_losses  # noqa: E402
 from mlx_hf_bridge.dense import SentenceTransformer  # noqa: E402
-from mlx_hf_bridge.models import roberta  # noqa: E402
+from mlx_hf_bridge.models import packing  # noqa: E402
 
 if ST_MAJOR >= 6:
     from sentence_transformers.sentence_transformer import losses as st_losses
@@ -58,8 +58,8 @@ def test_encode_and_save_match_sentence_transformers(folders, tmp_path, monkeypa
     ref = reference(folder).encode(sentences, batch_size=13)
     model = SentenceTransformer(str(folder))
     assert type(model.transformer.auto_model).__module__.endswith("xlm_roberta")
-    plans, plan = [], roberta.SequencePacking.plan
-    monkeypatch.setattr(roberta.SequencePacking, "plan", lambda mask: plans.append(plan(mask)) or plans[-1])
+    plans, plan = [], packing.SequencePacking.plan
+    monkeypatch.setattr(packing.SequencePacking, "plan", lambda mask: plans.append(plan(mask)) or plans[-1])
     packed = model.encode(sentences, batch_size=13)  # padding-free: rows packed end to end where the kernel runs
     model.padding_free = False
     padded = model.encode(sentences, batch_size=13)
