@@ -53,7 +53,7 @@ def arguments(cls, output_dir: str, o: dict, **extra):
                logging_steps=1, eval_strategy="steps", eval_steps=5, save_strategy="steps", save_steps=10,
                report_to="none", disable_tqdm=True, seed=7, adam_epsilon=o.get("eps", 1e-8),
                average_tokens_across_devices=o.get("average_tokens", True), ddp_timeout=o.get("ddp_timeout", 1800),
-               **extra)
+               **o.get("args", {}), **extra)
 
 
 def properties(args, trainer) -> dict:

@@ -233,3 +233,40 @@ def test_two_ranks_equal_transformers_on_torch_ddp(task, ga, tmp_path, model_dir
     print(f"bridge vs torch DDP ({task}, ga {ga}): losses {rel(o['losses'], t['losses']):.1e}, grad norms "
           f"{rel(o['grad_norms'], t['grad_norms']):.1e}, predictions {preds:.1e} of scale, eval_loss "
           f"{o['metrics']['eval_loss']:.6f} vs {t['metrics']['eval_loss']:.6f}")
+
+
+def test_local_process_index_from_the_launch(monkeypatch, tmp_path):
+    """Ring hostfile: the earlier ranks on the same IP (torchrun's LOCAL_RANK for the same layout); MPI's
+    local rank when set; JACCL: one rank per Mac."""
+    from mlx_hf_bridge.transformers.training_args import local_rank
+
+    for name in ("OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK", "MLX_IBV_DEVICES",
+                 "MLX_JACCL_COORDINATOR"):
+        monkeypatch.delenv(name, raising=False)
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text(json.dumps([["10.0.0.1:5000"], ["10.0.0.1:5001"], ["10.0.0.2:5002", "10.0.1.2:5003"],
+                                 ["10.0.0.2:5004"], ["10.0.0.1:5005"]]))
+    monkeypatch.setenv("MLX_HOSTFILE", str(hosts))
+    assert [local_rank(r) for r in range(5)] == [0, 1, 0, 1, 2]
+    monkeypatch.setenv("MLX_IBV_DEVICES", str(tmp_path / "devices.json"))
+    assert local_rank(3) == 0
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "2")
+    assert local_rank(7) == 2
+
+
+@pytest.mark.slow
+def test_save_on_each_node_on_two_hosts_is_refused(tmp_path, model_dir):
+    """Two 'hosts' (127.0.0.1 and 127.0.0.2, both loopback) with save_on_each_node=True: both ranks stop
+    before training with the same error (the engine writes checkpoints on rank 0 only)."""
+    ports = DH.free_ports(2)
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps([[f"127.0.0.1:{ports[0]}"], [f"127.0.0.2:{ports[1]}"]]))
+    options = {"batch": 4, "steps": 2, "output_dir": str(tmp_path / "run"), "args": {"save_on_each_node": True}}
+    procs = [subprocess.Popen([sys.executable, SCRIPT, "mlx", str(tmp_path), str(model_dir), json.dumps(options)],
+                              stdout=open(tmp_path / f"rank{r}.log", "w"), stderr=subprocess.STDOUT,
+                              env=DH._env({"MLX_RANK": str(r), "MLX_HOSTFILE": str(hostfile)})) for r in range(2)]
+    codes, logs = DH.wait(procs, 300, tmp_path)
+    assert codes[0] != 0 and codes[1] != 0, codes
+    for log in logs:
+        assert "save_on_each_node=True with 2 hosts is not supported" in log, log[-2000:]
+    assert not (tmp_path / "run" / "checkpoint-2").exists()

@@ -310,6 +310,7 @@ class Trainer(EvaluationMixin, EngineTrainer):
         if self.args.per_device_train_batch_size < 1:
             raise ValueError(f"per_device_train_batch_size={self.args.per_device_train_batch_size} must be >= 1.")
         trainer_checks.check_training_labels(self.model, self.train_dataset, self.label_names)
+        trainer_checks.refuse_save_on_each_node(self.args)
         if self.eval_dataset is not None and not isinstance(self.eval_dataset, dict):
             trainer_checks.check_training_labels(self.model, self.eval_dataset, self.label_names, split="eval")
             if str(self.args.eval_strategy) != "no":

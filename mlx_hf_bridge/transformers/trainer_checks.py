@@ -116,3 +116,21 @@ def _check_token_labels(dataset, values, num_labels, where):
             raise ValueError(f"{where}: row {i} has labels {sorted(set(bad))[:5]} outside 0..{num_labels - 1} "
                              f"(num_labels={num_labels}; -100 marks ignored tokens). Fix the labels or load the "
                              "model with num_labels=<number of tags>.")
+
+
+def refuse_save_on_each_node(args):
+    """save_on_each_node=True on several hosts: transformers writes every checkpoint on each host's first
+    process; the engine writes on rank 0 alone, so the other hosts would have nothing to resume from.
+    Refused on every rank alike (the ranks compare their local indices first)."""
+    if not getattr(args, "save_on_each_node", False) or args.world_size == 1:
+        return
+    from ..engine import distributed
+
+    world = distributed.group()
+    seen = distributed.agree(world, [float(args.local_process_index)], "comparing the ranks' hosts", args._timeout())
+    hosts = sum(int(row[0]) == 0 for row in seen)
+    if hosts > 1:
+        raise ValueError(f"save_on_each_node=True with {hosts} hosts is not supported on MLX: checkpoints and the "
+                         "final model are written by rank 0 alone. Set save_on_each_node=False and put output_dir "
+                         "on a folder every host sees (a shared disk), or copy rank 0's checkpoint to each host "
+                         "before resuming.")
