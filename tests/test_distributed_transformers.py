@@ -55,12 +55,14 @@ def token_model_dir(tmp_path_factory, minilm_dir):
     return _tiny(tmp_path_factory, minilm_dir, T.AutoModelForTokenClassification, "tiny-bert-tok")
 
 
-def bridge(n: int, out: Path, model_dir, **options) -> list[dict]:
+def bridge(n: int, out: Path, model_dir, launcher="self", **options) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     options.setdefault("output_dir", str(out / "run"))
     argv = [SCRIPT, "mlx", str(out), str(model_dir), json.dumps(options)]
     if n == 1:  # in this process: the same script, without a second start-up
         H.run_mlx(str(out), str(model_dir), options)
+    elif launcher == "mlx.launch":
+        assert DH.mlx_launch(argv, n=n, timeout=300) is not None, "mlx.launch not found"
     else:
         DH.run(argv, n=n, timeout=300, workdir=out)
     return H.load(out)
@@ -187,9 +189,10 @@ def test_two_ranks_of_4_equal_one_process_of_8(tmp_path, model_dir):
 
 @pytest.mark.slow
 def test_without_average_tokens_two_ranks_equal_plain_one_process(tmp_path, model_dir):
-    """average_tokens_across_devices=False: no loss x world size, so 2 x 4 is the unscaled batch-8 run."""
+    """average_tokens_across_devices=False: no loss x world size, so 2 x 4 is the unscaled batch-8 run.
+    Started by the real ``mlx.launch -n 2 --backend ring`` (the unmodified script)."""
     one = bridge(1, tmp_path / "one", model_dir, batch=8, eps=1e-3)
-    two = bridge(2, tmp_path / "two", model_dir, batch=4, eps=1e-3, average_tokens=False)
+    two = bridge(2, tmp_path / "two", model_dir, launcher="mlx.launch", batch=4, eps=1e-3, average_tokens=False)
     ranks_agree(two)
     (ref,) = one
     assert rel(two[0]["losses"], ref["losses"]) <= 1e-5 and rel(two[0]["grad_norms"], ref["grad_norms"]) <= 1e-5

@@ -14,6 +14,12 @@ checkpoints, resume); this façade supplies transformers' data side:
 - ``num_items_in_batch``: counted over each accumulation window (labels != -100) and passed to the
   model, as transformers does for models whose forward takes ``**kwargs`` (all its heads).
 
+Data parallel under ``mlx.launch`` (the engine's: per-rank shards of each global batch, averaged
+gradients, rank 0 alone writes): ``evaluate`` / ``predict`` are sharded and gathered as accelerate does
+(``trainer_eval_dp``), and with ``average_tokens_across_devices`` (default) ``num_items_in_batch`` is
+summed over the ranks and compute_loss multiplies the loss by their number, as transformers does, also
+for heads that ignore the count (BERT's: 2 ranks log, evaluate and step with 2 x the loss).
+
 Gradient accumulation quirks, reproduced (``reproduce_ga_loss_scaling = False`` gives the window mean
 for loss and gradient instead). transformers then skips its ``1 / gradient_accumulation_steps``
 scaling, also for the heads that ignore ``num_items_in_batch`` (every BERT head, ModernBERT's

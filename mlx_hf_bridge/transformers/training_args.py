@@ -9,6 +9,10 @@ The fields are exactly those of the *installed* transformers (read from its sour
 
 Fields that would change results and that the MLX trainer does not reproduce are refused here, with
 the fix, before any model or data work (``REFUSED``); torch/accelerate/hub knobs are accepted.
+
+Under ``mlx.launch``: ``world_size`` / ``process_index`` / ``local_process_index`` / ``parallel_mode`` /
+``should_log`` / ``should_save`` / ``main_process_first`` as transformers defines them under torch DDP
+(checked against it in tests/test_distributed_transformers.py).
 """
 
 from __future__ import annotations
