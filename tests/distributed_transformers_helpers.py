@@ -43,7 +43,13 @@ def accuracy(pred):
     """Accuracy over the labelled positions (token tasks: -100 marks padding and unlabelled sub-tokens)."""
     labels, guess = np.asarray(pred.label_ids), np.argmax(pred.predictions, axis=-1)
     keep = labels != -100
-    return {"accuracy": float((guess[keep] == labels[keep]).mean())}
+    out = {"accuracy": float((guess[keep] == labels[keep]).mean())}
+    if getattr(pred, "inputs", None) is not None:  # include_for_metrics: the gathered, -100-padded input_ids
+        ids = np.asarray(pred.inputs)
+        out.update(inputs_width=ids.shape[1], inputs_sum=float(np.where(ids == -100, 0, ids + 1).sum()))
+    if getattr(pred, "losses", None) is not None:
+        out.update(losses_rows=len(pred.losses), losses_mean=float(np.mean(pred.losses)))
+    return out
 
 
 def arguments(cls, output_dir: str, o: dict, **extra):

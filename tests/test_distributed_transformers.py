@@ -210,10 +210,11 @@ def test_two_ranks_equal_transformers_on_torch_ddp(task, ga, tmp_path, model_dir
     rows and arguments (adam_epsilon 1e-8): losses (x 2 in both), grad norms, eval metrics (eval_loss with
     the padded last batch), predictions and the arguments' data-parallel properties. Token classification
     with gradient accumulation 2: num_items_in_batch summed over the ranks' windows, the token axis of
-    the gathered predictions padded across the ranks (-100)."""
+    the gathered predictions and inputs padded across the ranks (-100), include_for_metrics' losses."""
     start = token_model_dir if task == "tok" else model_dir
-    ours = bridge(2, tmp_path / "ours", start, batch=4, task=task, ga=ga)
-    theirs = torch_ddp(2, tmp_path / "theirs", start, batch=4, task=task, ga=ga)
+    extra = {"args": {"include_for_metrics": ["inputs", "loss"]}} if task == "tok" else {}
+    ours = bridge(2, tmp_path / "ours", start, batch=4, task=task, ga=ga, **extra)
+    theirs = torch_ddp(2, tmp_path / "theirs", start, batch=4, task=task, ga=ga, **extra)
     ranks_agree(ours)
     for mine, hf in zip(ours, theirs):
         for key in ("world_size", "process_index", "local_process_index", "parallel_mode", "should_log",
@@ -227,8 +228,9 @@ def test_two_ranks_equal_transformers_on_torch_ddp(task, ga, tmp_path, model_dir
     np.testing.assert_array_equal(o["predictions"] == -100, padded)
     assert of_scale(o["predictions"][~padded], t["predictions"][~padded]) <= 1e-4
     np.testing.assert_array_equal(o["label_ids"], t["label_ids"])
-    for key in ("metrics", "predict_metrics"):
+    for key, prefix in (("metrics", "eval"), ("predict_metrics", "test")):
         assert o[key].keys() == t[key].keys()
+        assert task != "tok" or {f"{prefix}_inputs_sum", f"{prefix}_losses_mean"} <= o[key].keys()
         for name, value in t[key].items():
             assert abs(o[key][name] - value) <= 1e-4 * max(abs(value), 1e-6), (name, o[key][name], value)
     assert [e["step"] for e in o["train_evals"]] == [e["step"] for e in t["train_evals"]] == [5, 10, 10]
