@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from .verify import main as verify_main
 
         return verify_main(argv[1:])
+    if argv and argv[0] == "serve":
+        from .serving import main as serve_main
+
+        return serve_main(argv[1:])
     if argv and argv[0] == "demo":
         from .demo import main as demo_main
 
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("verify", help="compare a saved folder (PyLate ColBERT, sentence-transformers dense or ST 6 "
                    "multi-vector, Hugging Face) with the torch library: verify <folder>")
     sub.add_parser("demo", help="offline demo: fine-tune MiniLM as a ColBERT on BoolQ, evaluate, export")
+    sub.add_parser("serve", help="serve a ColBERT's embeddings over HTTP (PyLate's /v1/embeddings): serve MODEL")
     args = parser.parse_args(argv)
     return cmd_env(args)
 

@@ -149,8 +149,8 @@ def test_usage_and_missing_script():
 @pytest.mark.parametrize(
     "code, what",
     [
-        ("from pylate import server", "pylate.server"),
-        ("import pylate.server", "pylate.server"),
+        ("from pylate import hf_hub", "pylate.hf_hub"),
+        ("import pylate.hf_hub", "pylate.hf_hub"),
         ("from pylate.models import NotAThing", "pylate.models.NotAThing"),
         ("from pylate.losses import NotALoss", "pylate.losses.NotALoss"),
         ("import pylate.models\npylate.models.NotAThing", "pylate.models.NotAThing"),
@@ -175,7 +175,7 @@ def test_missing_names_fail_naming_the_name_the_module_and_the_bridge_version(tm
 def test_a_script_can_still_catch_a_missing_name(tmp_path):
     script = write(tmp_path, """
         try:
-            from pylate import server
+            from pylate import hf_hub
         except ImportError as exc:
             print("CAUGHT", type(exc).__name__)
         try:

@@ -7,7 +7,7 @@ import importlib
 
 from .. import __version__
 
-_SUBMODULES = ("evaluation", "indexes", "losses", "models", "rank", "retrieve", "scores", "utils")
+_SUBMODULES = ("evaluation", "indexes", "losses", "models", "rank", "retrieve", "scores", "server", "utils")
 __all__ = [*_SUBMODULES, "__version__"]
 
 
