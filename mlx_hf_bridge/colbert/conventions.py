@@ -31,6 +31,8 @@ class PyLateColumns:
     """PyLate 1.6's conventions (pylate-api.md §4)."""
 
     name = "pylate"
+    # PyLate multiplies a loss over gathered documents by the world size (Contrastive: ``loss *= get_world_size()``)
+    gathered_loss_times_world = True
 
     def embed(self, model, features: dict, column: int, packed: bool) -> mx.array:
         return _embed(model, features, packed=packed)
@@ -59,6 +61,7 @@ class MultiVectorEncoderColumns:
     computed here on the full-width features so that padding-free cuts cannot change it."""
 
     name = "multi_vector_encoder"
+    gathered_loss_times_world = False  # ST 6 does not scale it
 
     def embed(self, model, features: dict, column: int, packed: bool) -> mx.array:
         # packed rows leave padded positions exactly 0; modules.Normalize has a zero gradient there

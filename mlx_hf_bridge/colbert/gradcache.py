@@ -30,6 +30,7 @@ from .loss_common import (
     check_contrastive_inputs,
     cross_entropy,
     fit_for_scoring,
+    widen_across_ranks,
 )
 from .padding import pad_to
 from .scores import ColBERTScores
@@ -181,6 +182,7 @@ class CachedContrastive(GradCache):
         anchors, docs, masks = fit_for_scoring(anchors, docs, masks, fixed_width=world is not None)
         batch_size = anchors.shape[0]
         if world is not None:
+            docs, masks = widen_across_ranks(world, docs, masks)
             # Gathered values only; the gradient is routed back to the local slice by hand below.
             docs = [mx.stop_gradient(distributed._gather_raw(d, world)) for d in docs]
             masks = _gather_masks(masks)
@@ -188,6 +190,10 @@ class CachedContrastive(GradCache):
         docs_mask_stacked = mx.stack(masks[1:], axis=1)
         targets = _contrastive_targets(batch_size, len(docs), world.rank() if world is not None else 0)
         return anchors, docs, q_mask, docs_mask_stacked, targets, world
+
+    def _loss_scale(self, world) -> int:
+        """PyLate scales a loss over gathered documents by the world size; ST 6 does not."""
+        return world.size() if world is not None and self.columns.gathered_loss_times_world else 1
 
     def _chunk_loss(self, anchors_chunk, docs, q_mask_chunk, docs_mask_stacked, targets_chunk, world_size):
         scores = self.score_metric(
@@ -205,7 +211,7 @@ class CachedContrastive(GradCache):
     def calculate_loss(self, reps, masks) -> mx.array:
         """The loss from cached embeddings, without gradients (evaluation path)."""
         anchors, docs, q_mask, docs_mask, targets, world = self._loss_terms(reps, masks)
-        world_size = world.size() if world is not None else 1
+        world_size = self._loss_scale(world)
         batch_size = anchors.shape[0]
         losses = []
         for begin, end in self._chunks(batch_size):
@@ -221,7 +227,7 @@ class CachedContrastive(GradCache):
     def calculate_loss_and_cache_gradients(self, reps, masks) -> mx.array:
         """The loss, and ``self.cache``: d(sum of chunk losses)/d(embeddings) per column and slice."""
         anchors, docs, q_mask, docs_mask, targets, world = self._loss_terms(reps, masks)
-        world_size = world.size() if world is not None else 1
+        world_size = self._loss_scale(world)
         batch_size = anchors.shape[0]
         grad_fn = mx.value_and_grad(self._chunk_loss, argnums=(0, 1))
         losses, anchor_grads = [], []

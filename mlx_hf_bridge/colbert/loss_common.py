@@ -154,6 +154,19 @@ def column_width(feature: dict, trims: bool) -> int:
     return padding.trimmed_width(feature) if trims else feature["attention_mask"].shape[1]
 
 
+def widen_across_ranks(world, documents: list[mx.array], masks: list[mx.array]):
+    """Document columns (one width after :func:`fit_for_scoring`) and their masks zero / False-padded
+    to the widest rank's width, so that they can be all-gathered: ST 6's ``all_gather_padded`` (each
+    rank's collator pads to its own longest row). PyLate's fixed collator width agrees already."""
+    from ..engine import distributed as engine_distributed
+
+    width = documents[0].shape[1]
+    widest = int(max(row[0] for row in engine_distributed.agree(world, [float(width)], "comparing document widths")))
+    if widest == width:
+        return documents, masks
+    return [padding.pad_to(d, widest) for d in documents], [masks[0], *[padding.pad_to(m, widest) for m in masks[1:]]]
+
+
 def fit_for_scoring(queries: mx.array, documents: list[mx.array], masks: list[mx.array], fixed_width: bool = False):
     """Bring trimmed embeddings back to one scoring layout: queries and their mask to the query
     width; every document column to :func:`padding.scoring_width` (with the masks cut or padded

@@ -42,6 +42,7 @@ from .loss_common import (
     extract_skiplist_mask,
     fit_for_scoring,
     normalize,
+    widen_across_ranks,
 )
 from .padding import trim
 from .scores import ColBERTScores, colbert_kd_scores
@@ -151,8 +152,9 @@ class Contrastive:
         embeddings = [query, *documents]
         batch_size = embeddings[0].shape[0]
         if world is not None:
+            documents, masks = widen_across_ranks(world, embeddings[1:], masks)
             # Only documents are gathered (queries stay local, open_clip#616); masks without gradients.
-            embeddings = [embeddings[0], *[distributed.gather_with_gradients(e, world) for e in embeddings[1:]]]
+            embeddings = [embeddings[0], *[distributed.gather_with_gradients(e, world) for e in documents]]
             masks = _gather_masks(masks)
         n_docs = len(embeddings) - 1
         docs_stacked = mx.stack(embeddings[1:], axis=1)
@@ -174,7 +176,7 @@ class Contrastive:
         scores = mx.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
         targets = _contrastive_targets(batch_size, n_docs, world.rank() if world is not None else 0)
         loss = cross_entropy(self._logits(scores), targets, "mean" if self.size_average else "sum")
-        if world is not None:
+        if world is not None and self.columns.gathered_loss_times_world:
             loss = loss * world.size()
         return loss
 

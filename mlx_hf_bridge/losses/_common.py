@@ -30,21 +30,6 @@ def check_scale(scale):
         raise ValueError("Scale must be a positive value.")
 
 
-def refuse_multi_process_gather(loss):
-    """On one process gather is the identity (the loss runs). Across processes ST 6 first pads every
-    rank's document columns to the widest rank's width; the bridge does not reproduce that yet."""
-    from ..colbert import distributed
-
-    if loss.gather_across_devices and distributed.group() is not None:
-        raise NotImplementedError(
-            f"{type(loss).__name__}(gather_across_devices=True) across {distributed.group().size()} processes is "
-            "not supported on MLX yet: ST 6 pads each rank's document columns to the widest rank before "
-            "gathering, which the bridge does not reproduce. Set gather_across_devices=False, or use PyLate's "
-            "spelling (mlx_hf_bridge.pylate.losses.Contrastive / CachedContrastive), which gathers at the "
-            "collator's fixed width."
-        )
-
-
 def check_teacher_scores(loss, scores: np.ndarray, teacher_temperature: float) -> None:
     """ST 6's first-batch look at a distillation loss's teacher target: NaN raises; a float32 softmax
     that underflows some candidates to zero warns (those carry no gradient)."""

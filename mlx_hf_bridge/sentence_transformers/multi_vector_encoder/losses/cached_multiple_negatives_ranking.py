@@ -12,7 +12,7 @@ import numpy as np
 from ....colbert.conventions import MULTI_VECTOR_ENCODER, colbert_scores
 from ....losses.gradcache import token_budget_ranges
 from ....colbert.gradcache import CachedContrastive
-from ._common import check_scale, refuse_multi_process_gather, similarity_fct_name
+from ._common import check_scale, similarity_fct_name
 
 
 class CachedMultiVectorMultipleNegativesRankingLoss(CachedContrastive):
@@ -52,7 +52,9 @@ class CachedMultiVectorMultipleNegativesRankingLoss(CachedContrastive):
     score_mini_batch_size
         Queries per scoring chunk. Defaults to ``mini_batch_size``.
     gather_across_devices
-        Gather document embeddings across ``mx.distributed`` ranks; on one process the identity.
+        Gather document embeddings across ``mx.distributed`` ranks (each rank's columns zero-padded to the
+        widest rank's width first, as ST 6; unlike PyLate, the loss is not scaled by the world size); on one
+        process the identity.
     show_progress_bar
         tqdm bars for the embedding / scoring passes.
     """
@@ -89,15 +91,6 @@ class CachedMultiVectorMultipleNegativesRankingLoss(CachedContrastive):
     def _logits(self, scores: mx.array) -> mx.array:
         return scores * self.scale
 
-    def value_and_grad(self, sentence_features, labels=None):
-        refuse_multi_process_gather(self)
-        return super().value_and_grad(sentence_features, labels)
-
-    def __call__(self, sentence_features, labels=None) -> mx.array:
-        refuse_multi_process_gather(self)
-        return super().__call__(sentence_features, labels)
-
-    forward = __call__
 
     def _ranges(self, sentence_feature: dict) -> list[tuple[int, int]]:
         if self.mini_batch_num_tokens is None:

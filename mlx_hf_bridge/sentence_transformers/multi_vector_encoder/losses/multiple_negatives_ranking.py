@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from ....colbert.conventions import MULTI_VECTOR_ENCODER, RowChunks, colbert_scores
 from ....colbert.losses import Contrastive
-from ._common import check_scale, refuse_multi_process_gather, similarity_fct_name
+from ._common import check_scale, similarity_fct_name
 
 
 class MultiVectorMultipleNegativesRankingLoss(Contrastive):
@@ -45,7 +45,9 @@ class MultiVectorMultipleNegativesRankingLoss(Contrastive):
     score_mini_batch_size
         Score queries in chunks of this size (transient scoring memory only).
     gather_across_devices
-        Gather document embeddings across ``mx.distributed`` ranks; on one process the identity.
+        Gather document embeddings across ``mx.distributed`` ranks (each rank's columns zero-padded to the
+        widest rank's width first, as ST 6; unlike PyLate, the loss is not scaled by the world size); on one
+        process the identity.
     """
 
     # (min text columns, max text columns or None, needs labels, roles): read by the trainer's checks
@@ -73,11 +75,6 @@ class MultiVectorMultipleNegativesRankingLoss(Contrastive):
     def _logits(self, scores: mx.array) -> mx.array:
         return scores * self.scale
 
-    def __call__(self, sentence_features, labels=None) -> mx.array:
-        refuse_multi_process_gather(self)
-        return super().__call__(sentence_features, labels)
-
-    forward = __call__
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
