@@ -267,6 +267,12 @@ def _train_one(out: str, model_dir: str, options: dict):
 
         model = SentenceTransformer(model_dir)
         loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
+    elif kind == "st6-mv":  # an ST 6 MultiVectorEncoder folder, the ST 6 trainer's multi-vector path
+        from mlx_hf_bridge.sentence_transformers import MultiVectorEncoder
+        from mlx_hf_bridge.sentence_transformers.multi_vector_encoder import losses
+
+        model = MultiVectorEncoder(model_dir)
+        loss = losses.MultiVectorMultipleNegativesRankingLoss(model, gather_across_devices=gather)
     else:
         from mlx_hf_bridge.pylate import losses, models, utils
 

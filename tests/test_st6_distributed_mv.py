@@ -3,7 +3,7 @@ world 1 x batch 8 (per-step losses, first-step gradients and final weights <= 1e
 own single-process batch-8 run on torch (losses and first-step gradients <= 1e-4). The ranks' document
 columns have different widths (ST 6's collator pads each to its own longest row): both pad to the widest
 rank's before gathering, as ST 6's ``all_gather_padded``; unlike PyLate's, the loss is not scaled by the
-world size. The uncached and the GradCache variant run in one launch."""
+world size. The uncached and the GradCache variant run in one launch; the ST 6 trainer itself (slow) too.
 
 from __future__ import annotations
 
@@ -110,3 +110,18 @@ def test_two_ranks_gathering_equal_one_process_and_st6_on_torch(folder, tmp_path
         assert weights.keys() == single.keys()
         for key, w in single.items():
             assert float(np.abs(weights[key] - w).max()) <= 1e-5 * max(1.0, float(np.abs(w).max())), key
+
+
+@pytest.mark.slow
+def test_the_st6_trainer_on_two_ranks_equals_one_process(folder, tmp_path):
+    """The ST 6 trainer with a MultiVectorEncoder under data parallel: 2 ranks x per-device 4 (gathering)
+    = 1 process x batch 8, per-step logged losses and final weights (AdamW, adam_epsilon=1e-3 as in
+    test_distributed.py, whose comparison this reuses)."""
+    pytest.importorskip("datasets")
+    from distributed_helpers import train_child
+    from test_distributed import compare
+
+    options = {"loss": "st6-mv", "steps": 3, "eps": 1e-3}
+    one = train_child(1, tmp_path / "one", folder, {"run": {**options, "batch": 8}})["run"]
+    two = train_child(2, tmp_path / "two", folder, {"run": {**options, "batch": 4}})["run"]
+    compare(one, two, "ST 6 trainer, MultiVectorEncoder, 2 x 4 vs 1 x 8")
