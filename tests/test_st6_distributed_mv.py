@@ -3,7 +3,7 @@ world 1 x batch 8 (per-step losses, first-step gradients and final weights <= 1e
 own single-process batch-8 run on torch (losses and first-step gradients <= 1e-4). The ranks' document
 columns have different widths (ST 6's collator pads each to its own longest row): both pad to the widest
 rank's before gathering, as ST 6's ``all_gather_padded``; unlike PyLate's, the loss is not scaled by the
-world size. The uncached and the GradCache variant run in one launch; the ST 6 trainer itself (slow) too.
+world size. The uncached and the GradCache variant run in one launch; the ST 6 trainer itself (slow) too."""
 
 from __future__ import annotations
 
