@@ -166,13 +166,9 @@ def test_msmarco_recipes_run_with_swapped_imports(st6_folders, tiny_modernbert_d
     assert_saved_model_loads_in_st6(model, tmp_path / "mlx" / "final-again")
 
 
-def test_gather_across_devices(st6_folders, monkeypatch):
+def test_gather_across_devices(st6_folders):
     """One process: gather is the identity, the loss equals ST 6.2's (which gathers nothing either).
-    Several processes: refused with the reason (ST 6 pads ranks to a common width first)."""
-    from types import SimpleNamespace
-
-    from mlx_hf_bridge.colbert import distributed
-
+    Several processes: tests/test_st6_distributed_mv.py (2 ring ranks = 1 process = ST 6.2)."""
     torch_model, mlx_model = load_pair(st6_folders["bert-fixed"])
     t_features, _, m_features, _ = collate_both(torch_model, mlx_model, contrastive_rows(6, 1))
     for name in ("MultiVectorMultipleNegativesRankingLoss", "CachedMultiVectorMultipleNegativesRankingLoss"):
@@ -180,7 +176,3 @@ def test_gather_across_devices(st6_folders, monkeypatch):
         expected = torch_loss(name, torch_model, kwargs)([dict(f) for f in t_features]).item()
         loss = getattr(mlx_losses, name)(mlx_model, **kwargs)
         assert abs(loss(m_features).item() - expected) <= LOSS_RTOL * abs(expected)
-        monkeypatch.setattr(distributed, "group", lambda: SimpleNamespace(size=lambda: 2, rank=lambda: 0))
-        with pytest.raises(NotImplementedError, match="2 processes"):
-            loss(m_features)
-        monkeypatch.undo()
