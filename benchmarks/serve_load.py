@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import threading
 import time
@@ -21,6 +20,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "transformers_scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from rows import emit  # noqa: E402
 
 
 def main() -> None:
@@ -71,12 +73,8 @@ def main() -> None:
     row = {"bench": "serve-load", "clients": a.clients, "requests_per_client": a.requests, "ok": len(latencies),
            "failed": len(failures), "p50_ms": round(float(np.percentile(ms, 50)), 1),
            "p95_ms": round(float(np.percentile(ms, 95)), 1), "requests_per_s": round(len(latencies) / total, 2),
-           "max_abs_diff_vs_encode": worst[0], "cpu": platform.processor() or platform.machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M")}
-    print(json.dumps(row, indent=1))
-    if a.json:
-        with open(a.json, "a") as f:
-            f.write(json.dumps(row) + "\n")
+           "max_abs_diff_vs_encode": worst[0]}
+    emit(row, a.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "transformers_scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from rows import emit  # noqa: E402
 
 
 def prepare(folder: Path) -> Path:
@@ -116,8 +119,7 @@ def main() -> None:
             runs[kind].append(json.loads(out.read_text()))
 
     def median(kind, key):
-        values = sorted(r[key] for r in runs[kind])
-        return values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+        return statistics.median(r[key] for r in runs[kind])
 
     t, m = runs["torch"][0], runs["mlx"][0]
     rel = max(abs(x - y) / max(abs(y), 1e-12) for r in runs["mlx"] for x, y in zip(r["losses"], t["losses"]))
@@ -130,12 +132,8 @@ def main() -> None:
            "steady_ratio": round(median("mlx", "steady_samples_per_s") / median("torch", "steady_samples_per_s"), 3),
            "per_round": [[round(x["samples_per_s"], 2), round(y["samples_per_s"], 2)]
                          for x, y in zip(runs["torch"], runs["mlx"])],
-           "max_rel_loss_diff": rel, "same_step_count": m["steps"] == t["steps"],
-           "cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
-    print(json.dumps(row, indent=1))
-    if a.json:
-        with open(a.json, "a") as f:
-            f.write(json.dumps(row) + "\n")
+           "max_rel_loss_diff": rel, "same_step_count": m["steps"] == t["steps"]}
+    emit(row, a.json)
 
 
 if __name__ == "__main__":
