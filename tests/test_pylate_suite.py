@@ -145,6 +145,32 @@ def test_backend_argument_like_pylate():
         assert module.colbert_scores(torch.ones(1, 2, 1), torch.ones(2, 1, 1), backend="auto").shape == (1, 2)
 
 
+@pytest.mark.parametrize("backend", ["_lik_backend", "_flash_backend"])
+def test_kernel_backend_modules_gate_like_pylate_without_an_accelerator(backend):
+    """PyLate's kernel-dispatch modules on a machine without their accelerator: both libraries report
+    the kernels unavailable, reject the same inputs with the fall-back sentinel, and convert masks alike."""
+    ref, got = (getattr(module, backend) for module in (pylate_scores, bridge_scores))
+    assert got.is_available() is False and ref.is_available() is False
+    if backend == "_flash_backend":
+        assert [got._next_pow2(n) for n in (0, 1, 5, 32, 33)] == [ref._next_pow2(n) for n in (0, 1, 5, 32, 33)]
+        with pytest.raises(got.FlashUnsupported):
+            got.colbert_scores_flash(torch.zeros(1, 4, 8), torch.zeros(2, 5, 8))
+        return
+    cases = [(torch.randn(2, 4, h), torch.randn(3, 5, h)) for h in (4, 100, 264, 128)]
+    cases += [(torch.randn(2, 4, 128, dtype=torch.float64), torch.randn(3, 5, 128, dtype=torch.float64)),
+              (torch.randn(0, 4, 128), torch.randn(3, 5, 128))]
+    for q, d in cases:
+        with pytest.raises(ref.LIKUnsupported):
+            ref._lik_device(q, d)
+        with pytest.raises(got.LIKUnsupported):
+            got._lik_device(q, d)
+    for mask in (None, torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[True, False]])):
+        want, have = ref._mask_as_bool(mask), got._mask_as_bool(mask)
+        assert (want is None and have is None) or (have.dtype == want.dtype and torch.equal(have, want))
+    with pytest.raises(got.LIKUnsupported):
+        got.colbert_scores_lik(torch.zeros(1, 4, 8), torch.zeros(2, 5, 8))
+
+
 def _hub_cache_with(tmp_path, folder, repo_id, commit):
     """huggingface_hub's cache layout as a per-file download at ``revision=<commit>`` leaves it: no refs."""
     import shutil

@@ -7,9 +7,10 @@ mx -> mx); the math is in :mod:`mlx_hf_bridge.colbert.scores` / :mod:`mlx_hf_bri
 import os
 from enum import Enum
 
-from ..colbert import scores as _colbert
-from ..colbert.pylate_xtr import pylate_xtr_kd_scores, pylate_xtr_scores
-from ._types import like_inputs
+from ...colbert import scores as _colbert
+from ...colbert.pylate_xtr import pylate_xtr_kd_scores, pylate_xtr_scores
+from .._types import like_inputs
+from . import _flash_backend, _lik_backend  # noqa: F401 - PyLate exposes both as attributes
 
 
 class SimilarityFunction(str, Enum):
