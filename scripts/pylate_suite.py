@@ -11,12 +11,15 @@ Steps (everything lives under the gitignored ``.cache/pylate-1.6.0/``):
    (``HF_ColBERT`` + ``linear.weight`` + ``artifact.metadata``), the genuine all-MiniLM-L6-v2, and a
    Hub-style datasets folder for ``lightonai/lighton-ms-marco-mini``. They are served through a Hub
    cache (``HF_HOME``, ``HF_HUB_OFFLINE=1``) by ``pylate_suite_plugin`` (test bodies unchanged).
-3. The same tests run on each side; a JSON + text summary by outcome and by cause is written.
+3. The same tests run on each side: offline from that cache, except ``ONLINE_TESTS`` (they assert what
+   only the Hub's ``model_info`` answers), run against a local Hub server (``tests/hub_server.py``)
+   holding the same stand-ins at the tests' pinned commits. A JSON + text summary by outcome and by
+   cause is written.
 
 Needs the reference venv (.venv: torch, transformers, PyLate 1.6) to build the stand-ins.
 Stand-ins carry random weights, so PyLate's exact-score assertions (``test_model_creation``) and the
-hub models without a stand-in (jina-colbert-v2: remote code; colbert-xm: XMOD + XLM-R tokenizer) fail
-on both sides alike; the summary says so.
+hub models without a stand-in (jina-colbert-v2: remote code; colbert-xm: its real files are not
+readable offline) fail on both sides alike; the summary says so.
 """
 
 from __future__ import annotations
@@ -211,22 +214,63 @@ def _ms_marco_mini(folder: Path) -> None:
 
 
 # --- 3. run and summarise ------------------------------------------------------------------------
+# Tests that read the Hub's answers, not only its files: test_model_loading asserts
+# ``model_card_data.base_model_revision``, which ST's ``set_base_model`` fills only when ``model_info``
+# answers. They run online against a local Hub (tests/hub_server.py) serving the same stand-ins at
+# their pinned commits; everything else runs offline from the cache.
+ONLINE_TESTS = ("tests/test_model_loading.py",)
+
+
+def _serve_standins(store: Path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hub_server import LocalHub
+
+    hub = LocalHub().start()
+    for repo_id, entry in json.loads((store / "hub.json").read_text()).items():
+        hub.publish(repo_id, {rel: Path(src).read_bytes() for rel, src in entry["files"].items()}, entry["commit"])
+    return hub
+
+
 def run_side(side: str, run: Path, store: Path, selection: list[str], keyword: str | None) -> dict:
+    selection = selection or ["tests"]
+    whole = any(Path(s).as_posix().rstrip("/") == "tests" for s in selection)
+    online = [t for t in ONLINE_TESTS if whole or t in selection]
+    offline = [s for s in selection if s not in ONLINE_TESTS]
+    junits, codes = [], []
+    if offline:
+        ignore = [f"--ignore={t}" for t in online]
+        junits.append(CACHE / f"junit-{side}.xml")
+        codes.append(_pytest(side, run, store, [*offline, *ignore], keyword, junits[-1], {"HF_HUB_OFFLINE": "1"}))
+    if online:
+        hub = _serve_standins(store)
+        try:
+            junits.append(CACHE / f"junit-{side}-online.xml")
+            codes.append(_pytest(side, run, store, online, keyword, junits[-1],
+                                 {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": None}))
+        finally:
+            hub.stop()
+    return summarise(junits, side, max(codes))
+
+
+def _pytest(side, run, store, selection, keyword, junit, hub_env) -> int:
+    junit.unlink(missing_ok=True)
     home = CACHE / f"hf-home-{side}"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    junit = CACHE / f"junit-{side}.xml"
     python = os.environ.get("PYLATE_SUITE_PYTHON", sys.executable)
     head = [python, "-m", "mlx_hf_bridge", "run", "-m", "pytest"] if side == "bridge" else [python, "-m", "pytest"]
-    cmd = [*head, *(selection or ["tests"]), "-p", "pylate_suite_plugin", "-p", "no:cacheprovider",
+    cmd = [*head, *selection, "-p", "pylate_suite_plugin", "-p", "no:cacheprovider",
            "-q", "-rN", "--tb=line", "--continue-on-collection-errors", f"--junitxml={junit}", *(["-k", keyword] if keyword else [])]
-    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    env = {**os.environ, "HF_HOME": str(home), "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYLATE_SUITE_STORE": str(store), "WANDB_MODE": "disabled",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("HF_HUB_CACHE", None)
+    for name in ("HF_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    env.update({k: v for k, v in hub_env.items() if v is not None})
+    for name in (k for k, v in hub_env.items() if v is None):
+        env.pop(name, None)
     print(f"[{side}] {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd, cwd=run, env=env)
-    return summarise(junit, side, proc.returncode)
+    return subprocess.run(cmd, cwd=run, env=env).returncode
 
 
 def _cause(element) -> str:
@@ -236,11 +280,12 @@ def _cause(element) -> str:
     return line[:160]
 
 
-def summarise(junit: Path, side: str, returncode: int) -> dict:
+def summarise(junits: list[Path], side: str, returncode: int) -> dict:
     groups = {"non-index": Counter(), "index/retrieve": Counter()}
     causes: Counter = Counter()
     tests = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
+    cases = [case for junit in junits if junit.exists() for case in ET.parse(junit).getroot().iter("testcase")]
+    for case in cases:
         parts = [p for p in case.get("classname", "").split(".") if p.startswith("test_")]
         module = parts[0] if parts else case.get("classname", "")
         group = "index/retrieve" if module in INDEX_TESTS else "non-index"

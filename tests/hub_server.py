@@ -231,6 +231,17 @@ class LocalHub:
             self.repos[key] = repo
             return repo, True
 
+    def publish(self, repo_id: str, files: dict, commit: str | None = None, repo_type: str = "model") -> str:
+        """Seed a repo whose ``main`` is one commit holding ``files`` (path -> bytes), with the commit id
+        given (a real repo's pinned revision) or made up; returns it. Used to serve stand-ins read-only."""
+        with self.lock:
+            repo, _ = self.create(repo_id, repo_type)
+            entries = {path: Entry(len(data), git_blob_sha1(data), data) for path, data in files.items()}
+            oid = commit or self._new_commit(repo, None, entries, "stand-in")
+            repo.commits[oid] = {"files": entries, "title": "stand-in", "parent": None, "date": time.time()}
+            repo.refs["main"] = oid
+            return oid
+
     def _new_commit(self, repo: Repo, parent: str | None, files: dict, title: str) -> str:
         digest = hashlib.sha1()
         digest.update((parent or "").encode())
