@@ -114,6 +114,7 @@ def pylate_first_batch_loss(folder):
     return float(losses.Contrastive(model)(features, None).detach())
 
 
+@pytest.mark.slow  # ~40 s, the non-default path; the gathered runs (real launcher included) stay in CI
 def test_without_gathering_each_rank_uses_its_own_negatives(tmp_path, tiny_bert_dir):
     """gather_across_devices=False: DDP's loss is the mean of each rank's in-batch loss over its own rows;
     the reference computes exactly that on one process (batch 8 split in two halves, losses averaged)."""
