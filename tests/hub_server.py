@@ -366,10 +366,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return "lfs-put", self.lfs_put, (parts[1],)
             if len(parts) == 3 and parts[2] == "verify":
                 return "lfs-verify", self.lfs_verify, (parts[1],)
-        if parts[0] == "api" and len(parts) >= 4 and parts[1].rstrip("s") in REPO_TYPES:
+        if parts[0] == "api" and len(parts) >= 3 and parts[1].rstrip("s") in REPO_TYPES:
             repo_type = parts[1][:-1]
-            repo_id = unquote(parts[2]) + "/" + unquote(parts[3])
-            rest = parts[4:]
+            width = self._id_width(repo_type, parts[2:])
+            repo_id = "/".join(unquote(p) for p in parts[2:2 + width])
+            rest = parts[2 + width:]
             if not rest:
                 return "info", self.info, (repo_type, repo_id, "main")
             action = rest[0]
@@ -395,9 +396,19 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type, parts = parts[0][:-1], parts[1:]
         if len(parts) >= 2 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"]:
             return "lfs-batch", self.lfs_batch, (repo_type, f"{parts[0]}/{parts[1][:-4]}")
-        if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
-            return "resolve", self.resolve, (repo_type, f"{unquote(parts[0])}/{unquote(parts[1])}", unquote(parts[3]), unquote("/".join(parts[4:])))
+        width = self._id_width(repo_type, parts)
+        if len(parts) >= width + 3 and parts[width] == "resolve" and method in ("GET", "HEAD"):
+            repo_id = "/".join(unquote(p) for p in parts[:width])
+            return "resolve", self.resolve, (repo_type, repo_id, unquote(parts[width + 1]), unquote("/".join(parts[width + 2:])))
         raise HttpError(404, f"Not found: {method} {raw}")
+
+    def _id_width(self, repo_type: str, segments: list) -> int:
+        """How many path segments the repo id takes: 2 (``ns/name``), or 1 for a legacy canonical id
+        (``bert-base-uncased``) held here without a namespace."""
+        if len(segments) >= 1 and self.server_hub.repo(unquote(segments[0]), repo_type) is not None:
+            if len(segments) < 2 or self.server_hub.repo("/".join(unquote(p) for p in segments[:2]), repo_type) is None:
+                return 1
+        return 2
 
     # --- lookups --------------------------------------------------------------------------
     def _repo(self, repo_type: str, repo_id: str) -> Repo:
