@@ -94,9 +94,11 @@ def test_attention_is_deterministic_and_traces_under_compile():
 def test_bad_shapes_are_refused_with_the_reason():
     module = kernels._load()
     with pytest.raises(ValueError, match="head_dim a multiple of"):
-        module.attention(mx.zeros((1, 4, 3 * 2 * 12)), mx.ones((1, 4)), mx.zeros((1, 4)), 2, -1, 0.0)
+        module.attention(mx.zeros((1, 4, 3 * 2 * 12)), mx.ones((1, 4)), mx.zeros((1, 4)), mx.zeros((2,)), 2, -1, 0.0, 0.0)
     with pytest.raises(ValueError, match="key mask and segment ids must be"):
-        module.attention(mx.zeros((1, 4, 3 * 2 * 16)), mx.ones((1, 5)), mx.zeros((1, 5)), 2, -1, 0.0)
+        module.attention(mx.zeros((1, 4, 3 * 2 * 16)), mx.ones((1, 5)), mx.zeros((1, 5)), mx.zeros((2,)), 2, -1, 0.0, 0.0)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        kernels.attention(mx.zeros((1, 4, 3 * 2 * 16)), mx.ones((1, 4)), 2, -1, None, dropout=1.0)
     assert not kernels.attention_applies(mx.zeros((1, 4, 8)), head_dim=24)  # the model falls back
 
 

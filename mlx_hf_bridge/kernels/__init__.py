@@ -46,6 +46,10 @@ def _stamp_problem() -> str | None:
     if built_for != mx.__version__:
         # Never import an extension compiled against another libmlx: the ABI is not stable.
         return f"built for mlx {built_for or '(unknown)'}, running mlx {mx.__version__}; {rebuild}"
+    from .build import _fingerprint
+
+    if STAMP.read_text() != _fingerprint():  # an older build: its entry points may not match this package's calls
+        return f"built from other kernel sources than these; {rebuild}"
     return None
 
 
@@ -173,21 +177,21 @@ def layer_norm(x: mx.array, weight: mx.array, bias: mx.array | None, eps: float)
 _attentions: dict = {}
 
 
-def _attention_function(heads: int, window: int, theta: float):
-    """One custom function per (heads, window, RoPE theta): the kernel's static parameters."""
-    key = (heads, window, theta)
+def _attention_function(heads: int, window: int, theta: float, dropout: float):
+    """One custom function per (heads, window, RoPE theta, dropout): the kernel's static parameters."""
+    key = (heads, window, theta, dropout)
     if key not in _attentions:
 
         @mx.custom_function
-        def forward(qkv, key_mask, segments):
-            return tuple(_state["module"].attention(qkv, key_mask, segments, heads, window, theta))  # (out, lse)
+        def forward(qkv, key_mask, segments, seed):
+            return tuple(_state["module"].attention(qkv, key_mask, segments, seed, heads, window, theta, dropout))
 
         @forward.vjp
         def backward(primals, cotangents, outputs):
-            qkv, key_mask, segments = primals
-            d_qkv = _state["module"].attention_backward(qkv, key_mask, segments, *outputs, cotangents[0], heads,
-                                                        window, theta)
-            return d_qkv, mx.zeros_like(key_mask), mx.zeros_like(segments)
+            qkv, key_mask, segments, seed = primals
+            d_qkv = _state["module"].attention_backward(qkv, key_mask, segments, seed, *outputs, cotangents[0],
+                                                        heads, window, theta, dropout)
+            return d_qkv, mx.zeros_like(key_mask), mx.zeros_like(segments), mx.zeros_like(seed)
 
         _attentions[key] = forward
     return _attentions[key]
@@ -200,7 +204,7 @@ def attention_applies(x: mx.array, head_dim: int) -> bool:
 
 
 def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_theta: float | None,
-              segments: mx.array | None = None) -> mx.array:
+              segments: mx.array | None = None, dropout: float = 0.0) -> mx.array:
     """The attention core of an encoder layer from its fused projection ``qkv`` (B, L, 3·H·D),
     laid out [q | k | v], each (H, D): HF's rotate-half RoPE with base ``rope_theta`` (None: no
     RoPE) on q and k, ``softmax(q kᵀ / sqrt(D))`` over the keys where ``key_mask`` (B, L) is
@@ -208,13 +212,21 @@ def attention(qkv: mx.array, key_mask: mx.array, heads: int, window: int, rope_t
     ``segments`` (B, L): ids of sequences packed end to end in a row (each id's tokens
     contiguous); a token attends only within its segment, and RoPE positions restart at each
     segment's first token. None: one sequence per row. A query that sees no key outputs 0
-    (torch SDPA's rule). Call only where :func:`attention_applies`; the gradient flows to ``qkv``."""
+    (torch SDPA's rule). ``dropout`` > 0: attention-probability dropout (each probability zeroed
+    with that chance, the rest scaled by 1 / (1 - dropout), as ``nn.Dropout`` on the probabilities),
+    the mask drawn from MLX's random state (``mx.random.seed`` repeats it); the backward reuses it.
+    Call only where :func:`attention_applies`; the gradient flows to ``qkv``."""
     if not attention_applies(qkv, qkv.shape[-1] // (3 * heads)):
         raise ValueError(f"the fused attention kernel does not apply here ({status()}); check attention_applies first")
     theta = 0.0 if rope_theta is None else float(rope_theta)
     key_mask = key_mask.astype(mx.float32)
     segments = mx.zeros_like(key_mask) if segments is None else segments.astype(mx.float32)
-    out, _ = _attention_function(int(heads), int(window), theta)(qkv, key_mask, segments)
+    dropout = float(dropout)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"attention dropout must be in [0, 1), got {dropout}")
+    # two 16-bit halves of the mask's 32-bit key, as float32 (exact below 2^24)
+    seed = mx.random.randint(0, 1 << 16, (2,)).astype(mx.float32) if dropout > 0 else mx.zeros((2,))
+    out, _ = _attention_function(int(heads), int(window), theta, dropout)(qkv, key_mask, segments, seed)
     return out
 
 

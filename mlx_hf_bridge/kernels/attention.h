@@ -5,6 +5,9 @@
 // within its own segment and RoPE positions restart at every segment's first token.
 // The backward pass recomputes the probabilities from the saved log-sum-exp (FlashAttention-2
 // style) and returns d(qkv) in the projection's layout, RoPE undone.
+// Attention-probability dropout (BERT's 0.1 when training): P -> P * M / (1 - p) with M drawn from a
+// counter-based hash of (seed, batch-head, query, key), so the backward regenerates the same mask
+// instead of storing it; delta = rowsum(dO * O) stays the softmax correction with the dropped O.
 //
 // Why: composed from MLX ops the attention core costs ~2.3x torch's fused CPU SDPA (batched
 // GEMMs issued one (batch, head) at a time, transposes, the mask add and the RoPE on MLX's
@@ -135,7 +138,31 @@ struct AttentionShape {
   int64_t window;  // a query sees keys with |i - j| <= window; < 0: every key
   float scale;
   const float* rope;  // rope_table(...) or nullptr (no rotary embedding)
+  float dropout = 0.0f;  // attention-probability dropout p (0: none)
+  uint32_t seed = 0;
 };
+
+// Chris Wellons' lowbias32 integer hash: well mixed, branch-free, vectorises.
+__attribute__((always_inline)) inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+// Multiplies p[0, n) (keys k0 .. k0 + n of query row i, batch-head t) by the dropout mask scaled by
+// 1 / (1 - p): each element kept with probability 1 - p, the same draw in forward and backward.
+inline void apply_dropout(float* p, int64_t n, int64_t t, int64_t i, int64_t k0, const AttentionShape& s) {
+  const uint32_t row = mix32(s.seed ^ mix32(static_cast<uint32_t>(t) * 0x9e3779b1U + static_cast<uint32_t>(i)));
+  const uint32_t threshold = static_cast<uint32_t>(static_cast<double>(s.dropout) * 16777216.0);  // of 2^24
+  const float keep_scale = 1.0f / (1.0f - s.dropout);
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t u = mix32(row + static_cast<uint32_t>(k0 + j) * 0x85ebca6bU) >> 8;
+    p[j] = u >= threshold ? p[j] * keep_scale : 0.0f;
+  }
+}
 
 // Row i of x (D values) rotated by position i, times `scale` (sign -1: the inverse rotation).
 inline void rope_row(const float* x, float* out, int64_t i, const AttentionShape& s, float scale, float sign) {
@@ -156,7 +183,7 @@ inline void rope_row(const float* x, float* out, int64_t i, const AttentionShape
 // Buffers of one worker, kept across calls: fresh per-task vectors cost more in page faults and
 // zero fills than the products themselves.
 struct Scratch {
-  std::vector<float> qr, kt, kr, v, vt, key_bias, scores, dp, dq, dk, dv, d_o, delta;
+  std::vector<float> qr, kt, kr, v, vt, key_bias, scores, dropped, dp, dq, dk, dv, d_o, delta;
   std::vector<int64_t> seg_lo, seg_hi;  // each token's segment: [seg_lo, seg_hi)
 };
 
@@ -283,6 +310,7 @@ inline void attention_forward(const float* qkv, const float* mask, const float* 
           const float inv = 1.0f / sum;
           for (int64_t j = 0; j < n; ++j) row[j] *= inv;
           lse_bh[i] = m + std::log(sum);
+          if (s.dropout > 0.0f) apply_dropout(row, n, t, i, lo, s);
         }
         gemm(i1 - i0, s.D, k1 - k0, task.w.scores.data(), task.Lp, 1, task.w.v.data() + k0 * s.D, s.D,
              out + task.out_offset(i0), s.H * s.D, false);
@@ -326,12 +354,21 @@ inline void attention_backward(const float* qkv, const float* mask, const float*
           for (int64_t j = 0; j < width; ++j)
             p[j] = (k0 + j >= lo && k0 + j < hi) ? exp_vec(p[j] + kb[j] - l) : 0.0f;
         }
-        // dV[k0:k1] += P^T dO ; dP = dO V^T ; dS = P (dP - delta) ; dQ = dS K ; dK += dS^T Qr
-        gemm(keys, D, rows, scores, 1, task.Lp, d_o + i0 * D, D, dv + k0 * D, D, true);
+        // dV[k0:k1] += Pd^T dO ; dPd = dO V^T ; dP = dPd M ; dS = P (dP - delta) ; dQ = dS K ; dK += dS^T Qr
+        // (Pd = P M: the dropped probabilities the forward multiplied V by; M = 1 without dropout)
+        const float* pd = scores;
+        if (s.dropout > 0.0f) {
+          float* dropped = room(w.dropped, task.block * task.Lp);
+          std::memcpy(dropped, scores, rows * task.Lp * sizeof(float));
+          for (int64_t i = i0; i < i1; ++i) apply_dropout(dropped + (i - i0) * task.Lp, width, t, i, k0, s);
+          pd = dropped;
+        }
+        gemm(keys, D, rows, pd, 1, task.Lp, d_o + i0 * D, D, dv + k0 * D, D, true);
         gemm(rows, width, D, d_o + i0 * D, D, 1, vt + k0, task.Lp, dp, task.Lp, false);
         for (int64_t i = i0; i < i1; ++i) {
           const float* p = scores + (i - i0) * task.Lp;
           float* g = dp + (i - i0) * task.Lp;
+          if (s.dropout > 0.0f) apply_dropout(g, width, t, i, k0, s);
           const float di = delta[i];
           for (int64_t j = 0; j < width; ++j) g[j] = p[j] * (g[j] - di);
         }

@@ -182,12 +182,14 @@ std::vector<mx::array> make(Op op, std::vector<mx::array> inputs, std::vector<mx
   return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RowKernel>(s, op, std::move(params)), inputs);
 }
 
-// Fused attention (attention.h): forward (qkv, key mask, segment ids) -> (out, lse); backward
-// (qkv, key mask, segment ids, out, lse, d_out) -> d_qkv.
+// Fused attention (attention.h): forward (qkv, key mask, segment ids, seed) -> (out, lse); backward
+// (qkv, key mask, segment ids, seed, out, lse, d_out) -> d_qkv. seed: two float32 values < 2^16, the
+// dropout mask's key (read when the kernel runs, so one compiled graph serves every step).
 class AttentionKernel : public mx::Primitive {
  public:
-  AttentionKernel(mx::Stream stream, bool backward, int heads, int window, float theta)
-      : mx::Primitive(stream), backward_(backward), heads_(heads), window_(window), theta_(theta) {}
+  AttentionKernel(mx::Stream stream, bool backward, int heads, int window, float theta, float dropout)
+      : mx::Primitive(stream), backward_(backward), heads_(heads), window_(window), theta_(theta),
+        dropout_(dropout) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const BoundArrays bound = bind_arrays(name(), stream(), inputs, outputs);
@@ -196,11 +198,13 @@ class AttentionKernel : public mx::Primitive {
     const auto& qkv = inputs[0];
     const int64_t B = qkv.shape(0), L = qkv.shape(1), H = heads_, D = qkv.shape(2) / (3 * H);
     const float* rope = theta_ > 0 ? rope_table(L, D, theta_) : nullptr;
-    const AttentionShape shape{B, L, H, D, window_, 1.0f / std::sqrt(static_cast<float>(D)), rope};
+    const AttentionShape base{B, L, H, D, window_, 1.0f / std::sqrt(static_cast<float>(D)), rope, dropout_, 0};
     const bool backward = backward_;
-    mx::cpu::get_command_encoder(stream()).dispatch([in, out, shape, backward]() {
+    mx::cpu::get_command_encoder(stream()).dispatch([in, out, base, backward]() {
+      AttentionShape shape = base;
+      shape.seed = static_cast<uint32_t>(in[3][0]) | (static_cast<uint32_t>(in[3][1]) << 16);
       if (backward) {
-        attention_backward(in[0], in[1], in[2], in[3], in[4], in[5], out[0], shape);
+        attention_backward(in[0], in[1], in[2], in[4], in[5], in[6], out[0], shape);
       } else {
         attention_forward(in[0], in[1], in[2], out[0], out[1], shape);
       }
@@ -216,22 +220,25 @@ class AttentionKernel : public mx::Primitive {
   bool is_equivalent(const mx::Primitive& other) const override {
     auto* o = dynamic_cast<const AttentionKernel*>(&other);
     return o != nullptr && o->backward_ == backward_ && o->heads_ == heads_ && o->window_ == window_ &&
-           o->theta_ == theta_;
+           o->theta_ == theta_ && o->dropout_ == dropout_;
   }
 
  private:
   bool backward_;
   int heads_, window_;
-  float theta_;
+  float theta_, dropout_;
 };
 
-std::vector<mx::array> make_attention(bool backward, std::vector<mx::array> inputs, int heads, int window, float theta) {
+std::vector<mx::array> make_attention(bool backward, std::vector<mx::array> inputs, int heads, int window, float theta,
+                                      float dropout) {
   const auto& qkv = inputs[0];
   if (qkv.ndim() != 3 || heads <= 0 || qkv.shape(2) % (3 * heads) != 0 || (qkv.shape(2) / (3 * heads)) % kVec != 0)
     throw std::invalid_argument("attention: qkv must be (B, L, 3 * heads * head_dim), head_dim a multiple of " +
                                 std::to_string(kVec));
   if (inputs[1].shape() != mx::Shape{qkv.shape(0), qkv.shape(1)} || inputs[2].shape() != inputs[1].shape())
     throw std::invalid_argument("attention: key mask and segment ids must be (B, L)");
+  if (inputs[3].shape() != mx::Shape{2}) throw std::invalid_argument("attention: seed must hold 2 values");
+  if (!(dropout >= 0.0f && dropout < 1.0f)) throw std::invalid_argument("attention: dropout must be in [0, 1)");
   auto s = mx::to_stream(mx::Device::cpu);
   for (auto& a : inputs) a = row_contiguous(a, s);
   const int B = qkv.shape(0), L = qkv.shape(1), HD = qkv.shape(2) / 3;
@@ -239,7 +246,7 @@ std::vector<mx::array> make_attention(bool backward, std::vector<mx::array> inpu
                                            : std::vector<mx::Shape>{{B, L, HD}, {B, heads, L}};
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
   return mx::array::make_arrays(std::move(shapes), dtypes,
-                                std::make_shared<AttentionKernel>(s, backward, heads, window, theta), inputs);
+                                std::make_shared<AttentionKernel>(s, backward, heads, window, theta, dropout), inputs);
 }
 
 mx::Shape half_last(const mx::array& a) {
@@ -323,18 +330,20 @@ NB_MODULE(_cpu_kernels, m) {
       nb::arg("bias_correction2_sqrt"), nb::arg("eps"));
   m.def(
       "attention",
-      [](const mx::array& qkv, const mx::array& mask, const mx::array& segments, int heads, int window, float theta) {
-        return make_attention(false, {qkv, mask, segments}, heads, window, theta);
+      [](const mx::array& qkv, const mx::array& mask, const mx::array& segments, const mx::array& seed, int heads,
+         int window, float theta, float dropout) {
+        return make_attention(false, {qkv, mask, segments, seed}, heads, window, theta, dropout);
       },
-      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("segments"), nb::arg("heads"), nb::arg("window"),
-      nb::arg("rope_theta"));
+      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("segments"), nb::arg("seed"), nb::arg("heads"), nb::arg("window"),
+      nb::arg("rope_theta"), nb::arg("dropout"));
   m.def(
       "attention_backward",
-      [](const mx::array& qkv, const mx::array& mask, const mx::array& segments, const mx::array& out,
-         const mx::array& lse, const mx::array& d_out, int heads, int window, float theta) {
-        return make_attention(true, {qkv, mask, segments, out, lse, d_out}, heads, window, theta)[0];
+      [](const mx::array& qkv, const mx::array& mask, const mx::array& segments, const mx::array& seed,
+         const mx::array& out, const mx::array& lse, const mx::array& d_out, int heads, int window, float theta,
+         float dropout) {
+        return make_attention(true, {qkv, mask, segments, seed, out, lse, d_out}, heads, window, theta, dropout)[0];
       },
-      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("segments"), nb::arg("out"), nb::arg("lse"), nb::arg("cotangent"), nb::arg("heads"),
-      nb::arg("window"), nb::arg("rope_theta"));
+      nb::arg("qkv"), nb::arg("key_mask"), nb::arg("segments"), nb::arg("seed"), nb::arg("out"), nb::arg("lse"),
+      nb::arg("cotangent"), nb::arg("heads"), nb::arg("window"), nb::arg("rope_theta"), nb::arg("dropout"));
   m.def("threads", &usable_threads);
 }

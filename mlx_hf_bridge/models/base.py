@@ -117,7 +117,7 @@ def attention(q, k, v, scale: float, bias, dropout: nn.Dropout | None = None, tr
 
     ``mx.fast.scaled_dot_product_attention`` where it is the fast path (GPU; CPU without the
     compiled kernels). On the CPU it composes matmul, MLX's scalar softmax and matmul, so with the
-    kernels the same product runs with the kernel softmax. The fused kernel has no dropout, so
+    kernels the same product runs with the kernel softmax. MLX's fused SDPA has no dropout, so
     attention-probability dropout (BERT's default 0.1 when training) takes the explicit path too.
     """
     with_dropout = training and dropout is not None and dropout._p_1 < 1  # _p_1 = keep probability

@@ -1,7 +1,7 @@
 """BERT encoder (HF ``model_type: bert``) with HF parameter names, so saving is exporting.
 
 With ``pack_sequences`` set (the padding-free losses, task heads and ``encode`` set it) and the fused
-CPU attention available (no attention-probability dropout: eval, or ``attention_probs_dropout_prob=0``),
+CPU attention available (it applies attention-probability dropout itself when training),
 a right-padded batch runs packed (``models/packing.py``): the embeddings are computed on the padded
 batch, so the position ids are exactly the padded ones; the layers run on real tokens only, and each
 token attends only inside its own row. RoBERTa / XLM-R / X-MOD share this forward.
@@ -72,8 +72,36 @@ class PackedAttention:
     def __init__(self, key_mask, segments):
         self.key_mask, self.segments = key_mask, segments
 
-    def __call__(self, qkv, heads: int):
-        return kernels.attention(qkv, self.key_mask, heads, -1, None, self.segments)
+    def __call__(self, qkv, heads: int, dropout: float = 0.0):
+        return kernels.attention(qkv, self.key_mask, heads, -1, None, self.segments, dropout)
+
+
+class FirstTokens:
+    """The last layer when the head reads only each sequence's first token ([CLS] / <s> pooling):
+    keys and values from every token, the query and everything after attention (output projection,
+    MLP, norms) for the first tokens only. The first tokens' outputs are the ones the full layer
+    gives; the other rows are never computed. Padded (B, L, H) -> (B, 1, H); packed (1, T, H) ->
+    (1, B, H), ``first`` holding each sequence's first packed index."""
+
+    def __init__(self, bias, first=None, segments=None):
+        self.bias, self.first, self.segments = bias, first, segments
+
+    def select(self, x):
+        return x[:, :1] if self.first is None else x[:, self.first]
+
+    def attend(self, module, x):
+        heads, D = module.num_heads, module.head_dim
+
+        def split(t):
+            return t.reshape(t.shape[0], t.shape[1], heads, D).transpose(0, 2, 1, 3)
+
+        q, k, v = split(module.query(self.select(x))), split(module.key(x)), split(module.value(x))
+        bias = self.bias
+        if self.first is not None:  # packed: query b sees the keys of segment b (its own sequence) only
+            own = self.segments[0][None, :] == mx.arange(self.first.size, dtype=self.segments.dtype)[:, None]
+            bias = mx.where(own, 0.0, -1e9).astype(x.dtype)[None, None]
+        out = attention(q, k, v, D**-0.5, bias, module.dropout, module.training)
+        return out.transpose(0, 2, 1, 3).reshape(q.shape[0], q.shape[2], -1)
 
 
 class BertSelfAttention(nn.Module):
@@ -85,13 +113,16 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(args.hidden_size, args.hidden_size)
         self.value = nn.Linear(args.hidden_size, args.hidden_size)
         self.dropout = nn.Dropout(args.attention_probs_dropout_prob)
+        self.dropout_p = float(args.attention_probs_dropout_prob)  # the fused kernel's p
 
     def __call__(self, x, bias):
+        if isinstance(bias, FirstTokens):
+            return bias.attend(self, x)
         if isinstance(bias, PackedAttention):
             # one GEMM for the kernel's [q | k | v] layout; the three HF projections keep their names
             weight = mx.concatenate([self.query.weight, self.key.weight, self.value.weight], axis=0)
             bias_qkv = mx.concatenate([self.query.bias, self.key.bias, self.value.bias])
-            return bias(mx.addmm(bias_qkv, x, weight.T), self.num_heads)
+            return bias(mx.addmm(bias_qkv, x, weight.T), self.num_heads, self.dropout_p if self.training else 0.0)
         B, L, _ = x.shape
 
         def heads(t):
@@ -120,7 +151,7 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(args)
 
     def __call__(self, x, bias):
-        return self.output(self.self(x, bias), x)
+        return self.output(self.self(x, bias), bias.select(x) if isinstance(bias, FirstTokens) else x)
 
 
 class BertIntermediate(nn.Module):
@@ -177,6 +208,9 @@ class Model(nn.Module):
     output, then each layer's (``num_hidden_layers + 1`` entries, the last one the last hidden state)."""
 
     pack_sequences = False
+    # set (by a [CLS]-pooled task head) to compute the last layer for each row's first token only:
+    # the output is then (B, 1, H), those rows' last hidden states
+    first_token_only = False
     NAME = "BERT"
 
     def __init__(self, args: ModelArgs, add_pooling_layer: bool = True):
@@ -219,11 +253,15 @@ class Model(nn.Module):
         else:
             bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         hidden_states = [x] if output_hidden_states else None
-        for layer in self.encoder.layer:
-            x = layer(x, bias, *layer_args)
+        first = self._first_tokens(bias, packing, attention_mask, output_hidden_states)
+        for i, layer in enumerate(self.encoder.layer):
+            last = i == len(self.encoder.layer) - 1
+            x = layer(x, first if last and first is not None else bias, *layer_args)
             if hidden_states is not None:
                 hidden_states.append(x)
         x = self._final_norm(x)
+        if first is not None:
+            return x if packing is None else x.transpose(1, 0, 2)  # (B, 1, H)
         if packing is not None:
             x = packing.unpack(x)
             hidden_states = hidden_states and [packing.unpack(h) for h in hidden_states]
@@ -232,13 +270,19 @@ class Model(nn.Module):
         # as transformers: each layer's output, the last entry replaced by the last hidden state
         return x, (*hidden_states[:-1], x)
 
+    def _first_tokens(self, bias, packing, attention_mask, output_hidden_states):
+        if not self.first_token_only or output_hidden_states or not self.encoder.layer:
+            return None
+        if packing is None:
+            return FirstTokens(bias)
+        first = packing.first_indices()
+        return None if first is None else FirstTokens(bias, first, packing.segments)
+
     def _final_norm(self, x):
         return x  # BERT / RoBERTa have none (X-MOD's pre-norm variant does)
 
     def _fuses_attention(self, x) -> bool:
-        # the kernel has no attention-probability dropout
-        no_dropout = not self.training or self.args.attention_probs_dropout_prob == 0
-        return no_dropout and kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
+        return kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings

@@ -124,13 +124,13 @@ class FusedAttention:
     """The whole attention core of a layer as one CPU kernel (``kernels.attention``), from the
     fused QKV projection: RoPE, key mask, sliding window, softmax and ``P V``. Rows that see no
     key output 0, as in the composed path. Used for float32 on the CPU when the kernels are built
-    and attention dropout is off."""
+    (attention dropout inside the kernel when training)."""
 
     def __init__(self, key_mask, window: int, segments=None):
         self.key_mask, self.window, self.segments = key_mask, window, segments
 
-    def __call__(self, qkv, heads: int, rope_theta: float):
-        return kernels.attention(qkv, self.key_mask, heads, self.window, rope_theta, self.segments)
+    def __call__(self, qkv, heads: int, rope_theta: float, dropout: float = 0.0):
+        return kernels.attention(qkv, self.key_mask, heads, self.window, rope_theta, self.segments, dropout)
 
 
 class ModernBertEmbeddings(nn.Module):
@@ -154,12 +154,13 @@ class ModernBertAttention(nn.Module):
         self.is_local = layer_type == "sliding_attention"
         self.rope_theta = args.local_theta if self.is_local else args.global_theta
         self.drop = nn.Dropout(args.attention_dropout)
+        self.dropout_p = float(args.attention_dropout)  # the fused kernel's p
 
     def __call__(self, x, bias, visible=None, local=None):
         B, L, _ = x.shape
         qkv = self.Wqkv(x)
         if isinstance(local, FusedAttention):
-            return self.Wo(local(qkv, self.num_heads, self.rope_theta))
+            return self.Wo(local(qkv, self.num_heads, self.rope_theta, self.dropout_p if self.training else 0.0))
         qkv = qkv.reshape(B, L, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         # HF applies rotate_half RoPE (non-interleaved), i.e. traditional=False.
@@ -283,9 +284,7 @@ class Model(nn.Module):
         return _with_hidden_states(x, hidden_states)
 
     def _fuses_attention(self, x) -> bool:
-        # the kernel has no attention-probability dropout
-        no_dropout = not self.training or self.args.attention_dropout == 0
-        return no_dropout and kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
+        return kernels.attention_applies(x, self.args.hidden_size // self.args.num_attention_heads)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.tok_embeddings

@@ -45,6 +45,13 @@ class SequencePacking:
         unpack_index[rows * L + cols] = np.arange(n, dtype=np.int32)
         return cls(mx.array(gather), mx.array(unpack_index), mx.array(key_mask[None]), mx.array(segments[None]), (B, L))
 
+    def first_indices(self) -> mx.array | None:
+        """Each sequence's first packed index (B,), or None when a row is empty (it has no first token)."""
+        B, L = self.shape
+        starts = np.asarray(self.unpack_index).reshape(B, L)[:, 0]
+        T = self.key_mask.shape[1]
+        return None if (starts == T).any() else mx.array(starts.astype(np.int32))
+
     def pack(self, x: mx.array) -> mx.array:
         B, L = self.shape
         return x.reshape(B * L, -1)[self.gather][None]

@@ -73,19 +73,23 @@ class TaskModel(nn.Module):
     ``head_logits(hidden, attention_mask)`` and ``loss(logits, labels)``. Calling the model runs
     ``backbone -> head -> loss`` and returns a :class:`TaskOutput`.
 
-    ``padding_free=True`` runs the backbone packed where it can (the CPU kernels' fused attention,
-    no attention-probability dropout while training: real tokens only, each row attending to
-    itself), and per-token heads (token classification, MLM: ``per_token``) run on the real tokens
+    ``padding_free=True`` runs the backbone packed where it can (the CPU kernels' fused attention:
+    real tokens only, each row attending to itself), and per-token heads (token classification, MLM: ``per_token``) run on the real tokens
     only, their logits 0 at padding. At real tokens everything equals the padded forward, so losses
     do too as long as padded positions carry label -100 (HF's collators do; anything else is
     refused in this mode). Default: on for sequence-level heads (their logits and losses are the
     padded ones), off for per-token heads (transformers returns logits at padded positions too).
+
+    Heads that read only the first token (``reads_first_token``: BERT's pooler, RoBERTa's
+    classification head) get the backbone's last layer for that token only (keys and values still
+    from every token): the same logits, without the last layer's work on rows nobody reads.
     """
 
     task: str = ""
     hf_architecture: str = ""
     base_model_prefix: str = ""
     per_token: bool = False
+    reads_first_token: bool = False
     # transformers' heads whose loss reads num_items_in_batch (its loss_function); the others ignore it
     uses_num_items_in_batch: bool = False
 
@@ -135,15 +139,21 @@ class TaskModel(nn.Module):
 
     def _backbone_hidden(self, input_ids, attention_mask, token_type_ids):
         backbone = self[self.base_model_prefix]
+        switches = {}
         # packing plans read the mask on the host, which mx.compile does not allow: a compiled step runs padded
-        if not (self.padding_free and hasattr(type(backbone), "pack_sequences")) or \
-                (attention_mask is not None and _host_values(attention_mask) is None):
-            return backbone(input_ids, attention_mask, token_type_ids)
-        backbone.pack_sequences = True
+        if self.padding_free and hasattr(type(backbone), "pack_sequences") and \
+                (attention_mask is None or _host_values(attention_mask) is not None):
+            switches["pack_sequences"] = True
+        # a head that reads only the first token gets (B, 1, H): the last layer's other rows are never used
+        if self.reads_first_token and hasattr(type(backbone), "first_token_only"):
+            switches["first_token_only"] = True
+        for name, value in switches.items():
+            setattr(backbone, name, value)
         try:
             return backbone(input_ids, attention_mask, token_type_ids)
         finally:
-            del backbone.pack_sequences
+            for name in switches:
+                delattr(backbone, name)
 
     def _labels_for_loss(self, labels):
         return labels

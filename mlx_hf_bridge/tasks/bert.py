@@ -42,6 +42,7 @@ class _BertTask(TaskModel):
 
 class BertForSequenceClassification(_BertTask):
     task, hf_architecture = "sequence-classification", "BertForSequenceClassification"
+    reads_first_token = True  # the pooler reads hidden[:, 0]
 
     def __init__(self, config):
         super().__init__(config, _backbone(config, add_pooling_layer=True))

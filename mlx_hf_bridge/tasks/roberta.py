@@ -59,6 +59,7 @@ class RobertaClassificationHead(nn.Module):
 class RobertaForSequenceClassification(_RobertaTask):
     task = "sequence-classification"
     hf_architecture = "RobertaForSequenceClassification"
+    reads_first_token = True  # RobertaClassificationHead reads hidden[:, 0]
 
     def __init__(self, config):
         super().__init__(config)
