@@ -9,6 +9,8 @@ load that folder. Each side runs in its own process
 (MLX's OpenBLAS preload slows torch in-process), ``--rounds`` times alternating (torch, mlx, torch,
 mlx, ...; the row holds the medians and every round); losses are logged every step and compared.
 The bridge's sequence-classification model runs padding-free by default (packed real tokens).
+``--dropout default`` keeps the checkpoint's dropouts (0.1, what a user's run has): the speed row as users
+see it, whose losses differ by the sides' random masks (not compared).
 
     .venv/bin/python benchmarks/tasks_sides.py --rows 256 --batch-size 16 --json benchmarks/results-tasks.jsonl
 """
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from rows import emit  # noqa: E402
 
 
-def prepare(folder: Path) -> Path:
+def prepare(folder: Path, dropout: str = "off") -> Path:
     """The shared starting point: MiniLM + a transformers-initialised 2-label head (seed 0)."""
     if (folder / "config.json").exists():
         return folder
@@ -43,9 +45,9 @@ def prepare(folder: Path) -> Path:
     source = str(assets.minilm_path())
     torch.manual_seed(0)
     # dropout off: the two sides' random streams differ, and equal per-step losses are part of the row
+    off = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
     AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0,
-    ).save_pretrained(folder)
+        source, num_labels=2, **(off if dropout == "off" else {})).save_pretrained(folder)
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)
     return folder
 
@@ -100,21 +102,25 @@ def main() -> None:
     p.add_argument("--work", default=str(ROOT / ".cache" / "bench-tasks"))
     p.add_argument("--rounds", type=int, default=2, help="torch, mlx, torch, mlx, ...: medians per side")
     p.add_argument("--json", default=None, help="append the row to this jsonl")
+    p.add_argument("--dropout", choices=["off", "default"], default="off",
+                   help="off: comparable losses (the target row); default: the checkpoint's 0.1, as users run it")
     p.add_argument("--side", choices=["torch", "mlx"], help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
     work = Path(a.work)
+    model = work / ("model" if a.dropout == "off" else "model-dropout")
     if a.side:
-        return side(a.side, str(work / "model"), a.rows, a.batch_size, a.max_length, a.out, str(work / a.side))
+        return side(a.side, str(model), a.rows, a.batch_size, a.max_length, a.out, str(work / a.side))
     work.mkdir(parents=True, exist_ok=True)
-    prepare(work / "model")
+    prepare(model, a.dropout)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     runs = {"torch": [], "mlx": []}
     for _ in range(a.rounds):  # alternating whole runs: the shared host's speed drifts between minutes
         for kind in ("torch", "mlx"):
             out = work / f"{kind}.json"
             cmd = [sys.executable, __file__, "--side", kind, "--out", str(out), "--rows", str(a.rows),
-                   "--batch-size", str(a.batch_size), "--max-length", str(a.max_length), "--work", str(work)]
+                   "--batch-size", str(a.batch_size), "--max-length", str(a.max_length), "--work", str(work),
+                   "--dropout", a.dropout]
             subprocess.run(cmd, check=True, env=env)
             runs[kind].append(json.loads(out.read_text()))
 
@@ -123,9 +129,11 @@ def main() -> None:
 
     t, m = runs["torch"][0], runs["mlx"][0]
     rel = max(abs(x - y) / max(abs(y), 1e-12) for r in runs["mlx"] for x, y in zip(r["losses"], t["losses"]))
+    if a.dropout != "off":
+        rel = None  # each side draws its own dropout masks
     row = {"bench": "seq-cls-boolq", "model": "all-MiniLM-L6-v2 + 2-label head", "rows": a.rows,
            "batch_size": a.batch_size, "max_length": a.max_length, "steps": m["steps"], "tokens": m["tokens"],
-           "rounds": a.rounds, "padding_free": m.get("padding_free"),
+           "rounds": a.rounds, "padding_free": m.get("padding_free"), "dropout": a.dropout,
            "torch_samples_per_s": round(median("torch", "samples_per_s"), 2),
            "mlx_samples_per_s": round(median("mlx", "samples_per_s"), 2),
            "ratio": round(median("mlx", "samples_per_s") / median("torch", "samples_per_s"), 3),

@@ -48,7 +48,11 @@ def _stamp_problem() -> str | None:
         return f"built for mlx {built_for or '(unknown)'}, running mlx {mx.__version__}; {rebuild}"
     from .build import _fingerprint
 
-    if STAMP.read_text() != _fingerprint():  # an older build: its entry points may not match this package's calls
+    try:
+        current = _fingerprint()
+    except OSError:  # an install without the C++ sources: nothing to compare against
+        return None
+    if STAMP.read_text() != current:  # an older build: its entry points may not match this package's calls
         return f"built from other kernel sources than these; {rebuild}"
     return None
 

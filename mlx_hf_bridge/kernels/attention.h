@@ -255,6 +255,10 @@ struct HeadTask {
     }
   }
 
+  // A block of query rows ends at `block` rows or at its segment's end, whichever comes first: a block
+  // straddling two packed sequences would score every row against both sequences' keys.
+  int64_t block_end(int64_t i0) const { return std::min({s.L, i0 + block, w.seg_hi[i0]}); }
+
   // The keys row i sees: its segment, within the window; and the keys a block of rows sees.
   std::pair<int64_t, int64_t> row_range(int64_t i) const {
     if (s.window < 0) return {w.seg_lo[i], w.seg_hi[i]};
@@ -286,8 +290,8 @@ inline void attention_forward(const float* qkv, const float* mask, const float* 
       task.pack(qkv, mask, segments);
       float* lse_bh = lse + t * s.L;
       const float* kb = task.w.key_bias.data();
-      for (int64_t i0 = 0; i0 < s.L; i0 += task.block) {
-        const int64_t i1 = std::min(s.L, i0 + task.block);
+      for (int64_t i0 = 0, i1; i0 < s.L; i0 = i1) {
+        i1 = task.block_end(i0);
         const auto [k0, k1] = task.key_range(i0, i1);
         const int64_t width = round_up(k1 - k0, kVec);
         task.block_scores(i0, i1, k0, width);
@@ -340,8 +344,9 @@ inline void attention_backward(const float* qkv, const float* mask, const float*
         delta[i] = row_dot(d_o + i * D, out + task.out_offset(i), D);
       }
       const float* lse_bh = lse + t * L;
-      for (int64_t i0 = 0; i0 < L; i0 += task.block) {
-        const int64_t i1 = std::min(L, i0 + task.block), rows = i1 - i0;
+      for (int64_t i0 = 0, i1; i0 < L; i0 = i1) {
+        i1 = task.block_end(i0);
+        const int64_t rows = i1 - i0;
         const auto [k0, k1] = task.key_range(i0, i1);
         const int64_t width = round_up(k1 - k0, kVec), keys = k1 - k0;
         task.block_scores(i0, i1, k0, width);
