@@ -69,7 +69,7 @@ fi
 # Same mlx as .venv: both venvs share the CPU kernels built above, which are built per mlx version.
 # `--main-only` (what ./run demo passes) skips it: the demo needs only .venv.
 [[ "${1:-}" == "--main-only" ]] && exit 0
-ST6_PINS=(torch==2.13.0 sentence-transformers==6.2.0 transformers==5.24.0)
+ST6_PINS=(torch==2.13.0 sentence-transformers==6.2.0 transformers==5.25.0)
 if [[ ! -x .venv-st6/bin/python ]]; then
   $PY -m venv .venv-st6
 fi

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 MISSING = dataclasses.MISSING  # what the specs use for "no default" (never a dataclass default itself)
-TESTED_RANGE = "5.3.0 .. 5.24.0"  # the transformers versions CI runs the suite on (.venv, .venv-st6)
+TESTED_RANGE = "5.3.0 .. 5.25.0"  # the transformers versions CI runs the suite on (.venv, .venv-st6)
 _FACTORIES = {"list": list, "dict": dict, "set": set, "tuple": tuple}
 
 
@@ -138,5 +138,5 @@ def installed_fields() -> tuple[FieldSpec, ...]:
         raise UnreadableTrainingArguments(
             f"Could not read the training-argument fields of transformers {transformers_version()} from {path}: "
             f"{exc}. The bridge is tested with transformers {TESTED_RANGE}; install one of those, e.g. "
-            "`pip install 'transformers==5.24.0'`, and please report the version that failed."
+            "`pip install 'transformers==5.25.0'`, and please report the version that failed."
         ) from exc
