@@ -370,12 +370,18 @@ inline void attention_backward(const float* qkv, const float* mask, const float*
         }
         gemm(keys, D, rows, pd, 1, task.Lp, d_o + i0 * D, D, dv + k0 * D, D, true);
         gemm(rows, width, D, d_o + i0 * D, D, 1, vt + k0, task.Lp, dp, task.Lp, false);
+        const float keep_scale = 1.0f / (1.0f - s.dropout);
         for (int64_t i = i0; i < i1; ++i) {
           const float* p = scores + (i - i0) * task.Lp;
           float* g = dp + (i - i0) * task.Lp;
-          if (s.dropout > 0.0f) apply_dropout(g, width, t, i, k0, s);
           const float di = delta[i];
-          for (int64_t j = 0; j < width; ++j) g[j] = p[j] * (g[j] - di);
+          if (s.dropout > 0.0f) {
+            // dP = dPd M / (1 - p), M read off Pd (no second hash): where P = 0, dS is 0 either way
+            const float* kept = pd + (i - i0) * task.Lp;
+            for (int64_t j = 0; j < width; ++j) g[j] = p[j] * ((kept[j] != 0.0f ? g[j] * keep_scale : 0.0f) - di);
+          } else {
+            for (int64_t j = 0; j < width; ++j) g[j] = p[j] * (g[j] - di);
+          }
         }
         gemm(rows, D, keys, dp, task.Lp, 1, w.kr.data() + k0 * D, D, dq + i0 * D, D, false);
         gemm(keys, D, rows, dp, 1, task.Lp, w.qr.data() + i0 * D, D, dk + k0 * D, D, true);
