@@ -253,7 +253,7 @@ class Model(nn.Module):
         else:
             bias = None if attention_mask is None else padding_bias(attention_mask, x.dtype)
         hidden_states = [x] if output_hidden_states else None
-        first = self._first_tokens(bias, packing, attention_mask, output_hidden_states)
+        first = self._first_tokens(bias, packing, output_hidden_states)
         for i, layer in enumerate(self.encoder.layer):
             last = i == len(self.encoder.layer) - 1
             x = layer(x, first if last and first is not None else bias, *layer_args)
@@ -270,13 +270,12 @@ class Model(nn.Module):
         # as transformers: each layer's output, the last entry replaced by the last hidden state
         return x, (*hidden_states[:-1], x)
 
-    def _first_tokens(self, bias, packing, attention_mask, output_hidden_states):
+    def _first_tokens(self, bias, packing, output_hidden_states):
         if not self.first_token_only or output_hidden_states or not self.encoder.layer:
             return None
         if packing is None:
             return FirstTokens(bias)
-        first = packing.first_indices()
-        return None if first is None else FirstTokens(bias, first, packing.segments)
+        return None if packing.first is None else FirstTokens(bias, packing.first, packing.segments)
 
     def _final_norm(self, x):
         return x  # BERT / RoBERTa have none (X-MOD's pre-norm variant does)

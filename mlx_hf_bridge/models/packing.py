@@ -18,10 +18,11 @@ MULTIPLE = 32
 class SequencePacking:
     """How one (B, L) batch is packed: ``pack`` (B, L, H) -> (1, T, H), ``unpack`` back."""
 
-    def __init__(self, gather, unpack_index, key_mask, segments, shape):
+    def __init__(self, gather, unpack_index, key_mask, segments, shape, first=None):
         self.gather, self.unpack_index = gather, unpack_index
         self.key_mask, self.segments = key_mask, segments  # (1, T) each: the attention kernel's inputs
         self.shape = shape
+        self.first = first  # (B,) each sequence's first packed index; None when a row is empty
 
     @classmethod
     def plan(cls, attention_mask) -> "SequencePacking | None":
@@ -43,14 +44,9 @@ class SequencePacking:
         key_mask = np.concatenate([np.ones(n), np.zeros(tail)]).astype(np.float32)  # ... that nobody attends to
         unpack_index = np.full(B * L, T, np.int32)  # padded positions read the zero row appended at T
         unpack_index[rows * L + cols] = np.arange(n, dtype=np.int32)
-        return cls(mx.array(gather), mx.array(unpack_index), mx.array(key_mask[None]), mx.array(segments[None]), (B, L))
-
-    def first_indices(self) -> mx.array | None:
-        """Each sequence's first packed index (B,), or None when a row is empty (it has no first token)."""
-        B, L = self.shape
-        starts = np.asarray(self.unpack_index).reshape(B, L)[:, 0]
-        T = self.key_mask.shape[1]
-        return None if (starts == T).any() else mx.array(starts.astype(np.int32))
+        first = None if (lengths == 0).any() else mx.array((np.cumsum(lengths) - lengths).astype(np.int32))
+        return cls(mx.array(gather), mx.array(unpack_index), mx.array(key_mask[None]), mx.array(segments[None]), (B, L),
+                   first)
 
     def pack(self, x: mx.array) -> mx.array:
         B, L = self.shape

@@ -74,8 +74,8 @@ class TaskModel(nn.Module):
     ``backbone -> head -> loss`` and returns a :class:`TaskOutput`.
 
     ``padding_free=True`` runs the backbone packed where it can (the CPU kernels' fused attention:
-    real tokens only, each row attending to itself), and per-token heads (token classification, MLM: ``per_token``) run on the real tokens
-    only, their logits 0 at padding. At real tokens everything equals the padded forward, so losses
+    real tokens only, each row attending to itself), and per-token heads (token classification,
+    MLM: ``per_token``) run on the real tokens only, their logits 0 at padding. At real tokens everything equals the padded forward, so losses
     do too as long as padded positions carry label -100 (HF's collators do; anything else is
     refused in this mode). Default: on for sequence-level heads (their logits and losses are the
     padded ones), off for per-token heads (transformers returns logits at padded positions too).
