@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pylate_suite as suite  # noqa: E402
+import pylate_suite as suite  # noqa: E402  (puts examples/pylate_scripts on sys.path)
+import make_local_data as mld  # noqa: E402
 
 EXAMPLES = ("contrastive.py", "knowledge_distillation.py", "xtr_contrastive.py", "xtr_knowledge_distillation.py",
             "gte_modern_colbert.py", "reason_moderncolbert.py", "agent_modern_colbert.py")
@@ -54,35 +55,22 @@ NANO = ("ClimateFEVER", "DBPedia", "FEVER", "FiQA2018", "HotpotQA", "MSMARCO", "
         "SCIDOCS", "ArguAna", "SciFact", "Touche2020")
 
 
-def _jsonl(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
-def _readme(folder: Path, configs: dict[str, dict[str, str]]) -> None:
-    lines = ["---", "configs:"]
-    for name, splits in configs.items():
-        lines += [f"- config_name: {name}", "  data_files:"]
-        lines += [line for split, path in splits.items() for line in (f"  - split: {split}", f"    path: {path}")]
-    (folder / "README.md").write_text("\n".join([*lines, "---", "", "Offline stand-in (synthetic).", ""]))
-
-
 def _nano(folder: Path, seed: int) -> None:
     """A NanoBEIR set: corpus (_id, text), queries (_id, text), qrels (query-id, corpus-id); split train."""
     rng = random.Random(seed)
-    texts = [text for _, text in suite_topics()]
+    texts = [text for _, text in mld.TOPICS]
     corpus = [{"_id": f"d{i}", "text": f"{texts[i % len(texts)]} ({i})"} for i in range(12)]
-    queries = [{"_id": f"q{i}", "text": suite_topics()[i % len(texts)][0]} for i in range(4)]
+    queries = [{"_id": f"q{i}", "text": mld.TOPICS[i % len(texts)][0]} for i in range(4)]
     qrels = [{"query-id": f"q{i}", "corpus-id": f"d{rng.randrange(12)}"} for i in range(4)]
     for name, rows in (("corpus", corpus), ("queries", queries), ("qrels", qrels)):
-        _jsonl(folder / name / "train.jsonl", rows)
-    _readme(folder, {name: {"train": f"{name}/train.jsonl"} for name in ("corpus", "queries", "qrels")})
+        mld._jsonl(folder / name / "train.jsonl", rows)
+    mld._readme(folder, {name: f"{name}/train.jsonl" for name in ("corpus", "queries", "qrels")})
 
 
 def _agentir(folder: Path, rows: int, negatives: int = 8) -> None:
     """Tevatron/AgentIR-data's train split: query_id, query, positive_passages / negative_passages
     (lists of {docid, title, text})."""
-    topics = suite_topics()
+    topics = mld.TOPICS
     data = []
     for i in range(rows):
         q, pos = topics[i % len(topics)]
@@ -90,19 +78,11 @@ def _agentir(folder: Path, rows: int, negatives: int = 8) -> None:
         data.append({"query_id": str(i), "query": f"{q} ({i})",
                      "positive_passages": [{"docid": f"p{i}", "title": "", "text": pos}],
                      "negative_passages": [{"docid": f"n{i}-{j}", "title": "", "text": t} for j, t in enumerate(negs)]})
-    _jsonl(folder / "train.jsonl", data)
-    _readme(folder, {"default": {"train": "train.jsonl"}})
-
-
-def suite_topics():
-    import make_local_data
-
-    return make_local_data.TOPICS
+    mld._jsonl(folder / "train.jsonl", data)
+    mld._readme(folder, {"default": "train.jsonl"})
 
 
 def build_datasets(out: Path) -> dict[str, Path]:
-    import make_local_data as mld
-
     folders = {
         # contrastive: batch 32 after a 1 % test split; KD: batch 16
         "sentence-transformers/msmarco-bm25": mld.msmarco_bm25(out / "bm25", rows=40),
